@@ -1,0 +1,306 @@
+"""A Batch account's state and operations, with no HTTP in sight.
+
+Every public method takes and returns REST-shaped dicts, validates what Batch
+validates, and raises ``BatchServiceError`` with Batch's codes. All state
+changes happen under one re-entrant lock; the scheduler and node agents call
+back into the account for their transitions.
+"""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from local.batch import errors
+from local.batch.entities import Job, Node, Pool, Task
+from local.batch.errors import BatchServiceError
+from local.batch.odata import apply_select, compile_filter
+from local.batch.timeutil import utcnow
+
+MAX_TASKS_PER_COLLECTION = 100
+TERMINAL_JOB_STATES = ("completed", "deleting")
+
+
+def _require(body: dict[str, Any], *names: str) -> None:
+    missing = [name for name in names if body.get(name) in (None, "")]
+    if missing:
+        raise BatchServiceError(
+            400, "MissingRequiredProperty", f"A required property was not specified: {missing[0]}.", {"PropertyName": missing[0]}
+        )
+
+
+class BatchAccount:
+    """One account: pools of simulated nodes, jobs and their tasks."""
+
+    def __init__(self, name: str, data_dir: Path, base_url: str, node_network: str = "127.0.1.0/24"):
+        self.name = name
+        self.data_dir = data_dir
+        self.base_url = base_url.rstrip("/")
+        self.lock = threading.RLock()
+        self.pools: dict[str, Pool] = {}
+        self.jobs: dict[str, Job] = {}
+        self.tasks: dict[str, dict[str, Task]] = {}
+        self._addresses = (str(ip) for ip in ipaddress.ip_network(node_network).hosts())
+        self._node_serial = 0
+        self.changed = threading.Condition(self.lock)
+
+    def notify(self) -> None:
+        """Wake the scheduler: something it acts on has changed."""
+        with self.changed:
+            self.changed.notify_all()
+
+    # ---- pools -------------------------------------------------------------------
+    def create_pool(self, body: dict[str, Any]) -> Pool:
+        _require(body, "id", "vmSize")
+        with self.lock:
+            if body["id"] in self.pools:
+                raise errors.exists("Pool", body["id"])
+            pool = Pool(id=body["id"], spec=dict(body), state="active", allocation_state="resizing")
+            self.pools[pool.id] = pool
+        self.notify()
+        return pool
+
+    def get_pool(self, pool_id: str) -> Pool:
+        with self.lock:
+            pool = self.pools.get(pool_id)
+            if pool is None:
+                raise errors.not_found("Pool", pool_id)
+            return pool
+
+    def list_pools(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return self._render(self.pools.values(), filter_, select)
+
+    def update_pool(self, pool_id: str, patch: dict[str, Any]) -> Pool:
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            for key in ("startTask", "metadata", "applicationPackageReferences"):
+                if key in patch:
+                    pool.spec[key] = patch[key]
+            pool.touch()
+            return pool
+
+    def resize_pool(self, pool_id: str, body: dict[str, Any]) -> None:
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            if pool.state == "deleting":
+                raise BatchServiceError(409, "PoolBeingDeleted", f"The pool '{pool_id}' is being deleted.")
+            if pool.spec.get("enableAutoScale"):
+                raise BatchServiceError(409, "AutoScalingEnabled", f"The pool '{pool_id}' has autoscale enabled.")
+            for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
+                if key in body:
+                    pool.spec[key] = int(body[key])
+            pool.set_allocation_state("resizing")
+        self.notify()
+
+    def delete_pool(self, pool_id: str) -> None:
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            pool.set_state("deleting")
+            pool.spec["targetDedicatedNodes"] = 0
+            pool.spec["targetLowPriorityNodes"] = 0
+            pool.set_allocation_state("resizing")
+        self.notify()
+
+    def list_nodes(self, pool_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            rendered = [node.to_rest(self.base_url) for node in pool.nodes.values()]
+            predicate = compile_filter(filter_)
+            return [apply_select(node, select) for node in rendered if predicate(node)]
+
+    def get_node(self, pool_id: str, node_id: str) -> Node:
+        with self.lock:
+            node = self.get_pool(pool_id).nodes.get(node_id)
+            if node is None:
+                raise errors.not_found("Node", node_id)
+            return node
+
+    def add_node(self, pool: Pool, dedicated: bool) -> Node:
+        """Allocate one node for ``pool``: a fresh directory tree and loopback address."""
+        with self.lock:
+            self._node_serial += 1
+            node_id = f"tvmps_{self._node_serial:012d}_d" if dedicated else f"tvmps_{self._node_serial:012d}_p"
+            try:
+                address = next(self._addresses)
+            except StopIteration:
+                raise BatchServiceError(409, "AccountNodeLimitReached", "No loopback addresses left for nodes.") from None
+            root = self.data_dir / "nodes" / node_id
+            for sub in ("shared", "startup", "applications", "workitems", "fsmounts"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            node = Node(id=node_id, pool_id=pool.id, ip_address=address, root_dir=root, is_dedicated=dedicated)
+            pool.nodes[node_id] = node
+            pool.touch()
+            return node
+
+    def remove_node(self, pool: Pool, node: Node) -> None:
+        with self.lock:
+            pool.nodes.pop(node.id, None)
+            pool.touch()
+        shutil.rmtree(node.root_dir, ignore_errors=True)
+
+    # ---- jobs --------------------------------------------------------------------
+    def create_job(self, body: dict[str, Any]) -> Job:
+        _require(body, "id", "poolInfo")
+        if not (body["poolInfo"] or {}).get("poolId"):
+            raise errors.invalid("poolInfo.poolId is required: this service does not support auto pools.", PropertyName="poolInfo")
+        with self.lock:
+            if body["id"] in self.jobs:
+                raise errors.exists("Job", body["id"])
+            job = Job(id=body["id"], spec=dict(body), state="active")
+            self.jobs[job.id] = job
+            self.tasks[job.id] = {}
+        self.notify()
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                raise errors.not_found("Job", job_id)
+            return job
+
+    def list_jobs(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return self._render(self.jobs.values(), filter_, select)
+
+    def update_job(self, job_id: str, patch: dict[str, Any]) -> Job:
+        with self.lock:
+            job = self.get_job(job_id)
+            if job.state in TERMINAL_JOB_STATES:
+                raise BatchServiceError(409, "JobCompleted", f"The job '{job_id}' is {job.state}.")
+            for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "poolInfo"):
+                if key in patch:
+                    job.spec[key] = patch[key]
+            job.touch()
+        self.notify()
+        return job
+
+    def terminate_job(self, job_id: str, reason: str | None = None) -> None:
+        with self.lock:
+            job = self.get_job(job_id)
+            if job.state in TERMINAL_JOB_STATES:
+                raise BatchServiceError(409, "JobCompleted", f"The job '{job_id}' has already completed.")
+            job.terminate_reason = reason or "UserTerminate"
+            job.set_state("terminating")
+        self.notify()
+
+    def delete_job(self, job_id: str) -> None:
+        with self.lock:
+            job = self.get_job(job_id)
+            job.set_state("deleting")
+        self.notify()
+
+    def task_counts(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            self.get_job(job_id)
+            counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+            slots = dict(counts)
+            for task in self.tasks[job_id].values():
+                bucket = "running" if task.state in ("preparing", "running") else task.state
+                weight = int(task.spec.get("requiredSlots") or 1)
+                counts[bucket] += 1
+                slots[bucket] += weight
+                if task.state == "completed":
+                    key = "succeeded" if task.result == "success" else "failed"
+                    counts[key] += 1
+                    slots[key] += weight
+            return {"taskCounts": counts, "taskSlotCounts": slots}
+
+    # ---- tasks -------------------------------------------------------------------
+    def _open_job(self, job_id: str) -> Job:
+        job = self.get_job(job_id)
+        if job.state != "active":
+            raise BatchServiceError(409, "JobNotActive", f"The job '{job_id}' is {job.state}; tasks cannot be added.")
+        return job
+
+    def _new_task(self, job: Job, body: dict[str, Any]) -> Task:
+        _require(body, "id", "commandLine")
+        if body["id"] in self.tasks[job.id]:
+            raise errors.exists("Task", body["id"])
+        task = Task(id=body["id"], spec=dict(body), state="active", job_id=job.id)
+        self.tasks[job.id][task.id] = task
+        job.task_order.append(task.id)
+        return task
+
+    def add_task(self, job_id: str, body: dict[str, Any]) -> Task:
+        with self.lock:
+            task = self._new_task(self._open_job(job_id), body)
+        self.notify()
+        return task
+
+    def add_task_collection(self, job_id: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add up to 100 tasks; each gets its own result, as in Batch."""
+        if len(bodies) > MAX_TASKS_PER_COLLECTION:
+            raise BatchServiceError(
+                413, "RequestBodyTooLarge",
+                f"A task collection may hold at most {MAX_TASKS_PER_COLLECTION} tasks; this one has {len(bodies)}.",
+            )
+        results = []
+        with self.lock:
+            job = self._open_job(job_id)
+            for body in bodies:
+                try:
+                    task = self._new_task(job, body)
+                    results.append({"status": "success", "taskId": task.id, "eTag": task.etag,
+                                    "lastModified": task.to_rest(self.base_url)["lastModified"],
+                                    "location": f"{self.base_url}/jobs/{job_id}/tasks/{task.id}"})
+                except BatchServiceError as exc:
+                    results.append({"status": "clienterror" if exc.status < 500 else "servererror", "taskId": body.get("id"),
+                                    "error": {"code": exc.code, "message": {"lang": "en-US", "value": exc.message}}})
+        self.notify()
+        return results
+
+    def get_task(self, job_id: str, task_id: str) -> Task:
+        with self.lock:
+            self.get_job(job_id)
+            task = self.tasks[job_id].get(task_id)
+            if task is None:
+                raise errors.not_found("Task", task_id)
+            return task
+
+    def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            job = self.get_job(job_id)
+            tasks = self.tasks[job_id]
+            return self._render((tasks[tid] for tid in job.task_order if tid in tasks), filter_, select)
+
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        with self.lock:
+            task = self.get_task(job_id, task_id)
+            if task.state == "completed":
+                return
+            task.terminate_requested = True
+            if task.state == "active":
+                self.complete_task(task, exit_code=None, failure=("UserError", "TaskEnded", "The task was terminated."))
+        self.notify()
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        with self.lock:
+            task = self.get_task(job_id, task_id)
+            task.terminate_requested = True
+            del self.tasks[job_id][task_id]
+            self.jobs[job_id].task_order.remove(task_id)
+        self.notify()
+
+    def complete_task(self, task: Task, exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
+        """Move ``task`` to completed with Batch's result and failure info."""
+        with self.lock:
+            task.end_time = utcnow()
+            task.exit_code = exit_code
+            if failure is None and exit_code not in (None, 0):
+                failure = ("UserError", "FailureExitCode", "The task exited with an exit code representing a failure")
+            task.result = "failure" if failure else "success"
+            task.failure_info = (
+                {"category": failure[0], "code": failure[1], "message": failure[2]} if failure else None
+            )
+            task.set_state("completed")
+        self.notify()
+
+    # ---- rendering ---------------------------------------------------------------
+    def _render(self, entities: Iterable[Any], filter_: str | None, select: str | None) -> list[dict[str, Any]]:
+        predicate = compile_filter(filter_)
+        rendered = (entity.to_rest(self.base_url) for entity in entities)
+        return [apply_select(item, select) for item in rendered if predicate(item)]

@@ -1,0 +1,244 @@
+"""Pools, nodes, jobs and tasks: state holders that render themselves as Batch REST JSON.
+
+Each entity keeps the client's create body (``spec``) verbatim, as the service
+echoes those properties back, and adds the runtime state Batch reports.
+Transitions are made by ``account`` and the background workers, under the
+account lock; the entities themselves hold no locks and do no I/O.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from local.batch.timeutil import iso, utcnow
+
+_etags = itertools.count(1)
+
+
+def new_etag() -> str:
+    return f'"0x8DD{next(_etags):012X}"'
+
+
+@dataclass
+class Entity:
+    """Common bookkeeping: ETag, last modified, state and its transition times."""
+
+    id: str
+    spec: dict[str, Any]
+    state: str
+    creation_time: datetime = field(default_factory=utcnow)
+    last_modified: datetime = field(default_factory=utcnow)
+    etag: str = field(default_factory=new_etag)
+    state_transition_time: datetime = field(default_factory=utcnow)
+    previous_state: str | None = None
+    previous_state_transition_time: datetime | None = None
+
+    def touch(self) -> None:
+        self.last_modified = utcnow()
+        self.etag = new_etag()
+
+    def set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.previous_state, self.previous_state_transition_time = self.state, self.state_transition_time
+        self.state, self.state_transition_time = state, utcnow()
+        self.touch()
+
+    def _common(self) -> dict[str, Any]:
+        out = dict(self.spec)
+        out.update(
+            {
+                "id": self.id,
+                "eTag": self.etag,
+                "lastModified": iso(self.last_modified),
+                "creationTime": iso(self.creation_time),
+                "state": self.state,
+                "stateTransitionTime": iso(self.state_transition_time),
+            }
+        )
+        if self.previous_state:
+            out["previousState"] = self.previous_state
+            out["previousStateTransitionTime"] = iso(self.previous_state_transition_time)
+        return out
+
+
+@dataclass
+class Node:
+    """A simulated compute node: a directory tree and a loopback address of its own."""
+
+    id: str
+    pool_id: str
+    ip_address: str
+    root_dir: Path
+    is_dedicated: bool = True
+    state: str = "starting"
+    scheduling_state: str = "enabled"
+    state_transition_time: datetime = field(default_factory=utcnow)
+    allocation_time: datetime = field(default_factory=utcnow)
+    running_task_slots: int = 0
+    running_tasks: list[tuple[str, str]] = field(default_factory=list)  # (job id, task id)
+    total_tasks_run: int = 0
+    total_tasks_succeeded: int = 0
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state, self.state_transition_time = state, utcnow()
+
+    @property
+    def shared_dir(self) -> Path:
+        return self.root_dir / "shared"
+
+    def task_dir(self, job_id: str, task_id: str) -> Path:
+        return self.root_dir / "workitems" / job_id / "job-1" / task_id
+
+    def to_rest(self, base_url: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": f"{base_url}/pools/{self.pool_id}/nodes/{self.id}",
+            "state": self.state,
+            "schedulingState": self.scheduling_state,
+            "stateTransitionTime": iso(self.state_transition_time),
+            "allocationTime": iso(self.allocation_time),
+            "lastBootTime": iso(self.allocation_time),
+            "ipAddress": self.ip_address,
+            "affinityId": f"TVM:{self.id}",
+            "isDedicated": self.is_dedicated,
+            "totalTasksRun": self.total_tasks_run,
+            "totalTasksSucceeded": self.total_tasks_succeeded,
+            "runningTasksCount": len(self.running_tasks),
+            "runningTaskSlotsCount": self.running_task_slots,
+            "recentTasks": [
+                {"jobId": job_id, "taskId": task_id, "taskUrl": f"{base_url}/jobs/{job_id}/tasks/{task_id}", "taskState": "running"}
+                for job_id, task_id in self.running_tasks
+            ],
+        }
+
+
+@dataclass
+class Pool(Entity):
+    allocation_state: str = "steady"
+    allocation_state_transition_time: datetime = field(default_factory=utcnow)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def target_dedicated(self) -> int:
+        return int(self.spec.get("targetDedicatedNodes") or 0)
+
+    @property
+    def target_low_priority(self) -> int:
+        return int(self.spec.get("targetLowPriorityNodes") or 0)
+
+    @property
+    def slots_per_node(self) -> int:
+        return int(self.spec.get("taskSlotsPerNode") or 1)
+
+    def set_allocation_state(self, state: str) -> None:
+        if state != self.allocation_state:
+            self.allocation_state, self.allocation_state_transition_time = state, utcnow()
+            self.touch()
+
+    def to_rest(self, base_url: str) -> dict[str, Any]:
+        out = self._common()
+        dedicated = sum(1 for n in self.nodes.values() if n.is_dedicated)
+        out.update(
+            {
+                "url": f"{base_url}/pools/{self.id}",
+                "allocationState": self.allocation_state,
+                "allocationStateTransitionTime": iso(self.allocation_state_transition_time),
+                "currentDedicatedNodes": dedicated,
+                "currentLowPriorityNodes": len(self.nodes) - dedicated,
+                "targetDedicatedNodes": self.target_dedicated,
+                "targetLowPriorityNodes": self.target_low_priority,
+                "taskSlotsPerNode": self.slots_per_node,
+                "enableAutoScale": bool(self.spec.get("enableAutoScale", False)),
+                "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication", False)),
+                "resizeTimeout": self.spec.get("resizeTimeout", "PT15M"),
+            }
+        )
+        return out
+
+
+@dataclass
+class Job(Entity):
+    start_time: datetime = field(default_factory=utcnow)
+    end_time: datetime | None = None
+    terminate_reason: str | None = None
+    task_order: list[str] = field(default_factory=list)
+
+    @property
+    def pool_id(self) -> str:
+        return (self.spec.get("poolInfo") or {}).get("poolId", "")
+
+    def to_rest(self, base_url: str) -> dict[str, Any]:
+        out = self._common()
+        execution: dict[str, Any] = {"startTime": iso(self.start_time), "poolId": self.pool_id}
+        if self.end_time:
+            execution["endTime"] = iso(self.end_time)
+        if self.terminate_reason:
+            execution["terminateReason"] = self.terminate_reason
+        out.update(
+            {
+                "url": f"{base_url}/jobs/{self.id}",
+                "executionInfo": execution,
+                "onAllTasksComplete": self.spec.get("onAllTasksComplete", "noaction"),
+                "onTaskFailure": self.spec.get("onTaskFailure", "noaction"),
+                "priority": self.spec.get("priority", 0),
+                "usesTaskDependencies": bool(self.spec.get("usesTaskDependencies", False)),
+                "metadata": self.spec.get("metadata", []),
+                "constraints": self.spec.get("constraints", {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "maxTaskRetryCount": 0}),
+            }
+        )
+        return out
+
+
+@dataclass
+class Task(Entity):
+    job_id: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    result: str | None = None
+    failure_info: dict[str, Any] | None = None
+    retry_count: int = 0
+    requeue_count: int = 0
+    last_retry_time: datetime | None = None
+    node_id: str | None = None
+    pool_id: str | None = None
+    task_dir: Path | None = None
+    terminate_requested: bool = False
+
+    @property
+    def max_retries(self) -> int:
+        return int((self.spec.get("constraints") or {}).get("maxTaskRetryCount") or 0)
+
+    def to_rest(self, base_url: str) -> dict[str, Any]:
+        out = self._common()
+        out["url"] = f"{base_url}/jobs/{self.job_id}/tasks/{self.id}"
+        execution: dict[str, Any] = {"retryCount": self.retry_count, "requeueCount": self.requeue_count}
+        for key, value in (
+            ("startTime", iso(self.start_time)),
+            ("endTime", iso(self.end_time)),
+            ("exitCode", self.exit_code),
+            ("result", self.result),
+            ("failureInfo", self.failure_info),
+            ("lastRetryTime", iso(self.last_retry_time)),
+        ):
+            if value is not None:
+                execution[key] = value
+        out["executionInfo"] = execution
+        if self.node_id:
+            task_url = f"{base_url}/jobs/{self.job_id}/tasks/{self.id}"
+            out["nodeInfo"] = {
+                "affinityId": f"TVM:{self.node_id}",
+                "nodeUrl": f"{base_url}/pools/{self.pool_id}/nodes/{self.node_id}",
+                "poolId": self.pool_id,
+                "nodeId": self.node_id,
+                "taskRootDirectory": f"workitems/{self.job_id}/job-1/{self.id}",
+                "taskRootDirectoryUrl": f"{task_url}/files",
+            }
+        out.setdefault("constraints", {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "retentionTime": "P7D", "maxTaskRetryCount": 0})
+        out.setdefault("requiredSlots", 1)
+        return out

@@ -1,0 +1,216 @@
+"""The node agent: runs start tasks and tasks on a simulated node as real processes.
+
+A task runs in ``workitems/<job>/job-1/<task>/wd`` under its node's root, with
+stdout.txt and stderr.txt beside ``wd``, in a process group of its own so that
+terminating it (by request or at its wall-clock limit) kills everything it
+started. Command lines are not run through a shell, exactly as on Batch: a
+task that wants one says ``/bin/bash -c '...'``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from local.batch.account import BatchAccount
+from local.batch.entities import Job, Node, Pool, Task
+from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
+from local.batch.timeutil import parse_duration, utcnow
+
+log = logging.getLogger("local.batch.node_agent")
+
+POLL_SECONDS = 0.05
+
+
+def _env_list(settings: list[dict[str, Any]] | None) -> dict[str, str]:
+    return {item["name"]: str(item.get("value") or "") for item in settings or [] if item.get("name")}
+
+
+class NodeAgent:
+    """Starts work on nodes in background threads and reports back to the account."""
+
+    def __init__(self, account: BatchAccount, account_url: str):
+        self.account = account
+        self.account_url = account_url
+        self._threads: set[threading.Thread] = set()
+        self._procs: set[subprocess.Popen] = set()
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+
+    # ---- lifecycle ---------------------------------------------------------------
+    def _spawn(self, target, *args) -> None:
+        thread = threading.Thread(target=self._tracked, args=(target, *args), daemon=True)
+        with self._guard:
+            self._threads.add(thread)
+        thread.start()
+
+    def _tracked(self, target, *args) -> None:
+        try:
+            target(*args)
+        except Exception:
+            log.exception("node agent work failed")
+        finally:
+            with self._guard:
+                self._threads.discard(threading.current_thread())
+
+    def stop_all(self) -> None:
+        """Kill every process the agent started and wait for its threads."""
+        self._stopping.set()
+        with self._guard:
+            procs, threads = list(self._procs), list(self._threads)
+        for proc in procs:
+            _kill_group(proc)
+        for thread in threads:
+            thread.join(timeout=10)
+
+    # ---- nodes -------------------------------------------------------------------
+    def boot(self, pool: Pool, node: Node) -> None:
+        start_task = pool.spec.get("startTask")
+        if not start_task:
+            node.set_state("idle")
+            return
+        node.set_state("waitingforstarttask" if start_task.get("waitForSuccess", True) else "idle")
+        self._spawn(self._run_start_task, pool, node, start_task)
+
+    def _run_start_task(self, pool: Pool, node: Node, start_task: dict[str, Any]) -> None:
+        task_dir = node.root_dir / "startup"
+        env = self._base_env(pool, node) | _env_list(start_task.get("environmentSettings"))
+        env["AZ_BATCH_TASK_WORKING_DIR"] = str(task_dir / "wd")
+        env["AZ_BATCH_TASK_DIR"] = str(task_dir)
+        try:
+            (task_dir / "wd").mkdir(parents=True, exist_ok=True)
+            download_resource_files(start_task.get("resourceFiles"), task_dir / "wd")
+            exit_code, _ = self._run_process(start_task["commandLine"], task_dir, env, None, lambda: False)
+        except TransferError:
+            exit_code = None
+        with self.account.lock:
+            if exit_code == 0 or not start_task.get("waitForSuccess", True):
+                node.set_state("idle")
+            else:
+                node.set_state("starttaskfailed")
+        self.account.notify()
+
+    # ---- tasks -------------------------------------------------------------------
+    def run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
+        self._spawn(self._run_task, pool, node, job, task)
+
+    def _base_env(self, pool: Pool, node: Node) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": str(node.root_dir),
+            "AZ_BATCH_ACCOUNT_NAME": self.account.name,
+            "AZ_BATCH_ACCOUNT_URL": self.account_url,
+            "AZ_BATCH_POOL_ID": pool.id,
+            "AZ_BATCH_NODE_ID": node.id,
+            "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.is_dedicated else "false",
+            "AZ_BATCH_NODE_ROOT_DIR": str(node.root_dir),
+            "AZ_BATCH_NODE_SHARED_DIR": str(node.shared_dir),
+            "AZ_BATCH_NODE_STARTUP_DIR": str(node.root_dir / "startup"),
+            "AZ_BATCH_NODE_MOUNTS_DIR": str(node.root_dir / "fsmounts"),
+            "AZ_BATCH_CERTIFICATES_DIR": str(node.root_dir / "certs"),
+            "AZ_BATCH_TASK_USER": "_azbatch",
+            "AZ_BATCH_TASK_USER_IDENTITY": "PoolNonAdmin",
+        }
+
+    def _task_env(self, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, str]:
+        env = self._base_env(pool, node)
+        env |= _env_list(job.spec.get("commonEnvironmentSettings"))
+        env |= _env_list(task.spec.get("environmentSettings"))
+        env |= {
+            "AZ_BATCH_JOB_ID": job.id,
+            "AZ_BATCH_TASK_ID": task.id,
+            "AZ_BATCH_TASK_DIR": str(task.task_dir),
+            "AZ_BATCH_TASK_WORKING_DIR": str(task.task_dir / "wd"),
+        }
+        return env
+
+    def _run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
+        task_dir: Path = task.task_dir
+        working_dir = task_dir / "wd"
+        working_dir.mkdir(parents=True, exist_ok=True)
+        env = self._task_env(pool, node, job, task)
+        limit = parse_duration((task.spec.get("constraints") or {}).get("maxWallClockTime"))
+        failure: tuple[str, str, str] | None = None
+        exit_code: int | None = None
+        try:
+            download_resource_files(task.spec.get("resourceFiles"), working_dir)
+        except TransferError as exc:
+            failure = ("UserError", exc.code, exc.message)
+        while failure is None:
+            with self.account.lock:
+                task.set_state("running")
+            self.account.notify()
+            exit_code, timed_out = self._run_process(
+                task.spec["commandLine"], task_dir, env, limit, lambda: task.terminate_requested or self._stopping.is_set()
+            )
+            if timed_out:
+                failure = ("UserError", "MaxWallClockTimeExceeded", "The task ran longer than its maxWallClockTime and was terminated.")
+            elif task.terminate_requested:
+                failure = ("UserError", "TaskEnded", "The task was terminated.")
+            elif exit_code != 0 and task.retry_count < task.max_retries:
+                with self.account.lock:
+                    task.retry_count += 1
+                    task.last_retry_time = utcnow()
+                    task.touch()
+                continue
+            break
+        succeeded = failure is None and exit_code == 0
+        upload_errors = upload_output_files(task.spec.get("outputFiles"), working_dir, succeeded)
+        if upload_errors:
+            (task_dir / "fileuploaderr.txt").write_text("\n".join(upload_errors) + "\n")
+            if failure is None:
+                failure = ("UserError", "FileUploadMiscError", "One or more output files failed to upload; see fileuploaderr.txt.")
+        with self.account.lock:
+            node.running_task_slots -= int(task.spec.get("requiredSlots") or 1)
+            if (job.id, task.id) in node.running_tasks:
+                node.running_tasks.remove((job.id, task.id))
+            node.total_tasks_run += 1
+            if failure is None and exit_code == 0:
+                node.total_tasks_succeeded += 1
+            if not node.running_tasks and node.state == "running":
+                node.set_state("idle")
+            self.account.complete_task(task, exit_code, failure)
+
+    def _run_process(self, command_line: str, task_dir: Path, env: dict[str, str], limit, should_stop) -> tuple[int | None, bool]:
+        """Run ``command_line``; return (exit code, killed at wall-clock limit)."""
+        task_dir.mkdir(parents=True, exist_ok=True)
+        with open(task_dir / "stdout.txt", "ab") as out, open(task_dir / "stderr.txt", "ab") as err:
+            try:
+                proc = subprocess.Popen(
+                    shlex.split(command_line), cwd=task_dir / "wd", env=env, stdout=out, stderr=err,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            except OSError as exc:
+                err.write(f"could not start '{command_line.split()[0] if command_line.split() else ''}': {exc.strerror}\n".encode())
+                return 127, False
+        with self._guard:
+            self._procs.add(proc)
+        deadline = time.monotonic() + limit.total_seconds() if limit else None
+        timed_out = False
+        try:
+            while proc.poll() is None:
+                if should_stop():
+                    _kill_group(proc)
+                elif deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    _kill_group(proc)
+                time.sleep(POLL_SECONDS)
+        finally:
+            with self._guard:
+                self._procs.discard(proc)
+        code = proc.returncode
+        return (128 - code if code < 0 else code), timed_out
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

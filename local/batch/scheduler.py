@@ -1,0 +1,142 @@
+"""What Batch does between API calls: allocate nodes, place tasks, finish jobs.
+
+One background thread runs ``tick`` whenever the account changes (and every
+few hundred milliseconds anyway). Each step looks at current state and moves it
+one transition closer to what the client asked for, so a tick can be repeated
+safely.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from local.batch.account import BatchAccount
+from local.batch.entities import Job, Node, Pool, Task
+from local.batch.node_agent import NodeAgent
+from local.batch.timeutil import parse_duration, utcnow
+
+log = logging.getLogger("local.batch.scheduler")
+
+SCHEDULABLE_NODE_STATES = ("idle", "running")
+
+
+class Scheduler:
+    """Drives the account's state machines forward in a background thread."""
+
+    def __init__(self, account: BatchAccount, agent: NodeAgent, interval: float = 0.25):
+        self.account = account
+        self.agent = agent
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="batch-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.account.notify()
+        self._thread.join(timeout=10)
+        self.agent.stop_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a scheduler crash would freeze every run: log and carry on
+                log.exception("scheduler tick failed")
+            with self.account.changed:
+                self.account.changed.wait(timeout=self.interval)
+
+    def tick(self) -> None:
+        with self.account.lock:
+            for pool in list(self.account.pools.values()):
+                self._reconcile_pool(pool)
+            for job in list(self.account.jobs.values()):
+                self._reconcile_job(job)
+            for job in list(self.account.jobs.values()):
+                if job.state == "active":
+                    self._dispatch(job)
+
+    # ---- pools -------------------------------------------------------------------
+    def _reconcile_pool(self, pool: Pool) -> None:
+        for dedicated, target in ((True, pool.target_dedicated), (False, pool.target_low_priority)):
+            nodes = [n for n in pool.nodes.values() if n.is_dedicated == dedicated]
+            for _ in range(target - len(nodes)):
+                node = self.account.add_node(pool, dedicated)
+                self.agent.boot(pool, node)
+            surplus = len(nodes) - target
+            if surplus > 0:
+                for node in [n for n in nodes if not n.running_tasks][:surplus]:
+                    self.account.remove_node(pool, node)
+        busy = any(n.running_tasks for n in pool.nodes.values())
+        settled = len(pool.nodes) == pool.target_dedicated + pool.target_low_priority and not any(
+            n.state in ("starting", "waitingforstarttask") for n in pool.nodes.values()
+        )
+        if settled:
+            pool.set_allocation_state("steady")
+        if pool.state == "deleting" and not pool.nodes and not busy:
+            del self.account.pools[pool.id]
+
+    # ---- jobs --------------------------------------------------------------------
+    def _reconcile_job(self, job: Job) -> None:
+        tasks = self.account.tasks.get(job.id, {})
+        if job.state == "active":
+            limit = parse_duration((job.spec.get("constraints") or {}).get("maxWallClockTime"))
+            if limit is not None and utcnow() - job.start_time > limit:
+                job.terminate_reason = "MaxWallClockTimeExpiry"
+                job.set_state("terminating")
+            elif tasks and job.spec.get("onAllTasksComplete") == "terminatejob" and all(
+                t.state == "completed" for t in tasks.values()
+            ):
+                job.terminate_reason = "AllTasksComplete"
+                job.set_state("terminating")
+            elif job.spec.get("onTaskFailure") == "performexitoptionsjobaction" and any(
+                t.state == "completed" and t.result == "failure" for t in tasks.values()
+            ):
+                job.terminate_reason = "TaskFailed"
+                job.set_state("terminating")
+        if job.state in ("terminating", "deleting"):
+            running = False
+            for task in tasks.values():
+                if task.state == "active":
+                    self.account.complete_task(task, None, ("UserError", "TaskEnded", "The job was terminated."))
+                elif task.state in ("preparing", "running"):
+                    task.terminate_requested = True
+                    running = True
+            if not running:
+                if job.state == "deleting":
+                    del self.account.jobs[job.id]
+                    self.account.tasks.pop(job.id, None)
+                else:
+                    job.end_time = utcnow()
+                    job.set_state("completed")
+
+    # ---- placement ---------------------------------------------------------------
+    def _dispatch(self, job: Job) -> None:
+        pool = self.account.pools.get(job.pool_id)
+        if pool is None or pool.state != "active":
+            return
+        nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE_NODE_STATES and n.scheduling_state == "enabled"]
+        if not nodes:
+            return
+        tasks = self.account.tasks[job.id]
+        for task_id in job.task_order:
+            task = tasks.get(task_id)
+            if task is None or task.state != "active":
+                continue
+            slots = int(task.spec.get("requiredSlots") or 1)
+            node = next((n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots), None)
+            if node is None:
+                return
+            self._place(pool, node, job, task, slots)
+
+    def _place(self, pool: Pool, node: Node, job: Job, task: Task, slots: int) -> None:
+        node.running_task_slots += slots
+        node.running_tasks.append((job.id, task.id))
+        node.set_state("running")
+        task.node_id, task.pool_id = node.id, pool.id
+        task.task_dir = node.task_dir(job.id, task.id)
+        task.start_time = utcnow()
+        task.set_state("preparing")
+        self.agent.run_task(pool, node, job, task)
