@@ -1,0 +1,1 @@
+"""The modeller's side: submit runs, watch them, fetch results (CLI and Python API)."""

@@ -1,0 +1,24 @@
+"""What every adapter shares: the core's clients and the host's retry settings."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from shared.clients import Clients
+from shared.settings import Settings
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def clients() -> Clients:
+    """One set of SDK clients per worker process (they pool connections)."""
+    return Clients(Settings.from_env())
+
+
+@lru_cache(maxsize=1)
+def max_dequeue_count() -> int:
+    """The host's maxDequeueCount: the attempt after which a failing message is poisoned."""
+    config = json.loads((APP_ROOT / "host.json").read_text())
+    return int(((config.get("extensions") or {}).get("queues") or {}).get("maxDequeueCount", 5))

@@ -1,0 +1,98 @@
+"""``python -m local``: start, stop and use the local stack.
+
+    python -m local up            # Azurite + local Batch + local Functions host
+    python -m local example hello # run examples/hello end to end, print its manifest
+    python -m local down
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from local import stack as local_stack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=local_stack.DEFAULT_DATA_DIR, show_default=True,
+              help="Where the stack keeps storage, node directories, logs and its state file.")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path) -> None:
+    """The local stack: Azurite, a local Batch service and a local Functions host, on loopback."""
+    ctx.obj = data_dir
+
+
+@cli.command()
+@click.option("--blob-port", default=10000, show_default=True, help="0 picks a free port")
+@click.option("--queue-port", default=10001, show_default=True)
+@click.option("--batch-port", default=10100, show_default=True)
+@click.pass_obj
+def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int) -> None:
+    """Start the stack (no-op if it is already running)."""
+    running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
+    click.echo(f"local stack up: blob {running.azurite.blob_url}, queue {running.azurite.queue_url}, batch {running.batch_url}")
+    click.echo(f"logs in {running.config.data_dir / 'logs'}")
+
+
+@cli.command()
+@click.pass_obj
+def down(data_dir: Path) -> None:
+    """Stop the stack and every process it started."""
+    click.echo("local stack stopped" if local_stack.down(data_dir) else "local stack was not running")
+
+
+@cli.command()
+@click.pass_obj
+def env(data_dir: Path) -> None:
+    """Print the app settings of the running stack as shell exports (dev credentials only)."""
+    running = local_stack.RunningStack.load(data_dir)
+    if running is None or not running.alive():
+        raise click.ClickException("the local stack is not running: start it with `python -m local up`")
+    for name, value in running.app_settings().items():
+        click.echo(f"export {name}='{value}'")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--timeout", default=600, show_default=True, help="seconds to wait for the run to finish")
+@click.pass_obj
+def example(data_dir: Path, name: str, timeout: int) -> None:
+    """Run examples/NAME end to end on the local stack and print its manifest's location."""
+    from dmsbatch.api import read_manifest, submit_study, wait_for_run
+    from shared.clients import Clients
+    from shared.settings import Settings
+
+    study = REPO_ROOT / "examples" / name
+    if not study.is_dir():
+        raise click.ClickException(f"no example named {name!r} in {REPO_ROOT / 'examples'}")
+    was_running = (running := local_stack.RunningStack.load(data_dir)) is not None and running.alive()
+    started = time.monotonic()
+    running = local_stack.up(local_stack.StackConfig(data_dir=data_dir))
+    try:
+        clients = Clients(Settings.from_env(running.app_settings()))
+        run_id = submit_study(clients, study)
+        click.echo(f"submitted run {run_id}; waiting for it to finish...")
+        status = wait_for_run(clients, run_id, timeout=timeout)
+        manifest = read_manifest(clients, run_id)
+        click.echo(f"run {run_id}: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
+        if manifest:
+            click.echo(f"manifest: {status['manifest_url']}")
+            for task in manifest["tasks"]:
+                click.echo(f"  task {task['id']}: exit code {task['exit_code']}, {task['started_at']} -> {task['ended_at']}, node {task['node_id']}")
+            for output in manifest["outputs"]:
+                click.echo(f"  output {output['path']} ({output['size']} bytes)")
+            click.echo(f"  logs: {', '.join(v for t in manifest['tasks'] for v in t['logs'].values())}")
+        click.echo(f"wall time {time.monotonic() - started:.1f}s")
+        if status["state"] != "succeeded":
+            sys.exit(1)
+    finally:
+        if not was_running:
+            local_stack.down(data_dir)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,154 @@
+"""The whole local stack, started and stopped as one: Azurite, local Batch, local Functions host.
+
+State (pids, ports) is kept in ``<data_dir>/stack.json`` so ``down`` can stop
+what ``up`` started from another process; each service runs in its own
+process group, so stopping it leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from local.azurite import AzuriteEndpoints, start_azurite
+from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
+from local.processes import free_port, start_group, stop_group, wait_for_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT / ".local-stack"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class StackConfig:
+    """Ports and places; 0 picks a free port. Defaults mirror Azurite's and sit beside them."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    blob_port: int = 10000
+    queue_port: int = 10001
+    batch_port: int = 10100
+    node_network: str = "127.0.1.0/24"
+    reconcile_schedule: str = "*/1 * * * * *"
+    app_root: Path = REPO_ROOT
+
+    def resolved(self) -> "StackConfig":
+        return StackConfig(
+            data_dir=Path(self.data_dir).resolve(),
+            blob_port=self.blob_port or free_port(),
+            queue_port=self.queue_port or free_port(),
+            batch_port=self.batch_port or free_port(),
+            node_network=self.node_network,
+            reconcile_schedule=self.reconcile_schedule,
+            app_root=Path(self.app_root).resolve(),
+        )
+
+
+@dataclass
+class RunningStack:
+    config: StackConfig
+    pids: dict[str, int]
+
+    @property
+    def azurite(self) -> AzuriteEndpoints:
+        return AzuriteEndpoints(LOOPBACK, self.config.blob_port, self.config.queue_port)
+
+    @property
+    def batch_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.config.batch_port}"
+
+    def app_settings(self) -> dict[str, str]:
+        """The app settings the Functions app and clients read (well-known dev credentials only)."""
+        return {
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            "DataStorage": self.azurite.connection_string,
+            "BATCH_ACCOUNT_URL": self.batch_url,
+            "BATCH_ACCOUNT_NAME": DEV_BATCH_ACCOUNT_NAME,
+            "BATCH_ACCOUNT_KEY": DEV_BATCH_ACCOUNT_KEY,
+            "RUN_REQUESTS_QUEUE": "run-requests",
+            "RUN_EVENTS_QUEUE": "run-events",
+            "RUN_CONTROL_QUEUE": "run-control",
+            "RECONCILE_SCHEDULE": self.config.reconcile_schedule,
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+        }
+
+    def save(self) -> None:
+        state = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "pids": self.pids}
+        (self.config.data_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, data_dir: Path = DEFAULT_DATA_DIR) -> "RunningStack | None":
+        path = Path(data_dir) / "stack.json"
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        config = StackConfig(**{k: Path(v) if k in ("data_dir", "app_root") else v for k, v in state["config"].items()})
+        return cls(config, state["pids"])
+
+    def alive(self) -> bool:
+        for pid in self.pids.values():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+        return bool(self.pids)
+
+
+def up(config: StackConfig | None = None) -> RunningStack:
+    """Start all three services and create the contract's containers and queues."""
+    config = (config or StackConfig()).resolved()
+    existing = RunningStack.load(config.data_dir)
+    if existing and existing.alive():
+        return existing
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    logs = config.data_dir / "logs"
+    stack = RunningStack(config, {})
+    try:
+        stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log").pid
+        batch = start_group(
+            [sys.executable, "-m", "local.batch", "--host", LOOPBACK, "--port", str(config.batch_port),
+             "--data-dir", str(config.data_dir / "batch"), "--node-network", config.node_network],
+            cwd=REPO_ROOT, log_path=logs / "batch.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        stack.pids["batch"] = batch.pid
+        wait_for_port(LOOPBACK, config.batch_port, proc=batch)
+        _provision(stack)
+        host = start_group(
+            [sys.executable, "-m", "local.funchost", "--app-root", str(config.app_root), "--host-id", "dmsbatch-local"],
+            cwd=config.app_root, log_path=logs / "funchost.log",
+            env={**os.environ, **stack.app_settings(), "PYTHONPATH": str(REPO_ROOT)},
+        )
+        stack.pids["funchost"] = host.pid
+        stack.save()
+        return stack
+    except BaseException:
+        down_stack(stack)
+        raise
+
+
+def _provision(stack: RunningStack) -> None:
+    sys.path.insert(0, str(stack.config.app_root))
+    from shared.clients import Clients
+    from shared.provision import ensure_storage
+    from shared.settings import Settings
+
+    ensure_storage(Clients(Settings.from_env(stack.app_settings())))
+
+
+def down_stack(stack: RunningStack) -> None:
+    for name in ("funchost", "batch", "azurite"):
+        pid = stack.pids.get(name)
+        if pid:
+            stop_group(pid)
+    state = stack.config.data_dir / "stack.json"
+    if state.exists():
+        state.unlink()
+
+
+def down(data_dir: Path = DEFAULT_DATA_DIR) -> bool:
+    stack = RunningStack.load(data_dir)
+    if stack is None:
+        return False
+    down_stack(stack)
+    return True

@@ -1,0 +1,60 @@
+"""Azure SDK clients built from settings: keys where given, managed identity otherwise.
+
+This is the only module that chooses a credential, so nothing else in the core
+knows whether it talks to Azure or to the local stack.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from shared.settings import Settings
+
+
+class Clients:
+    """Lazily built, shared SDK clients (each is thread-safe and pools connections)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def _identity(self):
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    @cached_property
+    def blob_service(self) -> BlobServiceClient:
+        s = self.settings
+        if s.storage_connection_string:
+            return BlobServiceClient.from_connection_string(s.storage_connection_string)
+        return BlobServiceClient(s.blob_service_url, credential=self._identity)
+
+    @cached_property
+    def queue_service(self) -> QueueServiceClient:
+        s = self.settings
+        if s.storage_connection_string:
+            return QueueServiceClient.from_connection_string(s.storage_connection_string)
+        return QueueServiceClient(s.queue_service_url, credential=self._identity)
+
+    @cached_property
+    def batch(self) -> BatchClient:
+        s = self.settings
+        if s.batch_account_key:
+            if not s.batch_account_name:
+                raise ValueError("BATCH_ACCOUNT_KEY is set but BATCH_ACCOUNT_NAME is not")
+            return BatchClient(s.batch_account_url, AzureNamedKeyCredential(s.batch_account_name, s.batch_account_key))
+        return BatchClient(s.batch_account_url, self._identity)
+
+    def runs(self) -> ContainerClient:
+        return self.blob_service.get_container_client(self.settings.runs_container)
+
+    def queue(self, name: str) -> QueueClient:
+        """A queue client speaking the Functions host's default: base64-encoded text."""
+        return self.queue_service.get_queue_client(
+            name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+        )

@@ -1,0 +1,240 @@
+"""The reconciler: the one place that watches runs, written as observe -> decide -> act.
+
+Every tick derives what to do from Batch job metadata and the run's blobs
+alone, and each action is safe to repeat, so a restart, a second instance or
+an overlapping tick does no harm. Per active run a quiet tick costs one Batch
+request (task counts) beyond the shared job listing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared import batch_ops
+from shared.clients import Clients
+from shared.events import emit_run_event
+from shared.manifest import build_manifest, output_entry, task_entry
+from shared.planning import META_DEADLINE, META_RUN_ID, META_WHEN_DONE
+from shared.run_store import RunStore
+from shared.status import is_terminal, now_iso, read_status, update_status
+from shared.submission import REQUEST_BLOB
+
+log = logging.getLogger("dmsbatch.reconcile")
+
+MANIFEST_BLOB = "manifest.json"
+STDERR_TAIL_BYTES = 4096
+TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
+
+
+@dataclass(frozen=True)
+class RunObservation:
+    """What one tick knows about one active run."""
+
+    run_id: str
+    job_id: str
+    pool_id: str | None
+    deadline: datetime | None
+    when_done: str
+    counts: dict[str, int]
+    status: dict[str, Any]
+
+
+@dataclass
+class TickReport:
+    observed: int = 0
+    finished: list[str] = field(default_factory=list)
+    progressed: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+
+
+# ---- observe -----------------------------------------------------------------------------
+def observe(clients: Clients) -> list[RunObservation]:
+    batch = clients.batch
+    store = RunStore(clients.runs())
+    runs = []
+    for job in batch.list_jobs(filter="state eq 'active'", select=["id", "metadata", "poolInfo"]):
+        meta = {m.name: m.value for m in job.metadata or []}
+        run_id = meta.get(META_RUN_ID)
+        if not run_id:
+            continue  # not one of ours
+        counts = batch.get_job_task_counts(job.id).task_counts
+        deadline = datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None
+        runs.append(RunObservation(
+            run_id=run_id, job_id=job.id, pool_id=job.pool_info.pool_id if job.pool_info else None,
+            deadline=deadline, when_done=meta.get(META_WHEN_DONE, "keep"),
+            counts={"active": counts.active, "running": counts.running, "completed": counts.completed,
+                    "succeeded": counts.succeeded, "failed": counts.failed},
+            status=read_status(store, run_id) or {},
+        ))
+    return runs
+
+
+# ---- decide (pure) -----------------------------------------------------------------------
+def decide(run: RunObservation, now: datetime) -> str | None:
+    """One of: 'finish', 'time_out', 'progress', or None when nothing changed."""
+    counts = run.counts
+    total = counts["active"] + counts["running"] + counts["completed"]
+    if is_terminal(run.status):
+        return "finish"  # finished before; the job was not yet terminated
+    if total > 0 and counts["completed"] == total:
+        return "finish"
+    if run.deadline and now > run.deadline and not run.status.get("deadline_passed_at"):
+        return "time_out"
+    tasks = dict(run.status.get("tasks") or {})
+    observed = {"total": total, "active": counts["active"], "running": counts["running"],
+                "succeeded": counts["succeeded"], "failed": counts["failed"]}
+    started = counts["running"] + counts["completed"] > 0
+    if tasks != observed or (started and run.status.get("state") == "submitted"):
+        return "progress"
+    return None
+
+
+# ---- act ---------------------------------------------------------------------------------
+def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
+    """One tick over every active run."""
+    report = TickReport()
+    now = now or datetime.now(timezone.utc)
+    for run in observe(clients):
+        report.observed += 1
+        action = decide(run, now)
+        try:
+            if action == "finish":
+                finish_run(clients, run)
+                report.finished.append(run.run_id)
+            elif action == "time_out":
+                time_out_run(clients, run)
+                report.timed_out.append(run.run_id)
+            elif action == "progress":
+                record_progress(clients, run)
+                report.progressed.append(run.run_id)
+        except Exception:  # one broken run must not stop the others; the next tick retries it
+            log.exception("run %s: %s failed; will retry next tick", run.run_id, action)
+    return report
+
+
+def record_progress(clients: Clients, run: RunObservation) -> None:
+    counts = run.counts
+    total = counts["active"] + counts["running"] + counts["completed"]
+    started = counts["running"] + counts["completed"] > 0
+    update_status(RunStore(clients.runs()), run.run_id, "running" if started else None, lambda s: s.update(tasks={
+        "total": total, "active": counts["active"], "running": counts["running"],
+        "succeeded": counts["succeeded"], "failed": counts["failed"],
+    }))
+
+
+def time_out_run(clients: Clients, run: RunObservation) -> None:
+    """Past the run's wall-clock limit: mark why, then end its unfinished tasks.
+
+    The job stays active so that the next tick finishes the run (manifest,
+    event) once the tasks have ended and uploaded their logs.
+    """
+    update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.setdefault("deadline_passed_at", now_iso()))
+    batch = clients.batch
+    for task in batch.list_tasks(run.job_id, filter="state ne 'completed'", select=["id"]):
+        try:
+            batch.terminate_task(run.job_id, task.id)
+        except ResourceNotFoundError:
+            pass
+    log.info("run %s: passed its wall-clock limit; tasks terminated", run.run_id)
+
+
+def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any]) -> tuple[str, str | None]:
+    if status.get("deadline_passed_at") or any((t.get("failure") or {}).get("code") in TIMEOUT_CODES for t in tasks):
+        return "timed_out", "the run passed its wall-clock limit"
+    failed = [t for t in tasks if t["result"] != "success"]
+    if not failed:
+        return "succeeded", None
+    first = failed[0]
+    if first["exit_code"] not in (None, 0):
+        why = f"task {first['id']} exited with code {first['exit_code']}"
+    else:
+        why = f"task {first['id']} failed: {(first.get('failure') or {}).get('message') or 'no exit code'}"
+    return "failed", why + (f" ({len(failed) - 1} more tasks failed)" if len(failed) > 1 else "")
+
+
+def _stderr_tail(store: RunStore, run_id: str, task_id: str) -> str | None:
+    blob = store.container.get_blob_client(f"{store.logs_prefix(run_id, task_id)}/stderr.txt")
+    try:
+        size = blob.get_blob_properties().size
+        data = blob.download_blob(offset=max(0, size - STDERR_TAIL_BYTES), length=min(size, STDERR_TAIL_BYTES)).readall() if size else b""
+    except ResourceNotFoundError:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def finish_run(clients: Clients, run: RunObservation) -> None:
+    """Write the manifest (once, last), the final status and the run-events message; end the job."""
+    store = RunStore(clients.runs())
+    batch = clients.batch
+    manifest = store.read(run.run_id, MANIFEST_BLOB).document
+    if manifest is None:
+        manifest = _write_manifest(clients, store, run)
+    manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
+    totals = manifest["totals"]
+
+    def final(status: dict[str, Any]) -> None:
+        status.update(reason=manifest["reason"], manifest_url=manifest_url, finished_at=manifest["finished_at"])
+        status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
+
+    status = update_status(store, run.run_id, manifest["status"], final)
+    if not status.get("event_sent_at"):
+        emit_run_event(clients, run.run_id, status["state"], status.get("reason"), manifest_url)
+        update_status(store, run.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+    try:
+        batch_ops.terminate_job(batch, run.job_id, f"run {status['state']}")
+    except HttpResponseError as exc:
+        if getattr(exc.error, "code", None) not in ("JobCompleted", "JobNotActive", "JobBeingTerminated"):
+            raise
+    _release_pool(clients, run)
+    log.info("run %s: %s; manifest at %s", run.run_id, status["state"], manifest_url)
+
+
+def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> dict[str, Any]:
+    batch = clients.batch
+    request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
+    status = read_status(store, run.run_id) or {}
+    raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
+    outputs, logs = [], {}
+    outputs_prefix = f"{run.run_id}/outputs/"
+    for blob in store.list(f"{run.run_id}/"):
+        if blob.name.startswith(outputs_prefix):
+            task_id, _, relative = blob.name[len(outputs_prefix):].partition("/")
+            outputs.append(output_entry(blob, task_id, relative, store.url(blob.name)))
+        elif blob.name.startswith(f"{run.run_id}/logs/"):
+            task_id, _, name = blob.name[len(f"{run.run_id}/logs/"):].partition("/")
+            logs.setdefault(task_id, {})[name.removesuffix(".txt")] = blob.name
+    tasks = []
+    for task in raw_tasks:
+        failed = task.execution_info is not None and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"
+        tail = _stderr_tail(store, run.run_id, task.id) if failed else None
+        tasks.append(task_entry(task, logs.get(task.id, {}), tail))
+    final_state, reason = _final_state(tasks, status)
+    manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
+    if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
+        manifest = store.read(run.run_id, MANIFEST_BLOB).document  # another tick won the race
+    return manifest
+
+
+def _release_pool(clients: Clients, run: RunObservation) -> None:
+    """Delete or shrink a pool the run asked to release, once no other active job uses it."""
+    if run.when_done == "keep" or not run.pool_id:
+        return
+    batch = clients.batch
+    others = [j for j in batch.list_jobs(filter="state eq 'active'", select=["id", "poolInfo"])
+              if j.id != run.job_id and j.pool_info and j.pool_info.pool_id == run.pool_id]
+    if others:
+        return
+    try:
+        if run.when_done == "delete":
+            batch_ops.delete_pool(batch, run.pool_id)
+        elif run.when_done == "scale_to_zero":
+            batch_ops.resize_pool(batch, run.pool_id, 0, 0)
+    except ResourceNotFoundError:
+        pass
+    except HttpResponseError as exc:
+        if getattr(exc.error, "code", None) not in ("PoolBeingDeleted",):
+            raise

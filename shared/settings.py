@@ -1,0 +1,75 @@
+"""Settings: every name, endpoint and credential the core reads, from app settings.
+
+App settings reach the code as environment variables, in Azure and locally.
+Storage follows the Functions host's convention for a connection named
+``DataStorage``: either ``DataStorage`` holds a connection string, or
+``DataStorage__blobServiceUri`` / ``DataStorage__queueServiceUri`` name the
+endpoints and the app's managed identity is used. Batch likewise: with
+``BATCH_ACCOUNT_KEY`` the shared key signs requests, otherwise
+``DefaultAzureCredential`` does.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+DATA_CONNECTION = "DataStorage"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``from_env`` documents each variable and its default."""
+
+    storage_connection_string: str | None
+    blob_service_url: str | None
+    queue_service_url: str | None
+    batch_account_url: str
+    batch_account_name: str | None
+    batch_account_key: str | None
+    runs_container: str = "runs"
+    inbox_container: str = "inbox"
+    profiles_container: str = "profiles"
+    run_requests_queue: str = "run-requests"
+    run_events_queue: str = "run-events"
+    run_control_queue: str = "run-control"
+    default_pool_id: str = "dmsbatch-default"
+    default_vm_size: str = "standard_d2s_v3"
+    default_dedicated_nodes: int = 1
+    default_image: str = "canonical:ubuntu-24_04-lts:server"
+    default_node_agent_sku: str = "batch.node.ubuntu 24.04"
+    default_max_wall_clock_minutes: int = 24 * 60
+    job_prefix: str = "run-"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        connection = env.get(DATA_CONNECTION) or None
+        blob_url = env.get(f"{DATA_CONNECTION}__blobServiceUri") or None
+        queue_url = env.get(f"{DATA_CONNECTION}__queueServiceUri") or None
+        if not connection and not (blob_url and queue_url):
+            raise SettingsError(
+                f"storage is not configured: set {DATA_CONNECTION} to a connection string, or "
+                f"{DATA_CONNECTION}__blobServiceUri and {DATA_CONNECTION}__queueServiceUri for managed identity"
+            )
+        batch_url = env.get("BATCH_ACCOUNT_URL")
+        if not batch_url:
+            raise SettingsError("BATCH_ACCOUNT_URL is not set: it is the Batch account endpoint (https://<account>.<region>.batch.azure.com)")
+        overrides: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.name.upper()
+            if name in env and f.name not in ("storage_connection_string", "batch_account_url"):
+                overrides[f.name] = int(env[name]) if f.type in ("int", int) else env[name]
+        overrides.update(
+            storage_connection_string=connection,
+            blob_service_url=blob_url,
+            queue_service_url=queue_url,
+            batch_account_url=batch_url,
+            batch_account_name=env.get("BATCH_ACCOUNT_NAME") or None,
+            batch_account_key=env.get("BATCH_ACCOUNT_KEY") or None,
+        )
+        return cls(**overrides)  # type: ignore[arg-type]
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed; the message names it."""
