@@ -32,9 +32,13 @@ def decode_run_request(body: bytes, message_id: str) -> RunRequest:
     """
     fallback = run_id_for_message(message_id)
     try:
-        text = base64.b64decode(body.strip(), validate=True).decode("utf-8")
+        raw = base64.b64decode(body.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise PermanentRunError(fallback, ["(message): is not base64; queue messages must be base64-encoded JSON"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PermanentRunError(fallback, ["(message): is not JSON (the decoded bytes are not UTF-8 text)"]) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -40,7 +40,7 @@ class RunPlan:
 
 def deadline_for(spec: dict[str, Any], settings: Settings, accepted_at: datetime) -> datetime:
     seconds = spec["constraints"].get("max_wall_clock") or settings.default_max_wall_clock_minutes * 60
-    return accepted_at + timedelta(seconds=seconds)
+    return accepted_at + timedelta(seconds=seconds + settings.run_deadline_grace_seconds)
 
 
 def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str, bm.BatchPoolCreateOptions, bool]:

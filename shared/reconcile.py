@@ -82,8 +82,12 @@ def decide(run: RunObservation, now: datetime) -> str | None:
         return "finish"  # finished before; the job was not yet terminated
     if total > 0 and counts["completed"] == total:
         return "finish"
-    if run.deadline and now > run.deadline and not run.status.get("deadline_passed_at"):
+    overdue = run.deadline is not None and now > run.deadline
+    if overdue and not run.status.get("deadline_passed_at"):
         return "time_out"
+    if total == 0:
+        # tasks not added yet: the (re)delivered request will add them, unless the run is out of time
+        return "finish" if overdue else None
     tasks = dict(run.status.get("tasks") or {})
     observed = {"total": total, "active": counts["active"], "running": counts["running"],
                 "succeeded": counts["succeeded"], "failed": counts["failed"]}

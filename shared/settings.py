@@ -39,6 +39,8 @@ class Settings:
     default_image: str = "canonical:ubuntu-24_04-lts:server"
     default_node_agent_sku: str = "batch.node.ubuntu 24.04"
     default_max_wall_clock_minutes: int = 24 * 60
+    # the run-level deadline backs up the tasks' own wall-clock limits, which fire first
+    run_deadline_grace_seconds: int = 60
     job_prefix: str = "run-"
 
     @classmethod

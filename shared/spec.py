@@ -88,7 +88,7 @@ class EnvironmentField(fields.Dict):
     """Environment variables: valid names, values turned into strings."""
 
     def __init__(self, **kwargs):
-        super().__init__(keys=fields.String(), values=fields.Raw(allow_none=False), **kwargs)
+        super().__init__(keys=fields.String(), values=fields.Raw(allow_none=True), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         loaded = super()._deserialize(value, attr, data, **kwargs)

@@ -193,3 +193,16 @@ def test_message_with_unusable_run_id_goes_to_poison_queue(clients, store):
     [message] = wait_until(poisoned, 30, what="the message on the poison queue")
     assert json.loads(message.content)["run_id"] == bad_id
     assert not list(clients.runs().list_blobs(name_starts_with="../"))
+
+
+def test_run_past_its_wall_clock_limit_ends_timed_out(clients, store):
+    run_id = unique_run_id("slow")
+    post_spec(clients, {"run_id": run_id, "command": "echo started; sleep 60", "constraints": {"max_wall_clock": "2s"}})
+    status = wait_for_final_status(store, run_id, timeout=60)
+    manifest = read_manifest(clients, run_id)
+
+    assert status["state"] == "timed_out"
+    assert status["reason"] == "the run passed its wall-clock limit"
+    [task] = manifest["tasks"]
+    assert task["failure"]["code"] == "MaxWallClockTimeExceeded"
+    assert "started" in blob_text(clients, task["logs"]["stdout"]), "logs of a killed task are still uploaded"

@@ -1,0 +1,50 @@
+"""The reconciler's decisions are a pure function of what it observed."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from shared.reconcile import RunObservation, decide
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def observe(active=0, running=0, completed=0, succeeded=0, failed=0, status=None, deadline=NOW + timedelta(hours=1)):
+    return RunObservation(
+        run_id="r1", job_id="run-r1", pool_id="p", deadline=deadline, when_done="keep",
+        counts={"active": active, "running": running, "completed": completed, "succeeded": succeeded, "failed": failed},
+        status=status or {"state": "submitted", "tasks": {"total": 1, "active": 1, "running": 0, "succeeded": 0, "failed": 0}},
+    )
+
+
+def test_nothing_changed_means_no_action():
+    assert decide(observe(active=1), NOW) is None
+
+
+def test_a_started_task_moves_the_run_to_running():
+    assert decide(observe(running=1), NOW) == "progress"
+
+
+def test_all_tasks_completed_finishes_the_run():
+    assert decide(observe(completed=1, failed=1), NOW) == "finish"
+
+
+def test_a_job_with_no_tasks_yet_is_left_alone():
+    assert decide(observe(status={"state": "accepted"}), NOW) is None
+
+
+def test_past_the_deadline_the_run_times_out_once():
+    late = observe(running=1, deadline=NOW - timedelta(seconds=1), status={"state": "running", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}})
+    assert decide(late, NOW) == "time_out"
+    already = observe(running=1, deadline=NOW - timedelta(seconds=1),
+                      status={"state": "running", "deadline_passed_at": "x", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}})
+    assert decide(already, NOW) is None
+
+
+def test_a_run_already_marked_finished_is_finished_again_until_its_job_ends():
+    assert decide(observe(running=1, status={"state": "succeeded"}), NOW) == "finish"
+
+
+def test_a_run_that_never_got_its_tasks_times_out_and_then_finishes():
+    never = dict(deadline=NOW - timedelta(seconds=1))
+    assert decide(observe(status={"state": "accepted"}, **never), NOW) == "time_out"
+    assert decide(observe(status={"state": "accepted", "deadline_passed_at": "x"}, **never), NOW) == "finish"
