@@ -182,6 +182,8 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
 
     def final(status: dict[str, Any]) -> None:
         status.update(reason=manifest["reason"], manifest_url=manifest_url, finished_at=manifest["finished_at"])
+        if manifest["started_at"]:  # a task can start and end between two ticks
+            status.setdefault("timestamps", {}).setdefault("running", manifest["started_at"])
         status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
 
     status = update_status(store, run.run_id, manifest["status"], final)
