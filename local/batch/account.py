@@ -8,19 +8,27 @@ back into the account for their transitions.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 from local.batch import errors
-from local.batch.entities import Job, Node, Pool, Task
+from local.batch.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
 from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
 from local.batch.timeutil import utcnow
 
 MAX_TASKS_PER_COLLECTION = 100
 TERMINAL_JOB_STATES = ("completed", "deleting")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Why a job refuses changes, by its state, with Batch's error codes.
+_JOB_STATE_ERRORS = {
+    "completed": ("JobCompleted", "The specified job is already in a completed state."),
+    "terminating": ("JobBeingTerminated", "The specified job is being terminated."),
+    "deleting": ("JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected."),
+}
 
 
 def _require(body: dict[str, Any], *names: str) -> None:
@@ -31,6 +39,27 @@ def _require(body: dict[str, Any], *names: str) -> None:
         )
 
 
+def _check_id(body: dict[str, Any]) -> None:
+    """Batch ids: 1-64 letters, digits, hyphens and underscores."""
+    value = body["id"]
+    if not isinstance(value, str) or not _ID.match(value):
+        raise errors.invalid(
+            "The value provided for one of the properties in the request body is invalid.",
+            PropertyName="id", PropertyValue=str(value),
+            Reason="An id may contain only letters, digits, hyphens and underscores, and at most 64 characters.",
+        )
+
+
+def _job_state_error(job: Job) -> BatchServiceError:
+    code, message = _JOB_STATE_ERRORS.get(job.state, ("JobNotActive", "The specified job is not in active state."))
+    return BatchServiceError(409, code, f"{message} Job '{job.id}' is {job.state}.")
+
+
+def _by_id(entities: Iterable[Any]) -> list[Any]:
+    """List order: Batch returns entities ordered by id, not by creation."""
+    return sorted(entities, key=lambda entity: entity.id.lower())
+
+
 class BatchAccount:
     """One account: pools of simulated nodes, jobs and their tasks."""
 
@@ -39,9 +68,10 @@ class BatchAccount:
         self.data_dir = data_dir
         self.base_url = base_url.rstrip("/")
         self.lock = threading.RLock()
-        self.pools: dict[str, Pool] = {}
-        self.jobs: dict[str, Job] = {}
-        self.tasks: dict[str, dict[str, Task]] = {}
+        # Keyed case-insensitively, as Batch ids are.
+        self.pools: IdMap = IdMap()
+        self.jobs: IdMap = IdMap()
+        self.tasks: IdMap = IdMap()  # job id -> IdMap of task id -> Task
         self._addresses = (str(ip) for ip in ipaddress.ip_network(node_network).hosts())
         self._node_serial = 0
         self.changed = threading.Condition(self.lock)
@@ -54,6 +84,7 @@ class BatchAccount:
     # ---- pools -------------------------------------------------------------------
     def create_pool(self, body: dict[str, Any]) -> Pool:
         _require(body, "id", "vmSize")
+        _check_id(body)
         with self.lock:
             if body["id"] in self.pools:
                 raise errors.exists("Pool", body["id"])
@@ -71,7 +102,7 @@ class BatchAccount:
 
     def list_pools(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return self._render(self.pools.values(), filter_, select)
+            return self._render(_by_id(self.pools.values()), filter_, select)
 
     def update_pool(self, pool_id: str, patch: dict[str, Any]) -> Pool:
         with self.lock:
@@ -89,6 +120,9 @@ class BatchAccount:
                 raise BatchServiceError(409, "PoolBeingDeleted", f"The pool '{pool_id}' is being deleted.")
             if pool.spec.get("enableAutoScale"):
                 raise BatchServiceError(409, "AutoScalingEnabled", f"The pool '{pool_id}' has autoscale enabled.")
+            if pool.allocation_state == "resizing":
+                # Batch resizes only a steady pool; a resize in progress must finish (or be stopped) first.
+                raise BatchServiceError(409, "PoolBeingResized", f"The specified pool '{pool_id}' is being resized.")
             for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
                 if key in body:
                     pool.spec[key] = int(body[key])
@@ -107,7 +141,7 @@ class BatchAccount:
     def list_nodes(self, pool_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             pool = self.get_pool(pool_id)
-            rendered = [node.to_rest(self.base_url) for node in pool.nodes.values()]
+            rendered = [node.to_rest(self.base_url) for node in _by_id(pool.nodes.values())]
             predicate = compile_filter(filter_)
             return [apply_select(node, select) for node in rendered if predicate(node)]
 
@@ -144,6 +178,7 @@ class BatchAccount:
     # ---- jobs --------------------------------------------------------------------
     def create_job(self, body: dict[str, Any]) -> Job:
         _require(body, "id", "poolInfo")
+        _check_id(body)
         if not (body["poolInfo"] or {}).get("poolId"):
             raise errors.invalid("poolInfo.poolId is required: this service does not support auto pools.", PropertyName="poolInfo")
         with self.lock:
@@ -151,7 +186,7 @@ class BatchAccount:
                 raise errors.exists("Job", body["id"])
             job = Job(id=body["id"], spec=dict(body), state="active")
             self.jobs[job.id] = job
-            self.tasks[job.id] = {}
+            self.tasks[job.id] = IdMap()
         self.notify()
         return job
 
@@ -164,13 +199,13 @@ class BatchAccount:
 
     def list_jobs(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return self._render(self.jobs.values(), filter_, select)
+            return self._render(_by_id(self.jobs.values()), filter_, select)
 
     def update_job(self, job_id: str, patch: dict[str, Any]) -> Job:
         with self.lock:
             job = self.get_job(job_id)
             if job.state in TERMINAL_JOB_STATES:
-                raise BatchServiceError(409, "JobCompleted", f"The job '{job_id}' is {job.state}.")
+                raise _job_state_error(job)
             for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "poolInfo"):
                 if key in patch:
                     job.spec[key] = patch[key]
@@ -181,8 +216,8 @@ class BatchAccount:
     def terminate_job(self, job_id: str, reason: str | None = None) -> None:
         with self.lock:
             job = self.get_job(job_id)
-            if job.state in TERMINAL_JOB_STATES:
-                raise BatchServiceError(409, "JobCompleted", f"The job '{job_id}' has already completed.")
+            if job.state in ("completed", "terminating", "deleting"):
+                raise _job_state_error(job)
             job.terminate_reason = reason or "UserTerminate"
             job.set_state("terminating")
         self.notify()
@@ -213,14 +248,21 @@ class BatchAccount:
     def _open_job(self, job_id: str) -> Job:
         job = self.get_job(job_id)
         if job.state != "active":
-            raise BatchServiceError(409, "JobNotActive", f"The job '{job_id}' is {job.state}; tasks cannot be added.")
+            raise _job_state_error(job)
         return job
 
     def _new_task(self, job: Job, body: dict[str, Any]) -> Task:
         _require(body, "id", "commandLine")
+        _check_id(body)
         if body["id"] in self.tasks[job.id]:
             raise errors.exists("Task", body["id"])
-        task = Task(id=body["id"], spec=dict(body), state="active", job_id=job.id)
+        spec = dict(body)
+        constraints = dict(spec.get("constraints") or {})
+        if constraints.get("maxTaskRetryCount") is None:
+            # A task that sets no retry count gets its job's, as in Batch.
+            constraints["maxTaskRetryCount"] = int((job.spec.get("constraints") or {}).get("maxTaskRetryCount") or 0)
+        spec["constraints"] = constraints
+        task = Task(id=body["id"], spec=spec, state="active", job_id=job.id)
         self.tasks[job.id][task.id] = task
         job.task_order.append(task.id)
         return task
@@ -264,8 +306,7 @@ class BatchAccount:
     def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             job = self.get_job(job_id)
-            tasks = self.tasks[job_id]
-            return self._render((tasks[tid] for tid in job.task_order if tid in tasks), filter_, select)
+            return self._render(_by_id(self.tasks[job.id].values()), filter_, select)
 
     def terminate_task(self, job_id: str, task_id: str) -> None:
         with self.lock:
@@ -274,15 +315,15 @@ class BatchAccount:
                 return
             task.terminate_requested = True
             if task.state == "active":
-                self.complete_task(task, exit_code=None, failure=("UserError", "TaskEnded", "The task was terminated."))
+                self.complete_task(task, exit_code=None, failure=(USER_ERROR, "TaskEnded", "Task was ended by user request."))
         self.notify()
 
     def delete_task(self, job_id: str, task_id: str) -> None:
         with self.lock:
             task = self.get_task(job_id, task_id)
             task.terminate_requested = True
-            del self.tasks[job_id][task_id]
-            self.jobs[job_id].task_order.remove(task_id)
+            del self.tasks[job_id][task.id]
+            self.jobs[job_id].task_order.remove(task.id)
         self.notify()
 
     def complete_task(self, task: Task, exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
@@ -291,7 +332,7 @@ class BatchAccount:
             task.end_time = utcnow()
             task.exit_code = exit_code
             if failure is None and exit_code not in (None, 0):
-                failure = ("UserError", "FailureExitCode", "The task exited with an exit code representing a failure")
+                failure = (USER_ERROR, "FailureExitCode", "The task exited with an exit code representing a failure")
             task.result = "failure" if failure else "success"
             task.failure_info = (
                 {"category": failure[0], "code": failure[1], "message": failure[2]} if failure else None

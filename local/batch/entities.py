@@ -17,6 +17,32 @@ from local.batch.timeutil import iso, utcnow
 
 _etags = itertools.count(1)
 
+# Failure categories as the REST API spells them (BatchErrorSourceCategory).
+USER_ERROR = "usererror"
+SERVER_ERROR = "servererror"
+
+
+class IdMap(dict):
+    """Entities by id. Batch ids are case-preserving but case-insensitive: 'Job1' and 'job1' are one job."""
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key.lower(), value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        return super().pop(key.lower(), *default)
+
 
 def new_etag() -> str:
     return f'"0x8DD{next(_etags):012X}"'
@@ -88,6 +114,10 @@ class Node:
             self.state, self.state_transition_time = state, utcnow()
 
     @property
+    def affinity_id(self) -> str:
+        return f"TVM:{self.id}"
+
+    @property
     def shared_dir(self) -> Path:
         return self.root_dir / "shared"
 
@@ -104,7 +134,7 @@ class Node:
             "allocationTime": iso(self.allocation_time),
             "lastBootTime": iso(self.allocation_time),
             "ipAddress": self.ip_address,
-            "affinityId": f"TVM:{self.id}",
+            "affinityId": self.affinity_id,
             "isDedicated": self.is_dedicated,
             "totalTasksRun": self.total_tasks_run,
             "totalTasksSucceeded": self.total_tasks_succeeded,
@@ -121,7 +151,7 @@ class Node:
 class Pool(Entity):
     allocation_state: str = "steady"
     allocation_state_transition_time: datetime = field(default_factory=utcnow)
-    nodes: dict[str, Node] = field(default_factory=dict)
+    nodes: IdMap = field(default_factory=IdMap)
 
     @property
     def target_dedicated(self) -> int:
@@ -212,7 +242,11 @@ class Task(Entity):
 
     @property
     def max_retries(self) -> int:
+        """How often a failing run may be retried; -1 means without limit."""
         return int((self.spec.get("constraints") or {}).get("maxTaskRetryCount") or 0)
+
+    def may_retry(self) -> bool:
+        return self.max_retries < 0 or self.retry_count < self.max_retries
 
     def to_rest(self, base_url: str) -> dict[str, Any]:
         out = self._common()

@@ -8,27 +8,50 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
+import socket
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, unquote
 
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.storage.blob import ContainerClient
 
+from local.batch.entities import SERVER_ERROR, USER_ERROR
+
 _WILDCARDS = set("*?[")
+_ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+DEFAULT_FILE_MODE = "0770"  # what Batch gives a resource file on Linux when fileMode is not set
 
 
 @dataclass
 class TransferError(Exception):
-    """A file could not be moved; ``code`` is the Batch failure code to report."""
+    """A file could not be moved; ``code`` and ``category`` are the Batch failure info to report."""
 
     code: str
     message: str
+    category: str = USER_ERROR
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+def _download_error(exc: Exception, what: str) -> TransferError:
+    """Batch's failure code for a failed download: not found and denied are the user's, the rest the service's."""
+    status = exc.code if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "status_code", None)
+    if status == 404:
+        return TransferError("BlobNotFound", f"One of the specified Azure Blob(s) is not found: {what}.")
+    if status in (401, 403):
+        return TransferError("BlobAccessDenied", f"Access for one of the specified Azure Blob(s) is denied: {what}.")
+    if isinstance(exc, (TimeoutError, socket.timeout)) or isinstance(getattr(exc, "reason", None), (TimeoutError, socket.timeout)):
+        return TransferError("BlobDownloadTimedOut", f"Timeout encountered while downloading {what}.", SERVER_ERROR)
+    return TransferError(
+        "BlobDownloadMiscError", f"Miscellaneous error encountered while downloading {what}: {type(exc).__name__}.", SERVER_ERROR
+    )
 
 
 def _safe_join(root: Path, relative: str) -> Path:
@@ -63,13 +86,19 @@ def download_resource_files(resource_files: list[dict[str, Any]], working_dir: P
                 raise TransferError("ResourceFileSourceMissing", "a resource file needs httpUrl or storageContainerUrl")
         except TransferError:
             raise
+        except (urllib.error.URLError, HttpResponseError, ServiceRequestError, OSError) as exc:
+            raise _download_error(exc, f"resource file '{file_path or item.get('blobPrefix') or ''}'") from exc
         except Exception as exc:  # noqa: BLE001 - every failure becomes the task's failure info
-            raise TransferError("BlobDownloadMiscError", f"could not download resource file '{file_path}': {type(exc).__name__}") from exc
+            raise _download_error(exc, f"resource file '{file_path}'") from exc
 
 
 def _apply_mode(path: Path, mode: str | None) -> None:
-    if mode:
-        path.chmod(int(mode, 8))
+    path.chmod(int(mode or DEFAULT_FILE_MODE, 8))
+
+
+def _expand(pattern: str, env: dict[str, str]) -> str:
+    """Batch expands $VAR and ${VAR} in a file pattern (Linux) before matching it."""
+    return _ENV_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), pattern)
 
 
 def _matches(pattern: str, working_dir: Path) -> tuple[Path, list[Path]]:
@@ -85,14 +114,17 @@ def _matches(pattern: str, working_dir: Path) -> tuple[Path, list[Path]]:
     return base.resolve(), sorted(p for p in matches if p.is_file())
 
 
-def upload_output_files(output_files: list[dict[str, Any]], working_dir: Path, succeeded: bool) -> list[str]:
-    """Upload the outputs whose condition holds; return error lines for failed uploads."""
+def upload_output_files(
+    output_files: list[dict[str, Any]], working_dir: Path, succeeded: bool, env: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Upload the outputs whose condition holds; return (lines for uploads made, lines for failed uploads)."""
+    uploaded: list[str] = []
     failures: list[str] = []
     for item in output_files or []:
         condition = ((item.get("uploadOptions") or {}).get("uploadCondition") or "taskcompletion").lower()
         if (condition == "tasksuccess" and not succeeded) or (condition == "taskfailure" and succeeded):
             continue
-        pattern = item.get("filePattern", "")
+        pattern = _expand(item.get("filePattern", ""), env or {})
         destination = ((item.get("destination") or {}).get("container")) or {}
         prefix = (destination.get("path") or "").strip("/")
         has_wildcard = bool(_WILDCARDS & set(pattern))
@@ -107,6 +139,7 @@ def upload_output_files(output_files: list[dict[str, Any]], working_dir: Path, s
                     blob_name = prefix or path.name
                 with open(path, "rb") as data:
                     container.upload_blob(blob_name, data, overwrite=True)
+                uploaded.append(f"uploaded {path} to blob {blob_name}")
         except Exception as exc:  # noqa: BLE001 - reported as Batch reports upload failures
             failures.append(f"upload of '{pattern}' failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return failures
+    return uploaded, failures

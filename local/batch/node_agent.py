@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from local.batch.account import BatchAccount
-from local.batch.entities import Job, Node, Pool, Task
+from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
 from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
 from local.batch.timeutil import parse_duration, utcnow
 
@@ -40,6 +40,7 @@ class NodeAgent:
         self.account_url = account_url
         self._threads: set[threading.Thread] = set()
         self._procs: set[subprocess.Popen] = set()
+        self._groups: set[int] = set()  # process groups of every command started, for stop_all
         self._guard = threading.Lock()
         self._stopping = threading.Event()
 
@@ -63,9 +64,11 @@ class NodeAgent:
         """Kill every process the agent started and wait for its threads."""
         self._stopping.set()
         with self._guard:
-            procs, threads = list(self._procs), list(self._threads)
+            procs, threads, groups = list(self._procs), list(self._threads), list(self._groups)
         for proc in procs:
-            _kill_group(proc)
+            _kill_group(proc.pid)
+        for group in _live_groups(groups):  # what finished tasks left running in the background
+            _kill_group(group)
         for thread in threads:
             thread.join(timeout=10)
 
@@ -83,12 +86,16 @@ class NodeAgent:
         env = self._base_env(pool, node) | _env_list(start_task.get("environmentSettings"))
         env["AZ_BATCH_TASK_WORKING_DIR"] = str(task_dir / "wd")
         env["AZ_BATCH_TASK_DIR"] = str(task_dir)
+        exit_code: int | None = None
         try:
             (task_dir / "wd").mkdir(parents=True, exist_ok=True)
             download_resource_files(start_task.get("resourceFiles"), task_dir / "wd")
-            exit_code, _ = self._run_process(start_task["commandLine"], task_dir, env, None, lambda: False)
-        except TransferError:
-            exit_code = None
+            exit_code, _ = self._run_process(
+                start_task["commandLine"], task_dir, env, None,
+                lambda: self._stopping.is_set() or node.id not in pool.nodes,
+            )
+        except (TransferError, LaunchError) as exc:
+            log.warning("start task on node %s failed: %s", node.id, exc)
         with self.account.lock:
             if exit_code == 0 or not start_task.get("waitForSuccess", True):
                 node.set_state("idle")
@@ -132,6 +139,28 @@ class NodeAgent:
         return env
 
     def _run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
+        """Run ``task`` to completion; whatever happens, the task completes and frees its slots."""
+        exit_code: int | None = None
+        failure: tuple[str, str, str] | None = None
+        try:
+            exit_code, failure = self._execute(pool, node, job, task)
+        except Exception as exc:  # a bug here must not leave the task running for ever
+            log.exception("task %s/%s failed in the node agent", job.id, task.id)
+            failure = (SERVER_ERROR, "Unknown", f"The node agent failed to run the task: {type(exc).__name__}: {exc}")
+        finally:
+            with self.account.lock:
+                node.running_task_slots -= int(task.spec.get("requiredSlots") or 1)
+                if (job.id, task.id) in node.running_tasks:
+                    node.running_tasks.remove((job.id, task.id))
+                node.total_tasks_run += 1
+                if failure is None and exit_code == 0:
+                    node.total_tasks_succeeded += 1
+                if not node.running_tasks and node.state == "running":
+                    node.set_state("idle")
+                self.account.complete_task(task, exit_code, failure)
+
+    def _execute(self, pool: Pool, node: Node, job: Job, task: Task) -> tuple[int | None, tuple[str, str, str] | None]:
+        """Download resource files, run the command (with retries), upload output files."""
         task_dir: Path = task.task_dir
         working_dir = task_dir / "wd"
         working_dir.mkdir(parents=True, exist_ok=True)
@@ -142,19 +171,23 @@ class NodeAgent:
         try:
             download_resource_files(task.spec.get("resourceFiles"), working_dir)
         except TransferError as exc:
-            failure = ("UserError", exc.code, exc.message)
+            failure = (exc.category, exc.code, exc.message)
         while failure is None:
             with self.account.lock:
                 task.set_state("running")
             self.account.notify()
-            exit_code, timed_out = self._run_process(
-                task.spec["commandLine"], task_dir, env, limit, lambda: task.terminate_requested or self._stopping.is_set()
-            )
+            try:
+                exit_code, timed_out = self._run_process(
+                    task.spec["commandLine"], task_dir, env, limit, lambda: task.terminate_requested or self._stopping.is_set()
+                )
+            except LaunchError as exc:
+                failure = (USER_ERROR, exc.code, exc.message)
+                break
             if timed_out:
-                failure = ("UserError", "MaxWallClockTimeExceeded", "The task ran longer than its maxWallClockTime and was terminated.")
+                failure = (USER_ERROR, "MaxWallClockTimeExceeded", "The task ran longer than its maxWallClockTime and was terminated.")
             elif task.terminate_requested:
-                failure = ("UserError", "TaskEnded", "The task was terminated.")
-            elif exit_code != 0 and task.retry_count < task.max_retries:
+                failure = (USER_ERROR, "TaskEnded", "Task was ended by user request.")
+            elif exit_code != 0 and task.may_retry():
                 with self.account.lock:
                     task.retry_count += 1
                     task.last_retry_time = utcnow()
@@ -162,45 +195,47 @@ class NodeAgent:
                 continue
             break
         succeeded = failure is None and exit_code == 0
-        upload_errors = upload_output_files(task.spec.get("outputFiles"), working_dir, succeeded)
+        uploaded, upload_errors = upload_output_files(task.spec.get("outputFiles"), working_dir, succeeded, env)
+        if uploaded or upload_errors:
+            (task_dir / "fileuploadout.txt").write_text("".join(f"{line}\n" for line in uploaded))
         if upload_errors:
             (task_dir / "fileuploaderr.txt").write_text("\n".join(upload_errors) + "\n")
             if failure is None:
-                failure = ("UserError", "FileUploadMiscError", "One or more output files failed to upload; see fileuploaderr.txt.")
-        with self.account.lock:
-            node.running_task_slots -= int(task.spec.get("requiredSlots") or 1)
-            if (job.id, task.id) in node.running_tasks:
-                node.running_tasks.remove((job.id, task.id))
-            node.total_tasks_run += 1
-            if failure is None and exit_code == 0:
-                node.total_tasks_succeeded += 1
-            if not node.running_tasks and node.state == "running":
-                node.set_state("idle")
-            self.account.complete_task(task, exit_code, failure)
+                failure = (USER_ERROR, "FileUploadMiscError", "One or more output files failed to upload; see fileuploaderr.txt.")
+        return exit_code, failure
 
     def _run_process(self, command_line: str, task_dir: Path, env: dict[str, str], limit, should_stop) -> tuple[int | None, bool]:
-        """Run ``command_line``; return (exit code, killed at wall-clock limit)."""
+        """Run ``command_line``; return (exit code, killed at wall-clock limit). Raise LaunchError if it cannot start."""
+        try:
+            argv = shlex.split(command_line)
+        except ValueError as exc:
+            raise LaunchError("CommandLaunchFailed", f"Failed to launch the specified command line: {exc}.") from None
+        if not argv:
+            raise LaunchError("CommandLaunchFailed", "Failed to launch the specified command line: it is empty.")
         task_dir.mkdir(parents=True, exist_ok=True)
         with open(task_dir / "stdout.txt", "ab") as out, open(task_dir / "stderr.txt", "ab") as err:
             try:
                 proc = subprocess.Popen(
-                    shlex.split(command_line), cwd=task_dir / "wd", env=env, stdout=out, stderr=err,
+                    argv, cwd=task_dir / "wd", env=env, stdout=out, stderr=err,
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
+            except FileNotFoundError:
+                raise LaunchError("CommandProgramNotFound", f"The specified command program is not found: {argv[0]}.") from None
             except OSError as exc:
-                err.write(f"could not start '{command_line.split()[0] if command_line.split() else ''}': {exc.strerror}\n".encode())
-                return 127, False
+                raise LaunchError("CommandLaunchFailed", f"Failed to launch the specified command line: {exc.strerror}.") from None
         with self._guard:
             self._procs.add(proc)
+            # Forget groups whose processes are all gone, so a recycled process id is never mistaken for ours.
+            self._groups = set(_live_groups(self._groups)) | {proc.pid}
         deadline = time.monotonic() + limit.total_seconds() if limit else None
         timed_out = False
         try:
             while proc.poll() is None:
                 if should_stop():
-                    _kill_group(proc)
+                    _kill_group(proc.pid)
                 elif deadline is not None and time.monotonic() > deadline:
                     timed_out = True
-                    _kill_group(proc)
+                    _kill_group(proc.pid)
                 time.sleep(POLL_SECONDS)
         finally:
             with self._guard:
@@ -209,8 +244,30 @@ class NodeAgent:
         return (128 - code if code < 0 else code), timed_out
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+class LaunchError(Exception):
+    """The command line could not be started; ``code`` is the Batch failure code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _live_groups(groups) -> list[int]:
+    """The process groups in ``groups`` that still have a process of ours in them."""
+    live = []
+    for group in groups:
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):  # empty, or not ours any more
+            continue
+        live.append(group)
+    return live
+
+
+def _kill_group(group: int) -> None:
+    """SIGKILL a task's process group (its leader started a session of its own)."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass

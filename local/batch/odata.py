@@ -10,20 +10,24 @@ same rule applies to pools, jobs and tasks. Supported grammar::
     startswith := 'startswith(' path ',' string ')'
 
 where ``path`` is a property path such as ``executionInfo/result`` and literals
-are quoted strings, integers, ``true``/``false``/``null`` or datetimes.
+are quoted strings, integers, ``true``/``false``/``null`` or datetimes
+(``datetime'2024-05-01T10:00:00Z'``, compared as times, not as text). String
+comparisons and ``startswith`` ignore case, as Batch ids do.
 """
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from local.batch.errors import BatchServiceError
 
 Predicate = Callable[[dict[str, Any]], bool]
 
+# ``dt`` comes before ``word``: otherwise "datetime'...'" would lex as the word "datetime" and a string.
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<punct>[(),])|(?P<word>[A-Za-z_][A-Za-z0-9_/.]*)"
-    r"|(?P<num>-?\d+(?:\.\d+)?)|(?P<dt>datetime'[^']*'))"
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<punct>[(),])|(?P<dt>datetime'[^']*')|(?P<word>[A-Za-z_][A-Za-z0-9_/.]*)"
+    r"|(?P<num>-?\d+(?:\.\d+)?))"
 )
 _COMPARE = {
     "eq": lambda a, b: a == b,
@@ -51,6 +55,15 @@ def _tokenize(clause: str) -> list[tuple[str, str]]:
         tokens.append((kind, match.group(kind)))
         pos = match.end()
     return tokens
+
+
+def _parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time as Batch renders and OData quotes them; naive times are UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _lookup(entity: dict[str, Any], path: str) -> Any:
@@ -118,7 +131,10 @@ class _Parser:
             self.take("punct", ",")
             prefix = self.literal()
             self.take("punct", ")")
-            return lambda e: isinstance(_lookup(e, path), str) and _lookup(e, path).startswith(prefix)
+            if not isinstance(prefix, str):
+                raise _bad(self.clause, "startswith needs a string prefix")
+            # Case-insensitive, like eq on strings here (Batch ids are case-insensitive).
+            return lambda e: isinstance(_lookup(e, path), str) and _lookup(e, path).lower().startswith(prefix.lower())
         path = self.take("word")
         op = self.take("word").lower()
         if op not in _COMPARE:
@@ -128,6 +144,10 @@ class _Parser:
 
         def predicate(entity: dict[str, Any]) -> bool:
             actual = _lookup(entity, path)
+            if isinstance(expected, datetime):
+                actual = _parse_time(actual) if isinstance(actual, str) else None
+                if actual is None:
+                    return op == "ne"
             if isinstance(actual, str) and isinstance(expected, str):
                 return compare(actual.lower(), expected.lower())
             try:
@@ -145,7 +165,10 @@ class _Parser:
         if kind == "num":
             return float(text) if "." in text else int(text)
         if kind == "dt":
-            return text[len("datetime'"):-1]
+            value = _parse_time(text[len("datetime'"):-1])
+            if value is None:
+                raise _bad(self.clause, f"{text} is not a valid datetime")
+            return value
         if kind == "word" and text.lower() in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[text.lower()]
         raise _bad(self.clause, f"expected a value, got '{text}'")

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from local.batch.account import BatchAccount
-from local.batch.entities import Job, Node, Pool, Task
+from local.batch.entities import USER_ERROR, Job, Node, Pool, Task
 from local.batch.node_agent import NodeAgent
 from local.batch.timeutil import parse_duration, utcnow
 
@@ -70,9 +70,8 @@ class Scheduler:
                 for node in [n for n in nodes if not n.running_tasks][:surplus]:
                     self.account.remove_node(pool, node)
         busy = any(n.running_tasks for n in pool.nodes.values())
-        settled = len(pool.nodes) == pool.target_dedicated + pool.target_low_priority and not any(
-            n.state in ("starting", "waitingforstarttask") for n in pool.nodes.values()
-        )
+        # As in Batch, the pool is steady once it has its nodes; their start tasks may still be running.
+        settled = len(pool.nodes) == pool.target_dedicated + pool.target_low_priority
         if settled:
             pool.set_allocation_state("steady")
         if pool.state == "deleting" and not pool.nodes and not busy:
@@ -100,7 +99,7 @@ class Scheduler:
             running = False
             for task in tasks.values():
                 if task.state == "active":
-                    self.account.complete_task(task, None, ("UserError", "TaskEnded", "The job was terminated."))
+                    self.account.complete_task(task, None, (USER_ERROR, "TaskEnded", "The job was terminated before the task started."))
                 elif task.state in ("preparing", "running"):
                     task.terminate_requested = True
                     running = True
@@ -126,7 +125,10 @@ class Scheduler:
             if task is None or task.state != "active":
                 continue
             slots = int(task.spec.get("requiredSlots") or 1)
-            node = next((n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots), None)
+            free = [n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots]
+            # affinityInfo is a preference: the named node when it has room, else any node.
+            preferred = (task.spec.get("affinityInfo") or {}).get("affinityId")
+            node = next((n for n in free if n.affinity_id == preferred), None) or next(iter(free), None)
             if node is None:
                 return
             self._place(pool, node, job, task, slots)

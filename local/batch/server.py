@@ -1,6 +1,8 @@
 """The local Batch service as one object: account, scheduler, node agent and HTTP server."""
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -10,6 +12,19 @@ from local.batch.account import BatchAccount
 from local.batch.http_api import make_handler
 from local.batch.node_agent import NodeAgent
 from local.batch.scheduler import Scheduler
+
+log = logging.getLogger("local.batch.server")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client hanging up (closing a keep-alive connection) is routine, not a traceback on stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s closed the connection", client_address)
+            return
+        log.exception("error serving a request from %s", client_address)
 
 
 class LocalBatchService:
@@ -25,14 +40,14 @@ class LocalBatchService:
         node_network: str = "127.0.1.0/24",
     ):
         handler_cls = None
-        self._httpd = ThreadingHTTPServer((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
         self.url = f"http://{host}:{self._httpd.server_address[1]}"
         self.account = BatchAccount(account_name, Path(data_dir), self.url, node_network)
         handler_cls = make_handler(self.account, account_key)
         self.agent = NodeAgent(self.account, self.url)
         self.scheduler = Scheduler(self.account, self.agent)
-        self._serve = threading.Thread(target=self._httpd.serve_forever, name="batch-http", daemon=True)
+        # A short poll interval makes stop() quick; serving itself does not poll.
+        self._serve = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="batch-http", daemon=True)
 
     def start(self) -> "LocalBatchService":
         self.scheduler.start()
