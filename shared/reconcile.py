@@ -146,8 +146,22 @@ def time_out_run(clients: Clients, run: RunObservation) -> None:
     log.info("run %s: passed its wall-clock limit; tasks terminated", run.run_id)
 
 
-def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any]) -> tuple[str, str | None]:
-    if status.get("deadline_passed_at") or any((t.get("failure") or {}).get("code") in TIMEOUT_CODES for t in tasks):
+def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
+    """Did Batch end this task at its wall-clock limit?
+
+    Batch does not document a failure code for that, so besides the local
+    service's code the task's own run time is compared with its limit.
+    """
+    if (task.get("failure") or {}).get("code") in TIMEOUT_CODES:
+        return True
+    if task["result"] == "success" or not limit_seconds or not (task["started_at"] and task["ended_at"]):
+        return False
+    ran = datetime.fromisoformat(task["ended_at"].replace("Z", "+00:00")) - datetime.fromisoformat(task["started_at"].replace("Z", "+00:00"))
+    return ran.total_seconds() >= limit_seconds
+
+
+def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None) -> tuple[str, str | None]:
+    if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
         return "timed_out", "the run passed its wall-clock limit"
     failed = [t for t in tasks if t["result"] != "success"]
     if not failed:
@@ -190,12 +204,12 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     if not status.get("event_sent_at"):
         emit_run_event(clients, run.run_id, status["state"], status.get("reason"), manifest_url)
         update_status(store, run.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+    _release_pool(clients, run)  # before the job ends, so a failed release is retried next tick
     try:
         batch_ops.terminate_job(batch, run.job_id, f"run {status['state']}")
     except HttpResponseError as exc:
         if getattr(exc.error, "code", None) not in ("JobCompleted", "JobNotActive", "JobBeingTerminated"):
             raise
-    _release_pool(clients, run)
     log.info("run %s: %s; manifest at %s", run.run_id, status["state"], manifest_url)
 
 
@@ -218,7 +232,8 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> d
         failed = task.execution_info is not None and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"
         tail = _stderr_tail(store, run.run_id, task.id) if failed else None
         tasks.append(task_entry(task, logs.get(task.id, {}), tail))
-    final_state, reason = _final_state(tasks, status)
+    limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
+    final_state, reason = _final_state(tasks, status, limit)
     manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
         manifest = store.read(run.run_id, MANIFEST_BLOB).document  # another tick won the race

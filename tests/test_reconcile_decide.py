@@ -48,3 +48,16 @@ def test_a_run_that_never_got_its_tasks_times_out_and_then_finishes():
     never = dict(deadline=NOW - timedelta(seconds=1))
     assert decide(observe(status={"state": "accepted"}, **never), NOW) == "time_out"
     assert decide(observe(status={"state": "accepted", "deadline_passed_at": "x"}, **never), NOW) == "finish"
+
+
+def _task(result="failure", code="FailureExitCode", started="2026-11-24T12:00:00Z", ended="2026-11-24T12:10:00Z", exit_code=137):
+    return {"id": "main", "result": result, "exit_code": exit_code, "started_at": started, "ended_at": ended,
+            "failure": {"category": "usererror", "code": code, "message": "x"} if result == "failure" else None}
+
+
+def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_the_code():
+    from shared.reconcile import _final_state
+
+    assert _final_state([_task()], {}, limit_seconds=600) == ("timed_out", "the run passed its wall-clock limit")
+    assert _final_state([_task(ended="2026-11-24T12:05:00Z")], {}, limit_seconds=600) == ("failed", "task main exited with code 137")
+    assert _final_state([_task(result="success", code=None, exit_code=0)], {}, limit_seconds=600) == ("succeeded", None)
