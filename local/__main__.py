@@ -30,10 +30,13 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
 @click.option("--blob-port", default=10000, show_default=True, help="0 picks a free port")
 @click.option("--queue-port", default=10001, show_default=True)
 @click.option("--batch-port", default=10100, show_default=True)
+@click.option("--functions-host/--no-functions-host", default=True, show_default=True,
+              help="start the local Functions host; --no-functions-host leaves the app to `func start`")
 @click.pass_obj
-def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int) -> None:
+def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int, functions_host: bool) -> None:
     """Start the stack (no-op if it is already running)."""
-    running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
+    running = local_stack.up(local_stack.StackConfig(
+        data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port, functions_host=functions_host))
     click.echo(f"local stack up: blob {running.azurite.blob_url}, queue {running.azurite.queue_url}, batch {running.batch_url}")
     click.echo(f"logs in {running.config.data_dir / 'logs'}")
 

@@ -32,6 +32,7 @@ class StackConfig:
     node_network: str = "127.0.1.0/24"
     reconcile_schedule: str = "*/1 * * * * *"
     app_root: Path = REPO_ROOT
+    functions_host: bool = True  # False leaves the app to `func start` (Core Tools)
 
     def resolved(self) -> "StackConfig":
         return StackConfig(
@@ -42,6 +43,7 @@ class StackConfig:
             node_network=self.node_network,
             reconcile_schedule=self.reconcile_schedule,
             app_root=Path(self.app_root).resolve(),
+            functions_host=self.functions_host,
         )
 
 
@@ -114,6 +116,9 @@ def up(config: StackConfig | None = None) -> RunningStack:
         stack.pids["batch"] = batch.pid
         wait_for_port(LOOPBACK, config.batch_port, proc=batch)
         _provision(stack)
+        if not config.functions_host:
+            stack.save()
+            return stack
         host = start_group(
             [sys.executable, "-m", "local.funchost", "--app-root", str(config.app_root), "--host-id", "dmsbatch-local"],
             cwd=config.app_root, log_path=logs / "funchost.log",
