@@ -18,6 +18,7 @@ from local.batch import errors
 from local.batch.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
 from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
+from local.batch.task_rules import exit_options, validate_dependencies
 from local.batch.timeutil import utcnow
 
 MAX_TASKS_PER_COLLECTION = 100
@@ -228,6 +229,22 @@ class BatchAccount:
             job.set_state("deleting")
         self.notify()
 
+    def job_prep_release_status(self, job_id: str) -> list[dict[str, Any]]:
+        """Per node, how the job's preparation and release tasks ran there."""
+        with self.lock:
+            job = self.get_job(job_id)
+            out = []
+            for node_id in sorted(set(job.prep_runs) | set(job.release_runs)):
+                prep, release = job.prep_runs.get(node_id), job.release_runs.get(node_id)
+                pool_id = (prep or release).pool_id
+                item: dict[str, Any] = {"poolId": pool_id, "nodeId": node_id, "nodeUrl": f"{self.base_url}/pools/{pool_id}/nodes/{node_id}"}
+                if prep is not None:
+                    item["jobPreparationTaskExecutionInfo"] = prep.to_rest()
+                if release is not None:
+                    item["jobReleaseTaskExecutionInfo"] = release.to_rest()
+                out.append(item)
+            return out
+
     def task_counts(self, job_id: str) -> dict[str, Any]:
         with self.lock:
             self.get_job(job_id)
@@ -256,6 +273,7 @@ class BatchAccount:
         _check_id(body)
         if body["id"] in self.tasks[job.id]:
             raise errors.exists("Task", body["id"])
+        validate_dependencies(body, bool(job.spec.get("usesTaskDependencies")))
         spec = dict(body)
         constraints = dict(spec.get("constraints") or {})
         if constraints.get("maxTaskRetryCount") is None:
@@ -338,7 +356,20 @@ class BatchAccount:
                 {"category": failure[0], "code": failure[1], "message": failure[2]} if failure else None
             )
             task.set_state("completed")
+            self._apply_job_action(task)
         self.notify()
+
+    def _apply_job_action(self, task: Task) -> None:
+        """Batch applies a completed task's jobAction once, when the job asks for exit-option actions."""
+        job = self.jobs.get(task.job_id)
+        if job is None or job.state != "active" or (job.spec.get("onTaskFailure") or "").lower() != "performexitoptionsjobaction":
+            return
+        action = exit_options(task.spec, task.result, task.exit_code, (task.failure_info or {}).get("code")).job_action
+        if action == "terminate":
+            job.terminate_reason = "TaskFailed"
+            job.set_state("terminating")
+        elif action == "disable":
+            job.set_state("disabled")
 
     # ---- rendering ---------------------------------------------------------------
     def _render(self, entities: Iterable[Any], filter_: str | None, select: str | None) -> list[dict[str, Any]]:

@@ -197,6 +197,9 @@ class Job(Entity):
     end_time: datetime | None = None
     terminate_reason: str | None = None
     task_order: list[str] = field(default_factory=list)
+    # job preparation / release runs per node id (see local.batch.job_side_tasks)
+    prep_runs: dict[str, Any] = field(default_factory=dict)
+    release_runs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pool_id(self) -> str:

@@ -171,6 +171,11 @@ def terminate_job(acc: BatchAccount, req: Request) -> Response:
     return Response(202)
 
 
+@route("GET", "/jobs/{job}/jobpreparationandreleasetaskstatus")
+def job_prep_release_status(acc: BatchAccount, req: Request) -> Response:
+    return _paged(acc.job_prep_release_status(req.params["job"]), req, acc.base_url)
+
+
 @route("GET", "/jobs/{job}/taskcounts")
 def task_counts(acc: BatchAccount, req: Request) -> Response:
     return Response(200, acc.task_counts(req.params["job"]))

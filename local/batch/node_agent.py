@@ -21,6 +21,7 @@ from typing import Any
 from local.batch.account import BatchAccount
 from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
 from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
+from local.batch.job_side_tasks import prep_env, run_side_task
 from local.batch.timeutil import parse_duration, utcnow
 
 log = logging.getLogger("local.batch.node_agent")
@@ -107,6 +108,19 @@ class NodeAgent:
     def run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
         self._spawn(self._run_task, pool, node, job, task)
 
+    def run_job_side_task(self, pool: Pool, node: Node, job: Job, kind: str) -> None:
+        """Start the job's preparation (``prep``) or release task on ``node``."""
+        self._spawn(run_side_task, self, pool, node, job, kind)
+
+    def job_env(self, pool: Pool, node: Node, job: Job) -> dict[str, str]:
+        """The environment every task of ``job`` on ``node`` starts from."""
+        return self._base_env(pool, node) | _env_list(job.spec.get("commonEnvironmentSettings")) | {
+            "AZ_BATCH_JOB_ID": job.id, **prep_env(node, job)}
+
+    def run_command(self, command_line: str, task_dir: Path, env: dict[str, str], limit) -> tuple[int | None, bool]:
+        """Run a command to completion (or the service's stop); raises LaunchError if it cannot start."""
+        return self._run_process(command_line, task_dir, env, limit, self._stopping.is_set)
+
     def _base_env(self, pool: Pool, node: Node) -> dict[str, str]:
         return {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -127,11 +141,9 @@ class NodeAgent:
         }
 
     def _task_env(self, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, str]:
-        env = self._base_env(pool, node)
-        env |= _env_list(job.spec.get("commonEnvironmentSettings"))
+        env = self.job_env(pool, node, job)
         env |= _env_list(task.spec.get("environmentSettings"))
         env |= {
-            "AZ_BATCH_JOB_ID": job.id,
             "AZ_BATCH_TASK_ID": task.id,
             "AZ_BATCH_TASK_DIR": str(task.task_dir),
             "AZ_BATCH_TASK_WORKING_DIR": str(task.task_dir / "wd"),

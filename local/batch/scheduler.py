@@ -12,7 +12,9 @@ import threading
 
 from local.batch.account import BatchAccount
 from local.batch.entities import USER_ERROR, Job, Node, Pool, Task
+from local.batch.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
 from local.batch.node_agent import NodeAgent
+from local.batch.task_rules import parent_ids, readiness
 from local.batch.timeutil import parse_duration, utcnow
 
 log = logging.getLogger("local.batch.scheduler")
@@ -90,11 +92,6 @@ class Scheduler:
             ):
                 job.terminate_reason = "AllTasksComplete"
                 job.set_state("terminating")
-            elif job.spec.get("onTaskFailure") == "performexitoptionsjobaction" and any(
-                t.state == "completed" and t.result == "failure" for t in tasks.values()
-            ):
-                job.terminate_reason = "TaskFailed"
-                job.set_state("terminating")
         if job.state in ("terminating", "deleting"):
             running = False
             for task in tasks.values():
@@ -103,7 +100,7 @@ class Scheduler:
                 elif task.state in ("preparing", "running"):
                     task.terminate_requested = True
                     running = True
-            if not running:
+            if not running and self._released(job):
                 if job.state == "deleting":
                     del self.account.jobs[job.id]
                     self.account.tasks.pop(job.id, None)
@@ -111,18 +108,56 @@ class Scheduler:
                     job.end_time = utcnow()
                     job.set_state("completed")
 
+    def _released(self, job: Job) -> bool:
+        """Run the release task on every node that ran the preparation task; True once all are done."""
+        if any(not run.done for run in job.prep_runs.values()):
+            return False
+        if not job.spec.get("jobReleaseTask"):
+            return True
+        pool = self.account.pools.get(job.pool_id)
+        done = True
+        for node_id in job.prep_runs:
+            run = job.release_runs.get(node_id)
+            node = pool.nodes.get(node_id) if pool else None
+            if run is None and node is not None:
+                job.release_runs[node_id] = SideTaskRun(pool.id, node_id, prep_dirs(node, job)[1])
+                self.agent.run_job_side_task(pool, node, job, "release")
+                done = False
+            elif run is not None and not run.done:
+                done = False
+        return done
+
+    def _prepared(self, pool: Pool, job: Job, nodes: list[Node]) -> list[Node]:
+        """Nodes where the job's tasks may run now, starting its preparation task where it has not run.
+
+        Batch starts it when it schedules the job's first task to a node; here it
+        starts on every schedulable node of the pool once the job has work.
+        """
+        if not job.spec.get("jobPreparationTask"):
+            return nodes
+        if not any(t.state == "active" for t in self.account.tasks[job.id].values()):
+            return []
+        for node in nodes:
+            if node.id not in job.prep_runs:
+                job.prep_runs[node.id] = SideTaskRun(pool.id, node.id, prep_dirs(node, job)[0])
+                self.agent.run_job_side_task(pool, node, job, "prep")
+        return [n for n in nodes if node_ready_for_job(job, n)]
+
     # ---- placement ---------------------------------------------------------------
     def _dispatch(self, job: Job) -> None:
         pool = self.account.pools.get(job.pool_id)
         if pool is None or pool.state != "active":
             return
         nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE_NODE_STATES and n.scheduling_state == "enabled"]
+        nodes = self._prepared(pool, job, nodes)
         if not nodes:
             return
         tasks = self.account.tasks[job.id]
         for task_id in job.task_order:
             task = tasks.get(task_id)
             if task is None or task.state != "active":
+                continue
+            if task.spec.get("dependsOn") and self._readiness(job, task) != "ready":
                 continue
             slots = int(task.spec.get("requiredSlots") or 1)
             free = [n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots]
@@ -132,6 +167,11 @@ class Scheduler:
             if node is None:
                 return
             self._place(pool, node, job, task, slots)
+
+    def _readiness(self, job: Job, task: Task) -> str:
+        tasks = self.account.tasks[job.id]
+        ids = parent_ids(task.spec, job.task_order if (task.spec.get("dependsOn") or {}).get("taskIdRanges") else ())
+        return readiness(task.spec, {pid: tasks.get(pid) for pid in ids})
 
     def _place(self, pool: Pool, node: Node, job: Job, task: Task, slots: int) -> None:
         node.running_task_slots += slots
