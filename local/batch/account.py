@@ -14,10 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from local.batch import errors
+from local.batch import app_packages, errors
 from local.batch.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
 from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
+from local.batch import autoscale
+from local.batch.autoscale import check_formula, check_interval
 from local.batch.task_rules import exit_options, validate_dependencies
 from local.batch.timeutil import utcnow
 
@@ -76,6 +78,8 @@ class BatchAccount:
         self._addresses = (str(ip) for ip in ipaddress.ip_network(node_network).hosts())
         self._node_serial = 0
         self.changed = threading.Condition(self.lock)
+        # The account's linked auto-storage (autoStorageContainerName resource files); set by LocalBatchService.
+        self.auto_storage_connection_string: str | None = None
 
     def notify(self) -> None:
         """Wake the scheduler: something it acts on has changed."""
@@ -86,11 +90,18 @@ class BatchAccount:
     def create_pool(self, body: dict[str, Any]) -> Pool:
         _require(body, "id", "vmSize")
         _check_id(body)
+        app_packages.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
         with self.lock:
             if body["id"] in self.pools:
                 raise errors.exists("Pool", body["id"])
-            pool = Pool(id=body["id"], spec=dict(body), state="active", allocation_state="resizing")
+            spec = dict(body)
+            if spec.get("enableAutoScale"):
+                check_formula(spec.get("autoScaleFormula"))
+                spec["autoScaleEvaluationInterval"] = check_interval(spec.get("autoScaleEvaluationInterval"))
+            pool = Pool(id=body["id"], spec=spec, state="active", allocation_state="resizing")
             self.pools[pool.id] = pool
+            if spec.get("enableAutoScale"):
+                autoscale.apply(self, pool)
         self.notify()
         return pool
 
@@ -108,11 +119,39 @@ class BatchAccount:
     def update_pool(self, pool_id: str, patch: dict[str, Any]) -> Pool:
         with self.lock:
             pool = self.get_pool(pool_id)
+            if "applicationPackageReferences" in patch:  # checked now; installed on nodes that join (or reboot) later
+                app_packages.validate_pool_references(self.data_dir, patch["applicationPackageReferences"])
             for key in ("startTask", "metadata", "applicationPackageReferences"):
                 if key in patch:
                     pool.spec[key] = patch[key]
             pool.touch()
             return pool
+
+    def enable_auto_scale(self, pool_id: str, body: dict[str, Any]) -> None:
+        """Turn autoscale on (or change its formula); the formula is evaluated at once."""
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            formula = check_formula(body.get("autoScaleFormula") or pool.spec.get("autoScaleFormula"))
+            interval = check_interval(body.get("autoScaleEvaluationInterval") or pool.spec.get("autoScaleEvaluationInterval"))
+            pool.spec.update(enableAutoScale=True, autoScaleFormula=formula, autoScaleEvaluationInterval=interval)
+            autoscale.apply(self, pool)
+        self.notify()
+
+    def disable_auto_scale(self, pool_id: str) -> None:
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            pool.spec["enableAutoScale"] = False
+            pool.autoscale_due = None
+            pool.touch()
+
+    def evaluate_auto_scale(self, pool_id: str, formula: str | None) -> dict[str, Any]:
+        """What ``formula`` would do to the pool now, without doing it."""
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            if not pool.spec.get("enableAutoScale"):
+                raise BatchServiceError(409, "AutoScalingNotEnabled", f"The pool '{pool_id}' does not have autoscale enabled.")
+            run, _ = autoscale.run_formula(self, pool, check_formula(formula))
+            return run
 
     def resize_pool(self, pool_id: str, body: dict[str, Any]) -> None:
         with self.lock:

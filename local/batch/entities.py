@@ -108,6 +108,11 @@ class Node:
     running_tasks: list[tuple[str, str]] = field(default_factory=list)  # (job id, task id)
     total_tasks_run: int = 0
     total_tasks_succeeded: int = 0
+    # The start task and application packages, as the node agent ran and installed them.
+    start_task: dict[str, Any] | None = None  # the pool's start task when this node started
+    start_task_info: dict[str, Any] | None = None  # BatchStartTaskInfo, REST-shaped
+    app_package_env: dict[str, str] = field(default_factory=dict)  # AZ_BATCH_APP_PACKAGE_* of the pool's packages
+    node_errors: list[dict[str, Any]] = field(default_factory=list)  # BatchNodeError entries
 
     def set_state(self, state: str) -> None:
         if state != self.state:
@@ -144,6 +149,9 @@ class Node:
                 {"jobId": job_id, "taskId": task_id, "taskUrl": f"{base_url}/jobs/{job_id}/tasks/{task_id}", "taskState": "running"}
                 for job_id, task_id in self.running_tasks
             ],
+            **({"startTask": self.start_task} if self.start_task else {}),
+            **({"startTaskInfo": self.start_task_info} if self.start_task_info else {}),
+            **({"errors": self.node_errors} if self.node_errors else {}),
         }
 
 
@@ -152,6 +160,8 @@ class Pool(Entity):
     allocation_state: str = "steady"
     allocation_state_transition_time: datetime = field(default_factory=utcnow)
     nodes: IdMap = field(default_factory=IdMap)
+    autoscale_run: dict[str, Any] | None = None  # the last AutoScaleRun, as Batch reports it
+    autoscale_due: datetime | None = None
 
     @property
     def target_dedicated(self) -> int:
@@ -184,6 +194,7 @@ class Pool(Entity):
                 "targetLowPriorityNodes": self.target_low_priority,
                 "taskSlotsPerNode": self.slots_per_node,
                 "enableAutoScale": bool(self.spec.get("enableAutoScale", False)),
+                **({"autoScaleRun": self.autoscale_run} if self.autoscale_run and self.spec.get("enableAutoScale") else {}),
                 "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication", False)),
                 "resizeTimeout": self.spec.get("resizeTimeout", "PT15M"),
             }

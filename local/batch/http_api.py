@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from local.batch import auth
+from local.batch import app_packages, auth, file_serving
 from local.batch.account import BatchAccount
 from local.batch.errors import BatchServiceError, not_found
-from local.batch.odata import apply_select
+from local.batch.odata import apply_select, compile_filter
 
 log = logging.getLogger("local.batch.http")
 
@@ -125,6 +124,23 @@ def resize_pool(acc: BatchAccount, req: Request) -> Response:
     return Response(202)
 
 
+@route("POST", "/pools/{pool}/enableautoscale")
+def enable_auto_scale(acc: BatchAccount, req: Request) -> Response:
+    acc.enable_auto_scale(req.params["pool"], req.body or {})
+    return Response(200)
+
+
+@route("POST", "/pools/{pool}/disableautoscale")
+def disable_auto_scale(acc: BatchAccount, req: Request) -> Response:
+    acc.disable_auto_scale(req.params["pool"])
+    return Response(200)
+
+
+@route("POST", "/pools/{pool}/evaluateautoscale")
+def evaluate_auto_scale(acc: BatchAccount, req: Request) -> Response:
+    return Response(200, acc.evaluate_auto_scale(req.params["pool"], (req.body or {}).get("autoScaleFormula")))
+
+
 @route("GET", "/pools/{pool}/nodes")
 def list_nodes(acc: BatchAccount, req: Request) -> Response:
     return _paged(acc.list_nodes(req.params["pool"], req.query.get("$filter"), req.query.get("$select")), req, acc.base_url)
@@ -216,63 +232,130 @@ def terminate_task(acc: BatchAccount, req: Request) -> Response:
     return Response(204)
 
 
-def _task_file(acc: BatchAccount, req: Request) -> Path:
+# ---- files of tasks and of nodes (one implementation: local.batch.file_serving) -------
+def _recursive(req: Request) -> bool:
+    return (req.query.get("recursive") or "false").lower() == "true"
+
+
+def _task_files(acc: BatchAccount, req: Request) -> tuple[Path | None, str]:
+    """The task's directory (None before it runs) and the URL its files are served at."""
     task = acc.get_task(req.params["job"], req.params["task"])
-    if task.task_dir is None:
-        raise not_found("File", req.params["path"])
-    path = (task.task_dir / unquote(req.params["path"])).resolve()
-    if task.task_dir.resolve() not in path.parents or not path.is_file():
-        raise not_found("File", req.params["path"])
-    return path
+    return task.task_dir, f"{acc.base_url}/jobs/{task.job_id}/tasks/{task.id}/files"
 
 
-def _file_headers(path: Path) -> dict[str, str]:
-    stat = path.stat()
-    return {
-        "ocp-batch-file-isdirectory": "false",
-        "ocp-batch-file-url": path.name,
-        "ocp-creation-time": formatdate(stat.st_ctime, usegmt=True),
-        "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
-        "Content-Type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-    }
+def _node_files(acc: BatchAccount, req: Request) -> tuple[Path | None, str]:
+    """The node's root directory (paths like startup/stdout.txt, shared/..., workitems/...) and its files URL."""
+    node = acc.get_node(req.params["pool"], req.params["node"])
+    return node.root_dir, f"{acc.base_url}/pools/{node.pool_id}/nodes/{node.id}/files"
+
+
+def _get_file(where: tuple[Path | None, str], req: Request) -> Response:
+    root, base = where
+    path = file_serving.resolve(root, req.params["path"])
+    headers = file_serving.properties_headers(path, file_serving.file_url(base, unquote(req.params["path"])))
+    data = file_serving.read_range(path, req.query.get("__range"))
+    headers["Content-Length"] = str(len(data))
+    return Response(200, None, headers, data)
+
+
+def _file_properties(where: tuple[Path | None, str], req: Request) -> Response:
+    root, base = where
+    path = file_serving.resolve(root, req.params["path"], directories=True)
+    return Response(200, None, file_serving.properties_headers(path, file_serving.file_url(base, unquote(req.params["path"]))), b"")
+
+
+def _list_files(where: tuple[Path | None, str], req: Request, base_url: str) -> Response:
+    root, base = where
+    predicate = compile_filter(req.query.get("$filter"))
+    return _paged([f for f in file_serving.list_files(root, base, _recursive(req)) if predicate(f)], req, base_url)
+
+
+def _delete_file(where: tuple[Path | None, str], req: Request) -> Response:
+    file_serving.delete(where[0], req.params["path"], _recursive(req))
+    return Response(200)
 
 
 @route("GET", "/jobs/{job}/tasks/{task}/files/{path*}")
 def get_task_file(acc: BatchAccount, req: Request) -> Response:
-    path = _task_file(acc, req)
-    data = path.read_bytes()
-    headers = _file_headers(path)
-    ocp_range = req.query.get("__range")
-    if ocp_range:
-        start_text, _, end_text = ocp_range.removeprefix("bytes=").partition("-")
-        start = int(start_text or 0)
-        end = int(end_text) if end_text else len(data) - 1
-        data = data[start: end + 1]
-    return Response(200, None, headers, data)
+    return _get_file(_task_files(acc, req), req)
 
 
 @route("HEAD", "/jobs/{job}/tasks/{task}/files/{path*}")
 def task_file_properties(acc: BatchAccount, req: Request) -> Response:
-    path = _task_file(acc, req)
-    return Response(200, None, {**_file_headers(path), "Content-Length": str(path.stat().st_size)}, b"")
+    return _file_properties(_task_files(acc, req), req)
+
+
+@route("DELETE", "/jobs/{job}/tasks/{task}/files/{path*}")
+def delete_task_file(acc: BatchAccount, req: Request) -> Response:
+    return _delete_file(_task_files(acc, req), req)
 
 
 @route("GET", "/jobs/{job}/tasks/{task}/files")
 def list_task_files(acc: BatchAccount, req: Request) -> Response:
-    task = acc.get_task(req.params["job"], req.params["task"])
-    items = []
-    if task.task_dir is not None and task.task_dir.exists():
-        recursive = (req.query.get("recursive") or "false").lower() == "true"
-        paths = task.task_dir.rglob("*") if recursive else task.task_dir.iterdir()
-        for path in sorted(paths):
-            relative = path.relative_to(task.task_dir).as_posix()
-            entry: dict[str, Any] = {"name": relative, "url": f"{acc.base_url}{req.path}/{relative}", "isDirectory": path.is_dir()}
-            if path.is_file():
-                stat = path.stat()
-                entry["properties"] = {"contentLength": stat.st_size, "contentType": "application/octet-stream",
-                                       "lastModified": formatdate(stat.st_mtime, usegmt=True)}
-            items.append(entry)
-    return _paged(items, req, acc.base_url)
+    return _list_files(_task_files(acc, req), req, acc.base_url)
+
+
+@route("GET", "/pools/{pool}/nodes/{node}/files/{path*}")
+def get_node_file(acc: BatchAccount, req: Request) -> Response:
+    return _get_file(_node_files(acc, req), req)
+
+
+@route("HEAD", "/pools/{pool}/nodes/{node}/files/{path*}")
+def node_file_properties(acc: BatchAccount, req: Request) -> Response:
+    return _file_properties(_node_files(acc, req), req)
+
+
+@route("DELETE", "/pools/{pool}/nodes/{node}/files/{path*}")
+def delete_node_file(acc: BatchAccount, req: Request) -> Response:
+    return _delete_file(_node_files(acc, req), req)
+
+
+@route("GET", "/pools/{pool}/nodes/{node}/files")
+def list_node_files(acc: BatchAccount, req: Request) -> Response:
+    return _list_files(_node_files(acc, req), req, acc.base_url)
+
+
+# ---- applications (data plane: list and get; local.batch.app_packages) -------------------
+@route("GET", "/applications")
+def list_applications(acc: BatchAccount, req: Request) -> Response:
+    return _paged(app_packages.list_applications(acc.data_dir), req, acc.base_url)
+
+
+@route("GET", "/applications/{app}")
+def get_application(acc: BatchAccount, req: Request) -> Response:
+    return Response(200, app_packages.get_application(acc.data_dir, unquote(req.params["app"])))
+
+
+# ---- admin: the application package store (ARM's part in Azure; no data-plane counterpart) --
+@route("PUT", "/_admin/applications/{app}/{version}")
+def publish_application_package(acc: BatchAccount, req: Request) -> Response:
+    """Body: the package's .zip (Content-Type application/zip); query: ``default=true``, ``displayName=...``."""
+    if not isinstance(req.body, (bytes, bytearray)) or not req.body:
+        raise BatchServiceError(400, "InvalidRequestBody", "PUT the package's .zip bytes with Content-Type application/zip.")
+    application = app_packages.publish(
+        acc.data_dir, unquote(req.params["app"]), unquote(req.params["version"]), bytes(req.body),
+        display_name=req.query.get("displayName"), default=(req.query.get("default") or "").lower() == "true",
+    )
+    return Response(201, application)
+
+
+@route("PATCH", "/_admin/applications/{app}")
+def update_application(acc: BatchAccount, req: Request) -> Response:
+    """Body: JSON with ``displayName`` and/or ``defaultVersion``."""
+    body = req.body if isinstance(req.body, dict) else {}
+    return Response(200, app_packages.update_application(
+        acc.data_dir, unquote(req.params["app"]), display_name=body.get("displayName"), default_version=body.get("defaultVersion")))
+
+
+@route("DELETE", "/_admin/applications/{app}/{version}")
+def delete_application_package(acc: BatchAccount, req: Request) -> Response:
+    app_packages.delete_package(acc.data_dir, unquote(req.params["app"]), unquote(req.params["version"]))
+    return Response(200)
+
+
+def _binary_body(content_type: str | None) -> bool:
+    """Bodies that are bytes, not JSON: application packages PUT to the admin route."""
+    return (content_type or "").split(";")[0].strip().lower() in ("application/zip", "application/octet-stream", "application/x-zip-compressed")
 
 
 # ---- the handler ---------------------------------------------------------------------
@@ -312,7 +395,7 @@ def make_handler(account: BatchAccount, account_key: str) -> type[BaseHTTPReques
             if self.headers.get("ocp-range"):
                 query["__range"] = self.headers["ocp-range"]
             try:
-                body = json.loads(raw) if raw else None
+                body = raw if _binary_body(self.headers.get("Content-Type")) else (json.loads(raw) if raw else None)
             except json.JSONDecodeError as exc:
                 raise BatchServiceError(400, "InvalidRequestBody", f"The request body is not valid JSON: {exc}") from None
             for method, regex, handler in ROUTES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from local.batch import autoscale
 from local.batch.account import BatchAccount
 from local.batch.entities import USER_ERROR, Job, Node, Pool, Task
 from local.batch.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
@@ -62,6 +63,8 @@ class Scheduler:
 
     # ---- pools -------------------------------------------------------------------
     def _reconcile_pool(self, pool: Pool) -> None:
+        if pool.spec.get("enableAutoScale") and pool.autoscale_due is not None and utcnow() >= pool.autoscale_due:
+            autoscale.apply(self.account, pool)
         for dedicated, target in ((True, pool.target_dedicated), (False, pool.target_low_priority)):
             nodes = [n for n in pool.nodes.values() if n.is_dedicated == dedicated]
             for _ in range(target - len(nodes)):
