@@ -110,8 +110,10 @@ def up(config: StackConfig | None = None) -> RunningStack:
         stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log").pid
         batch = start_group(
             [sys.executable, "-m", "local.batch", "--host", LOOPBACK, "--port", str(config.batch_port),
-             "--data-dir", str(config.data_dir / "batch"), "--node-network", config.node_network],
-            cwd=REPO_ROOT, log_path=logs / "batch.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+             "--data-dir", str(config.data_dir / "batch"), "--node-network", config.node_network,
+             "--auto-storage-connection-env", "LOCAL_BATCH_AUTO_STORAGE"],  # linked to the stack's Azurite
+            cwd=REPO_ROOT, log_path=logs / "batch.log",
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOCAL_BATCH_AUTO_STORAGE": stack.azurite.connection_string},
         )
         stack.pids["batch"] = batch.pid
         wait_for_port(LOOPBACK, config.batch_port, proc=batch)

@@ -21,12 +21,22 @@ def main() -> None:
     parser.add_argument("--account-key-env", default="LOCAL_BATCH_ACCOUNT_KEY",
                         help="environment variable holding the account key (default: the dev key)")
     parser.add_argument("--node-network", default="127.0.1.0/24", help="loopback network for node addresses")
+    parser.add_argument("--auto-storage-connection-env", metavar="NAME",
+                        help="environment variable holding the connection string of the account's linked auto-storage "
+                             "(for autoStorageContainerName resource files); never pass the string itself on the command line")
     args = parser.parse_args()
+
+    auto_storage = None
+    if args.auto_storage_connection_env:
+        auto_storage = os.environ.get(args.auto_storage_connection_env)
+        if not auto_storage:
+            parser.error(f"--auto-storage-connection-env: environment variable {args.auto_storage_connection_env} is not set")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     service = LocalBatchService(
         args.data_dir, args.host, args.port, args.account_name,
         os.environ.get(args.account_key_env, DEV_BATCH_ACCOUNT_KEY), args.node_network,
+        auto_storage_connection_string=auto_storage,
     ).start()
     logging.getLogger("local.batch").info("local Batch service for account %s listening on %s", args.account_name, service.url)
     stopped = threading.Event()

@@ -20,6 +20,7 @@ from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
 from local.batch import autoscale
 from local.batch.autoscale import check_formula, check_interval
+from local.batch import multi_instance
 from local.batch.task_rules import exit_options, validate_dependencies
 from local.batch.timeutil import utcnow
 
@@ -313,6 +314,7 @@ class BatchAccount:
         if body["id"] in self.tasks[job.id]:
             raise errors.exists("Task", body["id"])
         validate_dependencies(body, bool(job.spec.get("usesTaskDependencies")))
+        multi_instance.validate(body)
         spec = dict(body)
         constraints = dict(spec.get("constraints") or {})
         if constraints.get("maxTaskRetryCount") is None:
@@ -381,11 +383,35 @@ class BatchAccount:
             task.terminate_requested = True
             del self.tasks[job_id][task.id]
             self.jobs[job_id].task_order.remove(task.id)
+            self.jobs[job_id].dispatch_from = 0
+        self.notify()
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        """Make a failed task eligible to run again, as if it had never run (Batch's reactivate)."""
+        with self.lock:
+            job = self.get_job(job_id)
+            task = self.get_task(job_id, task_id)
+            if job.state != "active":
+                raise BatchServiceError(409, "JobNotActive", f"The job '{job_id}' is {job.state}.")
+            if task.state != "completed" or task.result != "failure":
+                raise BatchServiceError(409, "TaskNotFailed" if task.state == "completed" else "TaskNotCompleted",
+                                        f"Only a task that completed with a failure can be reactivated; '{task_id}' is {task.state}"
+                                        + (f" ({task.result})" if task.result else "") + ".")
+            task.start_time = task.end_time = task.exit_code = task.result = task.failure_info = None
+            task.retry_count = 0
+            task.node_id = task.task_dir = None
+            task.terminate_requested = False
+            task.set_state("active")
+            job.dispatch_from = 0
         self.notify()
 
     def complete_task(self, task: Task, exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
         """Move ``task`` to completed with Batch's result and failure info."""
         with self.lock:
+            if task.requeue_requested:  # its node went away mid-run (local.batch.faults): a requeue, not a completion
+                task.requeue()
+                self.notify()
+                return
             task.end_time = utcnow()
             task.exit_code = exit_code
             if failure is None and exit_code not in (None, 0):

@@ -208,6 +208,8 @@ class Job(Entity):
     end_time: datetime | None = None
     terminate_reason: str | None = None
     task_order: list[str] = field(default_factory=list)
+    # tasks before this index in task_order are completed: the scheduler starts looking here
+    dispatch_from: int = 0
     # job preparation / release runs per node id (see local.batch.job_side_tasks)
     prep_runs: dict[str, Any] = field(default_factory=dict)
     release_runs: dict[str, Any] = field(default_factory=dict)
@@ -253,6 +255,11 @@ class Task(Entity):
     pool_id: str | None = None
     task_dir: Path | None = None
     terminate_requested: bool = False
+    subtasks: list[Any] = field(default_factory=list)  # a multi-instance task's subtasks 1..N-1 (local.batch.multi_instance)
+    last_requeue_time: datetime | None = None
+    # Set with terminate_requested when the task's node goes away (preempted): the
+    # agent kills the process and the task goes back to active instead of completing.
+    requeue_requested: bool = False
 
     @property
     def max_retries(self) -> int:
@@ -261,6 +268,17 @@ class Task(Entity):
 
     def may_retry(self) -> bool:
         return self.max_retries < 0 or self.retry_count < self.max_retries
+
+    def requeue(self) -> None:
+        """Back to active because its node went away (preempted, rebooted, service restart).
+
+        Batch counts this as a requeue, not a retry: it is not the task's fault,
+        so it does not use up ``maxTaskRetryCount``.
+        """
+        self.requeue_count += 1
+        self.last_requeue_time = utcnow()
+        self.terminate_requested = self.requeue_requested = False
+        self.set_state("active")
 
     def to_rest(self, base_url: str) -> dict[str, Any]:
         out = self._common()
@@ -273,6 +291,7 @@ class Task(Entity):
             ("result", self.result),
             ("failureInfo", self.failure_info),
             ("lastRetryTime", iso(self.last_retry_time)),
+            ("lastRequeueTime", iso(self.last_requeue_time)),
         ):
             if value is not None:
                 execution[key] = value

@@ -61,8 +61,12 @@ def _safe_join(root: Path, relative: str) -> Path:
     return target
 
 
-def download_resource_files(resource_files: list[dict[str, Any]], working_dir: Path) -> None:
-    """Fetch each resource file into ``working_dir`` (httpUrl or storageContainerUrl)."""
+def download_resource_files(resource_files: list[dict[str, Any]], working_dir: Path, auto_storage: str | None = None) -> None:
+    """Fetch each resource file into ``working_dir`` (httpUrl, storageContainerUrl or autoStorageContainerName).
+
+    ``auto_storage`` is the connection string of the account's linked storage account,
+    which ``autoStorageContainerName`` names a container in.
+    """
     for item in resource_files or []:
         file_path = item.get("filePath") or ""
         try:
@@ -74,8 +78,8 @@ def download_resource_files(resource_files: list[dict[str, Any]], working_dir: P
                 with urllib.request.urlopen(url, timeout=300) as response, open(target, "wb") as out:
                     shutil.copyfileobj(response, out, 1 << 20)
                 _apply_mode(target, item.get("fileMode"))
-            elif item.get("storageContainerUrl"):
-                container = ContainerClient.from_container_url(item["storageContainerUrl"])
+            elif item.get("storageContainerUrl") or item.get("autoStorageContainerName"):
+                container = _source_container(item, auto_storage)
                 for blob in container.list_blobs(name_starts_with=item.get("blobPrefix") or None):
                     target = _safe_join(working_dir, os.path.join(file_path, blob.name))
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +94,18 @@ def download_resource_files(resource_files: list[dict[str, Any]], working_dir: P
             raise _download_error(exc, f"resource file '{file_path or item.get('blobPrefix') or ''}'") from exc
         except Exception as exc:  # noqa: BLE001 - every failure becomes the task's failure info
             raise _download_error(exc, f"resource file '{file_path}'") from exc
+
+
+def _source_container(item: dict[str, Any], auto_storage: str | None) -> ContainerClient:
+    if item.get("storageContainerUrl"):
+        return ContainerClient.from_container_url(item["storageContainerUrl"])
+    if not auto_storage:
+        raise TransferError(
+            "BlobAccessDenied",
+            f"Resource file container '{item['autoStorageContainerName']}' names the account's auto-storage, "
+            "but this Batch account has no linked storage account.",
+        )
+    return ContainerClient.from_connection_string(auto_storage, item["autoStorageContainerName"])
 
 
 def _apply_mode(path: Path, mode: str | None) -> None:

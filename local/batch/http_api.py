@@ -15,15 +15,21 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from local.batch import app_packages, auth, file_serving
 from local.batch.account import BatchAccount
+from local.batch.api_version import check_api_version
 from local.batch.errors import BatchServiceError, not_found
 from local.batch.odata import apply_select, compile_filter
 
 log = logging.getLogger("local.batch.http")
+ADMIN_PREFIX = "/_admin/"  # local.batch.faults.AdminApi's routes
+PACKAGE_ADMIN_PREFIX = "/_admin/applications/"  # the application package store's routes (below), not AdminApi's
+
+if TYPE_CHECKING:
+    from local.batch.faults import AdminApi
 
 DEFAULT_PAGE = 1000
 ODATA = "application/json;odata=minimalmetadata"
@@ -226,10 +232,24 @@ def delete_task(acc: BatchAccount, req: Request) -> Response:
     return Response(200)
 
 
+@route("POST", "/jobs/{job}/tasks/{task}/reactivate")
+def reactivate_task(acc: BatchAccount, req: Request) -> Response:
+    acc.reactivate_task(req.params["job"], req.params["task"])
+    return Response(204)
+
+
 @route("POST", "/jobs/{job}/tasks/{task}/terminate")
 def terminate_task(acc: BatchAccount, req: Request) -> Response:
     acc.terminate_task(req.params["job"], req.params["task"])
     return Response(204)
+
+
+@route("GET", "/jobs/{job}/tasks/{task}/subtasksinfo")
+def list_subtasks(acc: BatchAccount, req: Request) -> Response:
+    from local.batch.multi_instance import list_subtasks as subtasks
+
+    items = [apply_select(item, req.query.get("$select")) for item in subtasks(acc, req.params["job"], req.params["task"])]
+    return Response(200, {"odata.metadata": f"{acc.base_url}/$metadata#subtaskinfo", "value": items})
 
 
 # ---- files of tasks and of nodes (one implementation: local.batch.file_serving) -------
@@ -359,9 +379,11 @@ def _binary_body(content_type: str | None) -> bool:
 
 
 # ---- the handler ---------------------------------------------------------------------
-def make_handler(account: BatchAccount, account_key: str) -> type[BaseHTTPRequestHandler]:
+def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None) -> type[BaseHTTPRequestHandler]:
+    """The request handler class; ``admin`` (local.batch.faults) serves ``/_admin/`` and injects faults."""
     class BatchRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes; do not wait for ACKs
         server_version = "LocalBatch/1.0"
 
         def log_message(self, fmt: str, *args: Any) -> None:  # the URLs may carry SAS-free ids only; keep quiet
@@ -377,7 +399,7 @@ def make_handler(account: BatchAccount, account_key: str) -> type[BaseHTTPReques
                     "code": exc.code,
                     "message": {"lang": "en-US", "value": f"{exc.message}\nRequestId:{request_id}"},
                     "values": [{"key": k, "value": v} for k, v in exc.values.items()],
-                })
+                }, exc.headers or None)
             except Exception:
                 log.exception("internal error handling %s %s", self.command, urlsplit(self.path).path)
                 response = Response(500, {"code": "InternalError", "message": {"lang": "en-US", "value": "Internal error"}})
@@ -390,7 +412,7 @@ def make_handler(account: BatchAccount, account_key: str) -> type[BaseHTTPReques
             reason = auth.verify(self.headers.get("Authorization"), self.command, dict(self.headers.items()),
                                  account.name, account_key, parts.path, parts.query)
             if reason:
-                raise BatchServiceError(403, "AuthenticationFailed", f"Server failed to authenticate the request: {reason}.")
+                raise BatchServiceError(401, "AuthenticationFailed", f"Server failed to authenticate the request: {reason}.")
             query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             if self.headers.get("ocp-range"):
                 query["__range"] = self.headers["ocp-range"]
@@ -398,6 +420,13 @@ def make_handler(account: BatchAccount, account_key: str) -> type[BaseHTTPReques
                 body = raw if _binary_body(self.headers.get("Content-Type")) else (json.loads(raw) if raw else None)
             except json.JSONDecodeError as exc:
                 raise BatchServiceError(400, "InvalidRequestBody", f"The request body is not valid JSON: {exc}") from None
+            package_admin = parts.path.startswith(PACKAGE_ADMIN_PREFIX)  # served by the routes below, not AdminApi
+            if admin is not None and parts.path.startswith(ADMIN_PREFIX) and not package_admin:
+                return Response(*admin.handle(self.command, parts.path, query, body))
+            if not package_admin:  # admin routes are not the Batch API: no api-version
+                check_api_version(query)
+            if admin is not None and not package_admin:  # admin routes are never counted nor failed
+                admin.before_request(self.command, parts.path)  # counts; may sleep or raise an injected fault
             for method, regex, handler in ROUTES:
                 match = regex.match(parts.path)
                 if match and method == self.command:

@@ -102,7 +102,7 @@ def run_side_task(agent: "NodeAgent", pool: Pool, node: Node, job: Job, kind: st
     exit_code: int | None = None
     failure: tuple[str, str, str] | None = None
     try:
-        download_resource_files(spec.get("resourceFiles"), working_dir)
+        download_resource_files(spec.get("resourceFiles"), working_dir, agent.account.auto_storage_connection_string)
         while True:
             exit_code, timed_out = agent.run_command(spec["commandLine"], task_dir, env, limit)
             if timed_out:

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.batch import app_packages
 from local.batch.account import BatchAccount
 from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
 from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
 from local.batch.job_side_tasks import prep_env, run_side_task
-from local.batch.timeutil import parse_duration, utcnow
+from local.batch.timeutil import iso, parse_duration, utcnow
 
 log = logging.getLogger("local.batch.node_agent")
 
@@ -73,31 +74,85 @@ class NodeAgent:
         for thread in threads:
             thread.join(timeout=10)
 
+    def process_groups(self) -> list[int]:
+        """Process groups that may still hold processes the agent started (recorded by local.batch.persistence)."""
+        with self._guard:
+            return sorted(set(self._groups) | {proc.pid for proc in self._procs})
+
     # ---- nodes -------------------------------------------------------------------
-    def boot(self, pool: Pool, node: Node) -> None:
+    def boot(self, pool: Pool, node: Node, packages_installed: bool = False) -> None:
         start_task = pool.spec.get("startTask")
+        if pool.spec.get("applicationPackageReferences") and not packages_installed:
+            # As on Batch, the pool's application packages are installed first; the node stays 'starting' meanwhile.
+            self._spawn(self._install_pool_packages, pool, node)
+            return
         if not start_task:
             node.set_state("idle")
             return
         node.set_state("waitingforstarttask" if start_task.get("waitForSuccess", True) else "idle")
         self._spawn(self._run_start_task, pool, node, start_task)
 
+    def _install_pool_packages(self, pool: Pool, node: Node) -> None:
+        """Install the pool's application packages on a joining node, then go on booting it."""
+        try:
+            env = app_packages.install(self.account.data_dir, node.root_dir, pool.spec.get("applicationPackageReferences"))
+        except app_packages.PackageError as exc:
+            log.warning("application packages for node %s failed: %s", node.id, exc)
+            with self.account.lock:
+                node.node_errors = [{"code": exc.code, "message": exc.message}]
+                node.set_state("unusable")
+            self.account.notify()
+            return
+        with self.account.lock:
+            node.app_package_env = env
+            if node.id in pool.nodes:  # not removed while installing
+                self.boot(pool, node, packages_installed=True)
+        self.account.notify()
+
     def _run_start_task(self, pool: Pool, node: Node, start_task: dict[str, Any]) -> None:
+        """Run the start task (retrying up to its maxTaskRetryCount); report it as the node's startTaskInfo."""
         task_dir = node.root_dir / "startup"
         env = self._base_env(pool, node) | _env_list(start_task.get("environmentSettings"))
         env["AZ_BATCH_TASK_WORKING_DIR"] = str(task_dir / "wd")
         env["AZ_BATCH_TASK_DIR"] = str(task_dir)
+        max_retries = int(start_task.get("maxTaskRetryCount") or 0)  # -1: without limit
+        with self.account.lock:
+            node.start_task = dict(start_task)
+            node.start_task_info = {"state": "running", "startTime": iso(utcnow()), "retryCount": 0}
         exit_code: int | None = None
+        failure: tuple[str, str, str] | None = None
         try:
             (task_dir / "wd").mkdir(parents=True, exist_ok=True)
-            download_resource_files(start_task.get("resourceFiles"), task_dir / "wd")
-            exit_code, _ = self._run_process(
-                start_task["commandLine"], task_dir, env, None,
-                lambda: self._stopping.is_set() or node.id not in pool.nodes,
-            )
-        except (TransferError, LaunchError) as exc:
-            log.warning("start task on node %s failed: %s", node.id, exc)
+            download_resource_files(start_task.get("resourceFiles"), task_dir / "wd", self.account.auto_storage_connection_string)
+        except TransferError as exc:
+            failure = (exc.category, exc.code, exc.message)
+        while failure is None:
+            try:
+                exit_code, _ = self._run_process(
+                    start_task["commandLine"], task_dir, env, None,
+                    lambda: self._stopping.is_set() or node.id not in pool.nodes,
+                )
+            except LaunchError as exc:
+                failure = (USER_ERROR, exc.code, exc.message)
+                break
+            if exit_code == 0 or self._stopping.is_set() or node.id not in pool.nodes:
+                break
+            if 0 <= max_retries <= node.start_task_info["retryCount"]:
+                break
+            with self.account.lock:
+                now = iso(utcnow())
+                node.start_task_info.update(startTime=now, lastRetryTime=now, retryCount=node.start_task_info["retryCount"] + 1)
+        if failure is None and exit_code != 0:
+            failure = (USER_ERROR, "FailureExitCode", "The task exited with an exit code representing a failure")
+        if failure is not None:
+            log.warning("start task on node %s failed: %s: %s", node.id, failure[1], failure[2])
         with self.account.lock:
+            info = node.start_task_info
+            info.update(state="completed", endTime=iso(utcnow()), result="failure" if failure else "success")
+            if exit_code is not None:
+                info["exitCode"] = exit_code
+            if failure is not None:
+                info["failureInfo"] = {"category": failure[0], "code": failure[1], "message": failure[2]}
             if exit_code == 0 or not start_task.get("waitForSuccess", True):
                 node.set_state("idle")
             else:
@@ -138,6 +193,7 @@ class NodeAgent:
             "AZ_BATCH_CERTIFICATES_DIR": str(node.root_dir / "certs"),
             "AZ_BATCH_TASK_USER": "_azbatch",
             "AZ_BATCH_TASK_USER_IDENTITY": "PoolNonAdmin",
+            **node.app_package_env,  # the pool's application packages, for every task on the node
         }
 
     def _task_env(self, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, str]:
@@ -181,7 +237,9 @@ class NodeAgent:
         failure: tuple[str, str, str] | None = None
         exit_code: int | None = None
         try:
-            download_resource_files(task.spec.get("resourceFiles"), working_dir)
+            # The task's own application packages (once per node and version), then its resource files.
+            env |= app_packages.install(self.account.data_dir, node.root_dir, task.spec.get("applicationPackageReferences"))
+            download_resource_files(task.spec.get("resourceFiles"), working_dir, self.account.auto_storage_connection_string)
         except TransferError as exc:
             failure = (exc.category, exc.code, exc.message)
         while failure is None:
@@ -248,7 +306,10 @@ class NodeAgent:
                 elif deadline is not None and time.monotonic() > deadline:
                     timed_out = True
                     _kill_group(proc.pid)
-                time.sleep(POLL_SECONDS)
+                try:  # returns as soon as the process ends, so short tasks are not rounded up to a poll
+                    proc.wait(timeout=POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
         finally:
             with self._guard:
                 self._procs.discard(proc)

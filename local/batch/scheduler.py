@@ -7,10 +7,11 @@ safely.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 
-from local.batch import autoscale
+from local.batch import autoscale, multi_instance
 from local.batch.account import BatchAccount
 from local.batch.entities import USER_ERROR, Job, Node, Pool, Task
 from local.batch.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
@@ -31,6 +32,7 @@ class Scheduler:
         self.agent = agent
         self.interval = interval
         self._stop = threading.Event()
+        self._placed: list[tuple[Pool, Node, Job, Task]] = []  # marked preparing, thread not yet started
         self._thread = threading.Thread(target=self._run, name="batch-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -60,6 +62,10 @@ class Scheduler:
             for job in list(self.account.jobs.values()):
                 if job.state == "active":
                     self._dispatch(job)
+            placed, self._placed = self._placed, []
+        # Start the placed tasks' threads outside the lock: node agents and API calls wait for it.
+        for pool, node, job, task in placed:
+            self.agent.run_task(pool, node, job, task)
 
     # ---- pools -------------------------------------------------------------------
     def _reconcile_pool(self, pool: Pool) -> None:
@@ -156,11 +162,19 @@ class Scheduler:
         if not nodes:
             return
         tasks = self.account.tasks[job.id]
-        for task_id in job.task_order:
+        order, start = job.task_order, job.dispatch_from
+        while start < len(order) and (done := tasks.get(order[start])) is not None and done.state == "completed":
+            start += 1  # a completed task stays completed unless deleted or reactivated, which reset the index
+        job.dispatch_from = start
+        for task_id in itertools.islice(order, start, None):
             task = tasks.get(task_id)
             if task is None or task.state != "active":
                 continue
             if task.spec.get("dependsOn") and self._readiness(job, task) != "ready":
+                continue
+            if multi_instance.is_multi_instance(task):
+                # Placed only when enough nodes are idle at once; until then it stays active and others may run.
+                multi_instance.place(self.account, self.agent, pool, nodes, job, task)
                 continue
             slots = int(task.spec.get("requiredSlots") or 1)
             free = [n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots]
@@ -184,4 +198,4 @@ class Scheduler:
         task.task_dir = node.task_dir(job.id, task.id)
         task.start_time = utcnow()
         task.set_state("preparing")
-        self.agent.run_task(pool, node, job, task)
+        self._placed.append((pool, node, job, task))

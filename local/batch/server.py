@@ -38,11 +38,15 @@ class LocalBatchService:
         account_name: str = DEV_BATCH_ACCOUNT_NAME,
         account_key: str = DEV_BATCH_ACCOUNT_KEY,
         node_network: str = "127.0.1.0/24",
+        auto_storage_connection_string: str | None = None,
     ):
+        """``auto_storage_connection_string``: the storage account linked to the Batch account (its
+        "auto-storage"), where ``autoStorageContainerName`` resource files come from; locally, Azurite."""
         handler_cls = None
         self._httpd = _Server((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
         self.url = f"http://{host}:{self._httpd.server_address[1]}"
         self.account = BatchAccount(account_name, Path(data_dir), self.url, node_network)
+        self.account.auto_storage_connection_string = auto_storage_connection_string
         handler_cls = make_handler(self.account, account_key)
         self.agent = NodeAgent(self.account, self.url)
         self.scheduler = Scheduler(self.account, self.agent)

@@ -103,3 +103,17 @@ def test_a_job_of_2500_tasks_lists_through_paging_and_filters(batch):
     assert some == [f"member-{i:05d}" for i in range(1200, 1300)], "filters apply across pages of 30"
     assert list(batch.client.list_tasks("big", filter="state eq 'completed'")) == []
     assert batch.client.get_job_task_counts("big").task_counts.active == 2500
+
+
+def test_a_failed_task_can_be_reactivated_and_runs_again(batch):
+    batch.create_pool("again", nodes=1)
+    batch.create_job("j", "again")
+    marker = batch.data_dir / "second-attempt-ok"
+    failed = batch.run("j", task("flaky", bash(f"test -e {marker}")))
+    assert failed.execution_info.result == bm.BatchTaskExecutionResult.FAILURE
+    with pytest.raises(HttpResponseError):
+        batch.run("j", task("fine", bash("true")))
+        batch.client.reactivate_task("j", "fine")  # only failed tasks can be reactivated
+    marker.write_text("")
+    batch.client.reactivate_task("j", "flaky")
+    assert batch.wait_task("j", "flaky").execution_info.result == bm.BatchTaskExecutionResult.SUCCESS

@@ -1,0 +1,93 @@
+"""Benchmark: 1,000 trivial tasks on the local Batch service vs `xargs -P 8`, in the same run.
+
+The local service runs in its own process (as in the stack) with a pool of
+2 nodes x 4 task slots; the tasks are submitted through the real azure-batch
+SDK in collections of 100 and the clock stops when the job's task counts say
+all 1,000 have completed. The baseline runs the same 1,000 command lines with
+`xargs -P 8` (8 = 2 nodes x 4 slots) on the same machine.
+
+    .venv/bin/python bench/batch_throughput.py [--tasks 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from azure.batch import BatchClient  # noqa: E402
+from azure.batch import models as bm  # noqa: E402
+from azure.core.credentials import AzureNamedKeyCredential  # noqa: E402
+
+from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME  # noqa: E402
+from local.processes import free_port, start_group, stop_group, wait_for_port  # noqa: E402
+
+COMMAND = "/bin/true"
+NODES, SLOTS = 2, 4
+
+
+def run_local_batch(tasks: int, data_dir: Path) -> tuple[float, float, float]:
+    """(end to end, SDK submission, first task start to last task end) in seconds."""
+    port = free_port()
+    service = start_group([sys.executable, "-m", "local.batch", "--port", str(port), "--data-dir", str(data_dir / "batch"),
+                           "--node-network", "127.0.9.0/24"], cwd=REPO_ROOT, log_path=data_dir / "batch.log",
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        wait_for_port("127.0.0.1", port, proc=service)
+        client = BatchClient(f"http://127.0.0.1:{port}", AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
+        client.create_pool(bm.BatchPoolCreateOptions(
+            id="bench", vm_size="standard_d2s_v3", target_dedicated_nodes=NODES, task_slots_per_node=SLOTS,
+            virtual_machine_configuration=bm.VirtualMachineConfiguration(
+                image_reference=bm.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="24_04"),
+                node_agent_sku_id="batch.node.ubuntu 24.04")))
+        while len([n for n in client.list_nodes("bench") if n.state == bm.BatchNodeState.IDLE]) < NODES:
+            time.sleep(0.05)
+        client.create_job(bm.BatchJobCreateOptions(id="bench", pool_info=bm.BatchPoolInfo(pool_id="bench")))
+        started = time.perf_counter()
+        client.create_tasks("bench", [bm.BatchTaskCreateOptions(id=f"t{i:05d}", command_line=COMMAND) for i in range(tasks)])
+        submitted = time.perf_counter() - started
+        while client.get_job_task_counts("bench").task_counts.completed < tasks:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        done = list(client.list_tasks("bench", select=["id", "executionInfo"]))
+        if any(t.execution_info.exit_code != 0 for t in done):
+            raise SystemExit("some tasks failed")
+        first = min(t.execution_info.start_time for t in done)
+        last = max(t.execution_info.end_time for t in done)
+        client.close()
+        return elapsed, submitted, (last - first).total_seconds()
+    finally:
+        stop_group(service.pid)
+
+
+def run_xargs(tasks: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(["xargs", "-P", str(NODES * SLOTS), "-I{}", COMMAND],
+                   input="\n".join(str(i) for i in range(tasks)).encode(), check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        batch_seconds, submit_seconds, run_seconds = run_local_batch(args.tasks, Path(tmp))
+    xargs_seconds = run_xargs(args.tasks)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load {os.getloadavg()[0]:.2f}")
+    print(f"local Batch, {args.tasks} tasks on {NODES} nodes x {SLOTS} slots: {batch_seconds:.2f} s end to end "
+          f"({args.tasks / batch_seconds:.0f} tasks/s); SDK submission {submit_seconds:.2f} s; "
+          f"first start to last end {run_seconds:.2f} s")
+    print(f"xargs -P {NODES * SLOTS}, same {args.tasks} commands: {xargs_seconds:.2f} s ({args.tasks / xargs_seconds:.0f} tasks/s)")
+    print(f"ratio end to end: {batch_seconds / xargs_seconds:.1f}x; ratio of execution span: {run_seconds / xargs_seconds:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
