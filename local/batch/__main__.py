@@ -16,7 +16,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Local Azure Batch service (Batch REST API over local nodes).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=10100)
-    parser.add_argument("--data-dir", type=Path, required=True, help="where node directories live")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="where node directories and the account snapshot (batch-account.json) live; "
+                             "an existing snapshot is restored on start")
     parser.add_argument("--account-name", default=DEV_BATCH_ACCOUNT_NAME)
     parser.add_argument("--account-key-env", default="LOCAL_BATCH_ACCOUNT_KEY",
                         help="environment variable holding the account key (default: the dev key)")

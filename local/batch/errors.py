@@ -5,12 +5,16 @@ from __future__ import annotations
 class BatchServiceError(Exception):
     """An error the service returns to the client as Batch does (code + message)."""
 
-    def __init__(self, status: int, code: str, message: str, values: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, values: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.values = values or {}
+        self.headers = headers or {}  # extra response headers, e.g. Retry-After on 429/503
 
 
 def not_found(kind: str, ident: str) -> BatchServiceError:

@@ -264,6 +264,8 @@ class NodeAgent:
                     task.touch()
                 continue
             break
+        if task.requeue_requested:  # its node was preempted (local.batch.faults): no uploads for an attempt that is requeued
+            return exit_code, failure
         succeeded = failure is None and exit_code == 0
         uploaded, upload_errors = upload_output_files(task.spec.get("outputFiles"), working_dir, succeeded, env)
         if uploaded or upload_errors:

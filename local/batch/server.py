@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 from http.server import ThreadingHTTPServer
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.account import BatchAccount
+from local.batch.faults import AdminApi, FaultInjector
 from local.batch.http_api import make_handler
 from local.batch.node_agent import NodeAgent
+from local.batch.persistence import Persistence, RestoreReport
 from local.batch.scheduler import Scheduler
 
 log = logging.getLogger("local.batch.server")
@@ -18,6 +21,32 @@ log = logging.getLogger("local.batch.server")
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on keep-alive clients: a stopped service must not go on answering from its old state
+        (a client would otherwise keep talking to it after a new service took over the port)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address) -> None:
         """A client hanging up (closing a keep-alive connection) is routine, not a traceback on stderr."""
@@ -39,21 +68,42 @@ class LocalBatchService:
         account_key: str = DEV_BATCH_ACCOUNT_KEY,
         node_network: str = "127.0.1.0/24",
         auto_storage_connection_string: str | None = None,
+        persist: bool = True,
     ):
         """``auto_storage_connection_string``: the storage account linked to the Batch account (its
-        "auto-storage"), where ``autoStorageContainerName`` resource files come from; locally, Azurite."""
+        "auto-storage"), where ``autoStorageContainerName`` resource files come from; locally, Azurite.
+
+        ``persist``: keep the account in ``data_dir/batch-account.json`` and restore it from there
+        when the file exists (``local.batch.persistence``), so a restart loses no pools, jobs or tasks."""
         handler_cls = None
         self._httpd = _Server((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
         self.url = f"http://{host}:{self._httpd.server_address[1]}"
         self.account = BatchAccount(account_name, Path(data_dir), self.url, node_network)
         self.account.auto_storage_connection_string = auto_storage_connection_string
-        handler_cls = make_handler(self.account, account_key)
         self.agent = NodeAgent(self.account, self.url)
         self.scheduler = Scheduler(self.account, self.agent)
+        self.persistence: Persistence | None = None
+        self.restored: RestoreReport | None = None
+        if persist:
+            self.persistence = Persistence(self.account, Path(data_dir), node_network, self.agent.process_groups)
+            try:
+                self.restored = self.persistence.restore()
+            except BaseException:  # an unusable snapshot: say so, and do not keep the port
+                self._httpd.server_close()
+                raise
+        # Fault injection and the /_admin/ routes (local.batch.faults, local.batch.admin).
+        self.faults = FaultInjector()
+        self.admin = AdminApi(self.account, self.faults, self.persistence.write_now if self.persistence else None)
+        handler_cls = make_handler(self.account, account_key, self.admin)
         # A short poll interval makes stop() quick; serving itself does not poll.
         self._serve = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="batch-http", daemon=True)
 
     def start(self) -> "LocalBatchService":
+        if self.restored is not None:
+            for pool, node in self.restored.reboot:  # nodes that were still booting when the service went down
+                self.agent.boot(pool, node)
+        if self.persistence is not None:
+            self.persistence.start()
         self.scheduler.start()
         self._serve.start()
         return self
@@ -61,4 +111,10 @@ class LocalBatchService:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
-        self.scheduler.stop()
+        self._httpd.close_connections()
+        try:
+            if self.persistence is not None:
+                # Before the agent kills the task processes: running tasks are saved as running, not as killed.
+                self.persistence.close()
+        finally:
+            self.scheduler.stop()

@@ -23,7 +23,9 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.rest import HttpRequest
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -701,17 +703,40 @@ def test_shared_key_authentication(batch: BatchEnv):
     wrong_account = BatchClient(batch.service.url, AzureNamedKeyCredential("someoneelse", DEV_BATCH_ACCOUNT_KEY))
     try:
         for client in (wrong_key, wrong_account):
-            with pytest.raises(HttpResponseError) as denied:
+            with pytest.raises(ClientAuthenticationError) as denied:
                 client.get_pool("pool")
-            assert (denied.value.status_code, error_code(denied)) == (403, "AuthenticationFailed")
-            with pytest.raises(HttpResponseError) as denied_list:
+            assert (denied.value.status_code, error_code(denied)) == (401, "AuthenticationFailed")
+            with pytest.raises(ClientAuthenticationError) as denied_list:
                 list(client.list_jobs(filter="state eq 'active'"))
-            assert denied_list.value.status_code == 403
+            assert (denied_list.value.status_code, error_code(denied_list)) == (401, "AuthenticationFailed")
     finally:
         wrong_key.close()
         wrong_account.close()
     assert batch.client.get_pool("pool").id == "pool"
     assert list(batch.client.list_jobs(filter="state eq 'active'")) == []
+
+
+def test_api_version_is_required_and_well_formed(batch: BatchEnv):
+    batch.create_pool("pool", nodes=0)
+    credential = AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY)
+    for version in ("2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-05-01.17.0", "2022-10-01.16.0"):
+        with BatchClient(batch.service.url, credential, api_version=version) as older:
+            assert older.get_pool("pool").id == "pool", version
+
+    for version in ("banana", "2024-13-01", "2024-07-01.20", "20240701"):
+        with BatchClient(batch.service.url, credential, api_version=version) as wrong:
+            with pytest.raises(HttpResponseError) as bad:
+                wrong.get_pool("pool")
+        assert (bad.value.status_code, error_code(bad)) == (400, "InvalidQueryParameterValue"), version
+        details = {item["key"]: item["value"] for item in bad.value.response.json()["values"]}
+        assert details == {"QueryParameterName": "api-version", "QueryParameterValue": version,
+                           "Reason": details["Reason"]}
+
+    # send_request adds no api-version; the SDK still signs the request (and raises Batch's error).
+    with pytest.raises(HttpResponseError) as missing:
+        batch.client.send_request(HttpRequest("GET", f"{batch.service.url}/pools"))
+    assert (missing.value.status_code, error_code(missing)) == (400, "MissingRequiredQueryParameter")
+    assert {"key": "QueryParameterName", "value": "api-version"} in missing.value.response.json()["values"]
 
 
 # ---- networking between nodes ----------------------------------------------------------------

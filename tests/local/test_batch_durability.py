@@ -1,0 +1,253 @@
+"""The local Batch service survives a restart (clean stop) and a crash (SIGKILL), seen through the real SDK.
+
+Every task appends ``start <pid>`` and ``done <pid>`` lines to a log of its
+own outside the service's data directory, so the tests can tell attempts
+apart: a task interrupted by the restart has two starts and exactly one done,
+and that done belongs to its last attempt. "Gated" tasks wait for a file
+before finishing, which keeps them running across the restart for as long as
+the test needs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core.credentials import AzureNamedKeyCredential
+
+from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
+from local.batch.persistence import SNAPSHOT_NAME
+from local.batch.server import LocalBatchService
+from local.processes import free_port, start_group, wait_for_port
+
+NODE_NETWORK = "127.0.6.0/24"
+POLL = 0.05
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VM = bm.VirtualMachineConfiguration(
+    image_reference=bm.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts", version="latest"),
+    node_agent_sku_id="batch.node.ubuntu 22.04",
+)
+SCRIPT = (
+    'echo "start $$" >> "$LOG_DIR/$AZ_BATCH_TASK_ID.log"; '
+    'if [ "$GATED" = 1 ]; then while [ ! -e "$LOG_DIR/open" ]; do sleep 0.05; done; fi; '
+    'echo "done $$" >> "$LOG_DIR/$AZ_BATCH_TASK_ID.log"'
+)
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(POLL)
+
+
+def client_for(url: str) -> BatchClient:
+    return BatchClient(url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def processes_under(root: Path) -> list[int]:
+    found, prefix = [], str(root.resolve())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(prefix) and process_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def new_task(task_id: str, logs: Path, gated: bool) -> bm.BatchTaskCreateOptions:
+    env = {"LOG_DIR": str(logs), "GATED": "1" if gated else "0"}
+    return bm.BatchTaskCreateOptions(
+        id=task_id, command_line=f"/bin/bash -c {shlex.quote(SCRIPT)}",
+        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in env.items()],
+    )
+
+
+def attempts(logs: Path, task_id: str) -> tuple[list[str], list[str]]:
+    """(pids that started, pids that finished) for one task, in order."""
+    path = logs / f"{task_id}.log"
+    lines = path.read_text().split() if path.exists() else []
+    pairs = list(zip(lines[::2], lines[1::2]))
+    return [pid for word, pid in pairs if word == "start"], [pid for word, pid in pairs if word == "done"]
+
+
+def create_pool(client: BatchClient, pool_id: str, nodes: int, slots: int, **kwargs: Any) -> list[bm.BatchNode]:
+    client.create_pool(bm.BatchPoolCreateOptions(
+        id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM,
+        target_dedicated_nodes=nodes, task_slots_per_node=slots, **kwargs,
+    ))
+
+    def settled():
+        listed = list(client.list_nodes(pool_id))
+        return listed if len(listed) == nodes and all(n.state == bm.BatchNodeState.IDLE for n in listed) else None
+    return wait_for(settled, f"{nodes} idle nodes in {pool_id}")
+
+
+def states(client: BatchClient, job_id: str) -> dict[str, str]:
+    return {t.id: t.state for t in client.list_tasks(job_id, select=["id", "state"])}
+
+
+def test_restart_restores_account_and_requeues_running_tasks(tmp_path: Path):
+    data_dir, logs = tmp_path / "batch", tmp_path / "logs"
+    logs.mkdir()
+    quick = [f"quick-{i:02d}" for i in range(12)]
+    gated = [f"gated-{i:02d}" for i in range(8)]  # 6 fill the pool's slots, 2 wait
+
+    service = LocalBatchService(data_dir, port=0, node_network=NODE_NETWORK).start()
+    port = int(service.url.rsplit(":", 1)[1])
+    client = client_for(service.url)
+    try:
+        nodes_before = create_pool(client, "pool", nodes=2, slots=3, metadata=[bm.BatchMetadataItem(name="owner", value="durability")])
+        client.create_job(bm.BatchJobCreateOptions(
+            id="job", pool_info=bm.BatchPoolInfo(pool_id="pool"),
+            metadata=[bm.BatchMetadataItem(name="run_id", value="r-42"), bm.BatchMetadataItem(name="kind", value="sweep")],
+        ))
+        client.create_task_collection("job", bm.BatchTaskGroup(task_values=[new_task(t, logs, gated=False) for t in quick]))
+        wait_for(lambda: all(states(client, "job")[t] == "completed" for t in quick), "the quick tasks to complete")
+        done_before = {t: client.get_task("job", t) for t in quick}
+
+        client.create_task_collection("job", bm.BatchTaskGroup(task_values=[new_task(t, logs, gated=True) for t in gated]))
+        running = wait_for(lambda: (lambda s: sorted(t for t in gated if s[t] == "running") if
+                                    sum(s[t] == "running" for t in gated) == 6 else None)(states(client, "job")),
+                           "six gated tasks to run")
+        waiting = sorted(set(gated) - set(running))
+        wait_for(lambda: all(attempts(logs, t)[0] for t in running), "the running tasks' processes to start")
+        job_etag = client.get_job("job").etag
+    finally:
+        service.stop()
+    wait_for(lambda: not processes_under(data_dir), "the stopped service's task processes to end", timeout=5)
+    assert (data_dir / SNAPSHOT_NAME).exists()
+    assert all(attempts(logs, t)[1] == [] for t in running), "interrupted tasks had not finished"
+
+    service = LocalBatchService(data_dir, port=port, node_network=NODE_NETWORK).start()
+    assert service.url.endswith(f":{port}"), "the restarted service is where the client expects it"
+    try:
+        assert sorted(service.restored.requeued) == [f"job/{t}" for t in running]
+        # The same client carries on; its pooled connections to the old server are simply replaced.
+        job = client.get_job("job")
+        assert (job.state, job.etag) == (bm.BatchJobState.ACTIVE, job_etag)
+        assert {m.name: m.value for m in job.metadata} == {"run_id": "r-42", "kind": "sweep"}
+        pool = client.get_pool("pool")
+        assert (pool.state, pool.vm_size, pool.target_dedicated_nodes, pool.task_slots_per_node) == (
+            bm.BatchPoolState.ACTIVE, "standard_d2s_v3", 2, 3)
+        assert {m.name: m.value for m in pool.metadata} == {"owner": "durability"}
+        nodes_after = list(client.list_nodes("pool"))
+        assert sorted((n.id, n.ip_address) for n in nodes_after) == sorted((n.id, n.ip_address) for n in nodes_before)
+        assert all(n.state in (bm.BatchNodeState.IDLE, bm.BatchNodeState.RUNNING) for n in nodes_after)
+
+        listed = {t.id: t for t in client.list_tasks("job")}
+        assert sorted(listed) == sorted(quick + gated)
+        for task_id, before in done_before.items():
+            after = listed[task_id]
+            assert (after.state, after.etag, after.execution_info.exit_code, after.execution_info.result) == (
+                bm.BatchTaskState.COMPLETED, before.etag, 0, bm.BatchTaskExecutionResult.SUCCESS), task_id
+            assert (after.execution_info.start_time, after.execution_info.end_time) == (
+                before.execution_info.start_time, before.execution_info.end_time)
+            assert after.execution_info.requeue_count == 0
+        for task_id in running:
+            info = client.get_task("job", task_id).execution_info
+            assert info.requeue_count == 1 and info.last_requeue_time is not None, task_id
+            assert info.retry_count == 0, "a requeue is not a retry"
+        for task_id in waiting:
+            assert client.get_task("job", task_id).execution_info.requeue_count == 0
+
+        (logs / "open").touch()
+        wait_for(lambda: client.get_job_task_counts("job").task_counts.succeeded == 20, "all 20 tasks to succeed")
+        for task_id in quick + gated:
+            starts, dones = attempts(logs, task_id)
+            assert len(dones) == 1, f"{task_id} completed {len(dones)} times"
+            assert dones[0] == starts[-1], f"{task_id}: the completion is its last attempt's"
+            assert len(starts) == (2 if task_id in running else 1), task_id
+            task = client.get_task("job", task_id)
+            assert task.execution_info.requeue_count == (1 if task_id in running else 0), task_id
+
+        # Counters carry on: new ETags, node ids and addresses never repeat old ones.
+        old_etags = {t.etag for t in listed.values()}
+        client.create_task("job", new_task("after-restart", logs, gated=False))
+        assert client.get_task("job", "after-restart").etag not in old_etags
+        client.begin_resize_pool("pool", bm.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=POLL).result(timeout=20)
+        grown = wait_for(lambda: (lambda n: n if len(n) == 3 else None)(list(client.list_nodes("pool"))), "a third node")
+        assert len({n.id for n in grown}) == 3 and len({n.ip_address for n in grown}) == 3
+    finally:
+        client.close()
+        service.stop()
+    wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
+
+
+def test_crash_leaves_processes_that_the_next_start_kills(tmp_path: Path):
+    """SIGKILL the CLI service mid-run; a new service on its data directory kills the orphans and reruns the tasks."""
+    data_dir, logs = tmp_path / "batch", tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    proc = start_group(
+        [sys.executable, "-m", "local.batch", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+         "--node-network", NODE_NETWORK],
+        cwd=REPO_ROOT, log_path=tmp_path / "service.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    service = None
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        with client_for(f"http://127.0.0.1:{port}") as client:
+            create_pool(client, "pool", nodes=1, slots=2)
+            client.create_job(bm.BatchJobCreateOptions(id="job", pool_info=bm.BatchPoolInfo(pool_id="pool")))
+            client.create_task_collection("job", bm.BatchTaskGroup(task_values=[new_task(t, logs, gated=True) for t in ("a", "b")]))
+            old_pids = [int(pid) for pid in wait_for(
+                lambda: (lambda p: p if len(p) == 2 else None)([s[0] for s in (attempts(logs, "a")[0], attempts(logs, "b")[0]) if s]),
+                "both tasks to start")]
+
+        def snapshot_shows_running() -> bool:
+            try:
+                document = json.loads((data_dir / SNAPSHOT_NAME).read_text())
+            except (FileNotFoundError, ValueError):
+                return False
+            encoded = document["tasks"].get("job", {}).get("$idmap", [])
+            return sorted(t["f"]["state"] for t in encoded) == ["running", "running"]
+        wait_for(snapshot_shows_running, "the debounced snapshot to record both tasks running", timeout=10)
+
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert all(process_alive(pid) for pid in old_pids), "a crashed service leaves its task processes behind"
+
+        service = LocalBatchService(data_dir, port=0, node_network=NODE_NETWORK).start()
+        assert not any(process_alive(pid) for pid in old_pids), "restoring killed the leftover task processes"
+        assert sorted(service.restored.requeued) == ["job/a", "job/b"]
+        assert set(old_pids) <= set(service.restored.killed_groups)
+        with client_for(service.url) as client:
+            for task_id in ("a", "b"):
+                info = client.get_task("job", task_id).execution_info
+                assert info.requeue_count == 1 and info.last_requeue_time is not None
+            wait_for(lambda: all(len(attempts(logs, t)[0]) == 2 for t in ("a", "b")), "the requeued tasks to start again")
+            (logs / "open").touch()
+            wait_for(lambda: client.get_job_task_counts("job").task_counts.succeeded == 2, "both tasks to succeed")
+            for task_id in ("a", "b"):
+                starts, dones = attempts(logs, task_id)
+                assert len(starts) == 2 and dones == [starts[-1]], (task_id, starts, dones)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if service is not None:
+            service.stop()
+    wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
