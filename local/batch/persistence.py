@@ -422,7 +422,7 @@ class Persistence:
         data_dir: Path,
         node_network: str,
         process_groups: Callable[[], list[int]] = lambda: [],
-        debounce: float = 0.2,
+        debounce: float = 1.0,
         interval: float = 1.0,
     ):
         self.account = account
