@@ -80,7 +80,8 @@ def command_line(command: str, os_family: str) -> str:
     """Batch runs command lines without a shell; give the modeller's command one."""
     if os_family == "windows":
         return f'cmd /c "{command}"'
-    return f"/bin/bash -c {shlex.quote(command)}"
+    # fail on the first failing step, including inside pipes, as a modeller's shell script would want
+    return f"/bin/bash -c {shlex.quote('set -e -o pipefail; ' + command)}"
 
 
 def _outputs(spec: dict[str, Any], run_id: str, task_id: str, container_url: str, runs_prefix: str) -> list[bm.OutputFile]:

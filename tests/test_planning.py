@@ -20,7 +20,7 @@ def plan(**spec):
 def test_single_run_is_one_task_with_a_shell_command_inputs_and_outputs():
     [task] = plan(inputs=["hydro.inp"], outputs=["**/output/*"], environment={"SCENARIO": "wet"}).tasks
     assert task.id == "main"
-    assert task.command_line == "/bin/bash -c 'hydro hydro.inp'"
+    assert task.command_line == "/bin/bash -c 'set -e -o pipefail; hydro hydro.inp'"
     assert [(r.http_url, r.file_path) for r in task.resource_files] == [("http://127.0.0.1:1/in?sig=read", "hydro.inp")]
     assert [(e.name, e.value) for e in task.environment_settings] == [("SCENARIO", "wet")]
     uploads = [(o.file_pattern, o.destination.container.path, o.upload_options.upload_condition) for o in task.output_files]
