@@ -2,8 +2,10 @@
 import azure.functions as func
 
 from functions.reconcile_timer import bp as reconcile_bp
+from functions.run_control import bp as run_control_bp
 from functions.run_requests import bp as run_requests_bp
 
 app = func.FunctionApp()
 app.register_functions(run_requests_bp)
 app.register_functions(reconcile_bp)
+app.register_functions(run_control_bp)

@@ -11,7 +11,7 @@ import logging
 
 import azure.functions as func
 
-from functions.runtime import clients, max_dequeue_count
+from functions.runtime import clients, max_dequeue_count, move_to_poison
 from shared.errors import PermanentRunError, UnusableMessageError
 from shared.messages import decode_run_request
 from shared.submission import reject_run, submit_run
@@ -32,9 +32,7 @@ def run_requests(msg: func.QueueMessage) -> None:
         log.warning("run %s rejected: %s", exc.run_id, "; ".join(exc.errors))
         reject_run(clients(), exc)
     except UnusableMessageError as exc:
-        poison = f"{clients().settings.run_requests_queue}-poison"
-        log.error("message %s moved to %s: %s", msg.id, poison, exc)
-        clients().queue_service.get_queue_client(poison).send_message(body.decode("utf-8", errors="replace"))
+        move_to_poison(clients().settings.run_requests_queue, body, msg.id, str(exc))
     except Exception as exc:
         if request is not None and (msg.dequeue_count or 1) >= max_dequeue_count():
             reason = f"submission gave up after {msg.dequeue_count} attempts: {type(exc).__name__}: {exc}"

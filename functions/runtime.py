@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,3 +23,14 @@ def max_dequeue_count() -> int:
     """The host's maxDequeueCount: the attempt after which a failing message is poisoned."""
     config = json.loads((APP_ROOT / "host.json").read_text())
     return int(((config.get("extensions") or {}).get("queues") or {}).get("maxDequeueCount", 5))
+
+
+def move_to_poison(queue: str, body: bytes, message_id: str, reason: str) -> None:
+    """Put a message that can never be processed on ``<queue>-poison`` at once, logging why.
+
+    The host would poison it only after maxDequeueCount failed attempts; a
+    message that no attempt can fix goes there now.
+    """
+    poison = f"{queue}-poison"
+    logging.getLogger("dmsbatch.functions").error("message %s moved to %s: %s", message_id, poison, reason)
+    clients().queue_service.get_queue_client(poison).send_message(body.decode("utf-8", errors="replace"))

@@ -23,6 +23,29 @@ class RunRequest:
     document: dict[str, Any]
 
 
+class UndecodableMessage(ValueError):
+    """The body is not base64-encoded JSON of an object; the message says which part failed."""
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A queue message body (base64 of UTF-8 JSON holding an object) as a mapping."""
+    try:
+        raw = base64.b64decode(body.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise UndecodableMessage("(message): is not base64; queue messages must be base64-encoded JSON") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UndecodableMessage("(message): is not JSON (the decoded bytes are not UTF-8 text)") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UndecodableMessage(f"(message): is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(document, dict):
+        raise UndecodableMessage(f"(message): must be a JSON object holding a run spec, not a {type(document).__name__}")
+    return document
+
+
 def decode_run_request(body: bytes, message_id: str) -> RunRequest:
     """Decode a message into its run id and spec document.
 
@@ -32,19 +55,9 @@ def decode_run_request(body: bytes, message_id: str) -> RunRequest:
     """
     fallback = run_id_for_message(message_id)
     try:
-        raw = base64.b64decode(body.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise PermanentRunError(fallback, ["(message): is not base64; queue messages must be base64-encoded JSON"]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PermanentRunError(fallback, ["(message): is not JSON (the decoded bytes are not UTF-8 text)"]) from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PermanentRunError(fallback, [f"(message): is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]) from None
-    if not isinstance(document, dict):
-        raise PermanentRunError(fallback, [f"(message): must be a JSON object holding a run spec, not a {type(document).__name__}"])
+        document = decode_body(body)
+    except UndecodableMessage as exc:
+        raise PermanentRunError(fallback, [str(exc)]) from None
     run_id = document.get("run_id")
     if run_id is None:
         return RunRequest(fallback, {**document, "run_id": fallback})

@@ -17,7 +17,8 @@ def ensure_storage(clients: Clients) -> None:
             clients.blob_service.create_container(container)
         except ResourceExistsError:
             pass
-    for queue in (s.run_requests_queue, s.run_events_queue, s.run_control_queue, f"{s.run_requests_queue}-poison"):
+    for queue in (s.run_requests_queue, s.run_events_queue, s.run_control_queue,
+                  f"{s.run_requests_queue}-poison", f"{s.run_control_queue}-poison"):
         try:
             clients.queue_service.create_queue(queue)
         except ResourceExistsError:

@@ -15,6 +15,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared import batch_ops
+from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event
 from shared.manifest import build_manifest, output_entry, task_entry
@@ -49,6 +50,7 @@ class TickReport:
     finished: list[str] = field(default_factory=list)
     progressed: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
+    cancelling: list[str] = field(default_factory=list)
 
 
 # ---- observe -----------------------------------------------------------------------------
@@ -75,13 +77,16 @@ def observe(clients: Clients) -> list[RunObservation]:
 
 # ---- decide (pure) -----------------------------------------------------------------------
 def decide(run: RunObservation, now: datetime) -> str | None:
-    """One of: 'finish', 'time_out', 'progress', or None when nothing changed."""
+    """One of: 'finish', 'time_out', 'cancel', 'progress', or None when nothing changed."""
     counts = run.counts
     total = counts["active"] + counts["running"] + counts["completed"]
     if is_terminal(run.status):
         return "finish"  # finished before; the job was not yet terminated
     if total > 0 and counts["completed"] == total:
         return "finish"
+    if run.status.get("cancel_requested_at"):
+        # keep ending tasks until none is left unfinished (a task added after the first pass included)
+        return "finish" if counts["completed"] == total else "cancel"
     overdue = run.deadline is not None and now > run.deadline
     if overdue and not run.status.get("deadline_passed_at"):
         return "time_out"
@@ -112,6 +117,9 @@ def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
             elif action == "time_out":
                 time_out_run(clients, run)
                 report.timed_out.append(run.run_id)
+            elif action == "cancel":
+                end_unfinished_tasks(clients, run)
+                report.cancelling.append(run.run_id)
             elif action == "progress":
                 record_progress(clients, run)
                 report.progressed.append(run.run_id)
@@ -137,13 +145,18 @@ def time_out_run(clients: Clients, run: RunObservation) -> None:
     event) once the tasks have ended and uploaded their logs.
     """
     update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.setdefault("deadline_passed_at", now_iso()))
+    end_unfinished_tasks(clients, run)
+    log.info("run %s: passed its wall-clock limit; tasks terminated", run.run_id)
+
+
+def end_unfinished_tasks(clients: Clients, run: RunObservation) -> None:
+    """Terminate the run's tasks that have not completed (one filtered list, one call per such task)."""
     batch = clients.batch
     for task in batch.list_tasks(run.job_id, filter="state ne 'completed'", select=["id"]):
         try:
             batch.terminate_task(run.job_id, task.id)
         except ResourceNotFoundError:
             pass
-    log.info("run %s: passed its wall-clock limit; tasks terminated", run.run_id)
 
 
 def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
@@ -161,6 +174,8 @@ def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
 
 
 def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None) -> tuple[str, str | None]:
+    if status.get("cancel_requested_at"):
+        return "cancelled", cancelled_reason(status)
     if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
         return "timed_out", "the run passed its wall-clock limit"
     failed = [t for t in tasks if t["result"] != "success"]

@@ -14,6 +14,7 @@ from typing import Any
 from azure.batch import models as bm
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.events import emit_run_event
@@ -59,6 +60,8 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     status = update_status(store, run_id, "accepted", lambda s: s.update(name=spec.get("name") or run_id, kind=spec["kind"]))
     if is_terminal(status) or status.get("state") in ("submitted", "running"):
         return status  # a redelivery of a run that is already under way or done
+    if status.get("cancel_requested_at"):
+        return finish_unsubmitted(clients, run_id, "cancelled", cancelled_reason(status))
 
     accepted_at = datetime.fromisoformat(record["accepted_at"].replace("Z", "+00:00"))
     deadline = deadline_for(spec, settings, accepted_at)
@@ -104,16 +107,22 @@ def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[
     return [(i, item["blob"]) for i, item in enumerate(spec["inputs"]) if prefix + item["blob"] not in present]
 
 
-def reject_run(clients: Clients, error: PermanentRunError) -> dict[str, Any]:
-    """Record a run that can never succeed: failed status naming each problem, and a run-events message."""
+def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:
+    """End a run that never reached Batch: final status with the reason, then one run-events message."""
     store = RunStore(clients.runs())
 
-    def fail(status: dict[str, Any]) -> None:
-        status.setdefault("reason", error.reason)
-        status.setdefault("errors", error.errors)
+    def end(status: dict[str, Any]) -> None:
+        status.setdefault("reason", reason)
+        if errors:
+            status.setdefault("errors", errors)
 
-    status = update_status(store, error.run_id, "failed", fail)
+    status = update_status(store, run_id, state, end)
     if not status.get("event_sent_at"):
-        emit_run_event(clients, error.run_id, status["state"], status.get("reason"), manifest_url=None, errors=status.get("errors"))
-        status = update_status(store, error.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+        emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=None, errors=status.get("errors"))
+        status = update_status(store, run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
     return status
+
+
+def reject_run(clients: Clients, error: PermanentRunError) -> dict[str, Any]:
+    """Record a run that can never succeed: failed status naming each problem, and a run-events message."""
+    return finish_unsubmitted(clients, error.run_id, "failed", error.reason, error.errors)

@@ -61,3 +61,10 @@ def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_
     assert _final_state([_task()], {}, limit_seconds=600) == ("timed_out", "the run passed its wall-clock limit")
     assert _final_state([_task(ended="2026-11-24T12:05:00Z")], {}, limit_seconds=600) == ("failed", "task main exited with code 137")
     assert _final_state([_task(result="success", code=None, exit_code=0)], {}, limit_seconds=600) == ("succeeded", None)
+
+
+def test_a_cancel_request_ends_unfinished_tasks_then_finishes_the_run():
+    wanted = {"state": "running", "cancel_requested_at": "x", "tasks": {}}
+    assert decide(observe(running=1, status=wanted), NOW) == "cancel"
+    assert decide(observe(completed=1, failed=1, status=wanted), NOW) == "finish"
+    assert decide(observe(status={"state": "submitted", "cancel_requested_at": "x"}), NOW) == "finish", "no tasks yet: nothing to end"

@@ -1,0 +1,69 @@
+"""Cancelling a run: record the wish; the reconciler and submission act on it.
+
+A cancel request only marks ``status.json`` (``cancel_requested_at``). The
+reconciler, which already reads every active run's status each tick, ends the
+run's unfinished tasks and then finishes the run as ``cancelled`` with its
+manifest; submission, if the request arrives before the job exists, finishes
+the run as ``cancelled`` instead of submitting it. Recording intent instead of
+acting here keeps one writer of Batch state per run and makes a repeated or
+early cancel harmless.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shared.clients import Clients
+from shared.run_store import RunStore
+from shared.status import is_terminal, now_iso, read_status, update_status
+
+
+class UnknownRunError(LookupError):
+    """There is no run with that id to cancel."""
+
+
+def request_cancel(clients: Clients, run_id: str, reason: str | None = None) -> dict[str, Any]:
+    """Mark ``run_id`` for cancellation; a finished run is left as it is."""
+    store = RunStore(clients.runs())
+    if read_status(store, run_id) is None:
+        raise UnknownRunError(f"there is no run {run_id!r} (no runs/{run_id}/status.json)")
+
+    def mark(status: dict[str, Any]) -> None:
+        if not is_terminal(status):
+            status.setdefault("cancel_requested_at", now_iso())
+            status.setdefault("cancel_reason", reason or "by request")
+
+    return update_status(store, run_id, None, mark)
+
+
+def cancelled_reason(status: dict[str, Any]) -> str:
+    return f"cancelled: {status.get('cancel_reason') or 'by request'}"
+
+
+def decode_cancel(body: bytes) -> tuple[str, str | None]:
+    """(run id, reason) from a ``run-control`` message ``{"action": "cancel", "run_id": ..., "reason": ...}``.
+
+    Raises ``UnusableMessageError`` naming what is wrong: a control message
+    that cannot be understood is poisoned, never retried.
+    """
+    from shared.errors import UnusableMessageError
+    from shared.ids import is_valid_run_id
+    from shared.messages import UndecodableMessage, decode_body
+    from shared.spec import RUN_ID_RULE
+
+    try:
+        document = decode_body(body)
+    except UndecodableMessage as exc:
+        raise UnusableMessageError(str(exc)) from None
+    problems = []
+    if document.get("action") != "cancel":
+        problems.append(f"action: must be 'cancel', not {document.get('action')!r}")
+    if not is_valid_run_id(document.get("run_id")):
+        problems.append(f"run_id: {RUN_ID_RULE}")
+    reason = document.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        problems.append("reason: must be text")
+    unknown = sorted(set(document) - {"action", "run_id", "reason"})
+    problems.extend(f"{name}: is not a field of a control message" for name in unknown)
+    if problems:
+        raise UnusableMessageError("; ".join(problems))
+    return document["run_id"], reason
