@@ -7,7 +7,7 @@ import pytest
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 
-from tests.local.test_batch_service import VM, batch, task, wait_for  # noqa: F401 - the fixture is used by name
+from tests.local.batch_support import VM, task
 
 FIVE_MINUTES = timedelta(minutes=5)
 

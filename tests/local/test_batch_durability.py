@@ -11,29 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AzureNamedKeyCredential
 
-from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.persistence import SNAPSHOT_NAME
 from local.batch.server import LocalBatchService
 from local.processes import free_port, start_group, wait_for_port
-
-NODE_NETWORK = "127.0.6.0/24"
-POLL = 0.05
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VM = bm.VirtualMachineConfiguration(
-    image_reference=bm.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts", version="latest"),
-    node_agent_sku_id="batch.node.ubuntu 22.04",
+from tests.local.batch_support import (
+    NODE_NETWORK, POLL, bash, client_for, create_pool, process_alive, processes_under, task, wait_for,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = (
     'echo "start $$" >> "$LOG_DIR/$AZ_BATCH_TASK_ID.log"; '
     'if [ "$GATED" = 1 ]; then while [ ! -e "$LOG_DIR/open" ]; do sleep 0.05; done; fi; '
@@ -41,48 +33,8 @@ SCRIPT = (
 )
 
 
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL)
-
-
-def client_for(url: str) -> BatchClient:
-    return BatchClient(url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_under(root: Path) -> list[int]:
-    found, prefix = [], str(root.resolve())
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd.startswith(prefix) and process_alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
-
-
 def new_task(task_id: str, logs: Path, gated: bool) -> bm.BatchTaskCreateOptions:
-    env = {"LOG_DIR": str(logs), "GATED": "1" if gated else "0"}
-    return bm.BatchTaskCreateOptions(
-        id=task_id, command_line=f"/bin/bash -c {shlex.quote(SCRIPT)}",
-        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in env.items()],
-    )
+    return task(task_id, bash(SCRIPT), env={"LOG_DIR": str(logs), "GATED": "1" if gated else "0"})
 
 
 def attempts(logs: Path, task_id: str) -> tuple[list[str], list[str]]:
@@ -91,18 +43,6 @@ def attempts(logs: Path, task_id: str) -> tuple[list[str], list[str]]:
     lines = path.read_text().split() if path.exists() else []
     pairs = list(zip(lines[::2], lines[1::2]))
     return [pid for word, pid in pairs if word == "start"], [pid for word, pid in pairs if word == "done"]
-
-
-def create_pool(client: BatchClient, pool_id: str, nodes: int, slots: int, **kwargs: Any) -> list[bm.BatchNode]:
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM,
-        target_dedicated_nodes=nodes, task_slots_per_node=slots, **kwargs,
-    ))
-
-    def settled():
-        listed = list(client.list_nodes(pool_id))
-        return listed if len(listed) == nodes and all(n.state == bm.BatchNodeState.IDLE for n in listed) else None
-    return wait_for(settled, f"{nodes} idle nodes in {pool_id}")
 
 
 def states(client: BatchClient, job_id: str) -> dict[str, str]:

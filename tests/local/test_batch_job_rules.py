@@ -5,7 +5,7 @@ from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 import pytest
 
-from tests.local.test_batch_service import bash, batch, task, wait_for  # noqa: F401 - the fixture is used by name
+from tests.local.batch_support import bash, task, wait_for
 
 
 def test_job_preparation_runs_once_per_node_before_tasks_and_release_runs_at_the_end(batch):

@@ -1,6 +1,6 @@
 """Multi-instance (MPI) tasks on the local Batch service, through the real ``azure.batch.BatchClient``.
 
-Each test gets its own service (nodes on 127.0.5.0/24) and checks what a Batch
+Each test gets its own service (the ``batch`` fixture of conftest.py) and checks what a Batch
 user sees: where the coordination and application commands ran, the
 multi-instance environment variables, common resource files on every node,
 subtask information, and a real Open MPI program across two simulated nodes.
@@ -9,33 +9,18 @@ in the subtask's nodeInfo), as a user would fetch them with the node-file API.
 """
 from __future__ import annotations
 
-import os
-import shlex
 import subprocess
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
 
-from local.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, AzuriteEndpoints
-from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
-from local.batch.server import LocalBatchService
+from tests.local.batch_support import POLL, BatchEnv, Storage, bash, processes_under, wait_for
 
-NODE_NETWORK = "127.0.5.0/24"
-POLL = 0.05
-VM = bm.VirtualMachineConfiguration(
-    image_reference=bm.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts", version="latest"),
-    node_agent_sku_id="batch.node.ubuntu 22.04",
-)
 MI_VARS = ("AZ_BATCH_HOST_LIST", "AZ_BATCH_NODE_LIST", "AZ_BATCH_MASTER_NODE", "AZ_BATCH_IS_CURRENT_NODE_MASTER",
            "AZ_BATCH_TASK_SHARED_DIR", "AZ_BATCH_TASK_DIR", "AZ_BATCH_TASK_WORKING_DIR", "AZ_BATCH_NODE_ID",
            "AZ_BATCH_TASK_ID", "AZ_BATCH_JOB_ID", "CCP_NODES", "SCENARIO")
@@ -69,21 +54,6 @@ int main(int argc, char **argv) {
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL)
-
-
-def bash(script: str) -> str:
-    return f"/bin/bash -c {shlex.quote(script)}"
-
-
 def env_dump(tag: str) -> str:
     """A script line printing the multi-instance variables as ``tag NAME=value`` lines."""
     names = " ".join(MI_VARS)
@@ -93,67 +63,6 @@ def env_dump(tag: str) -> str:
 def parse_env(text: str, tag: str) -> dict[str, str]:
     pairs = (line.split(" ", 1)[1] for line in text.splitlines() if line.startswith(f"{tag} "))
     return dict(pair.split("=", 1) for pair in pairs)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_under(root: Path) -> list[str]:
-    found, prefix = [], str(root.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(prefix) and process_alive(int(entry.name)):
-            found.append(f"{entry.name} in {cwd}")
-    return found
-
-
-@dataclass
-class BatchEnv:
-    client: BatchClient
-    service: LocalBatchService
-    data_dir: Path
-
-    def create_pool(self, pool_id: str, nodes: int, inter_node: bool = True, slots: int = 1) -> list[bm.BatchNode]:
-        self.client.create_pool(bm.BatchPoolCreateOptions(
-            id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM, target_dedicated_nodes=nodes,
-            task_slots_per_node=slots, enable_inter_node_communication=inter_node,
-        ))
-        return self.wait_nodes(pool_id, nodes)
-
-    def wait_nodes(self, pool_id: str, count: int) -> list[bm.BatchNode]:
-        def settled():
-            if self.client.get_pool(pool_id).allocation_state != bm.AllocationState.STEADY:
-                return None
-            nodes = list(self.client.list_nodes(pool_id))
-            return nodes if len(nodes) == count and all(n.state == bm.BatchNodeState.IDLE for n in nodes) else None
-        return wait_for(settled, f"pool {pool_id} to settle at {count} idle nodes")
-
-    def create_job(self, job_id: str, pool_id: str) -> None:
-        self.client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id)))
-
-    def wait_task(self, job_id: str, task_id: str, timeout: float = 20.0) -> bm.BatchTask:
-        def completed():
-            current = self.client.get_task(job_id, task_id)
-            return current if current.state == bm.BatchTaskState.COMPLETED else None
-        return wait_for(completed, f"task {task_id} to complete", timeout)
-
-    def read(self, job_id: str, task_id: str, path: str) -> str:
-        return b"".join(self.client.download_task_file(job_id, task_id, path)).decode()
-
-    def subtask_file(self, subtask: bm.BatchSubtask, name: str) -> str:
-        """A file of a subtask, from its node's directory at the taskRootDirectory Batch reports."""
-        info = subtask.node_info
-        return (self.data_dir / "nodes" / info.node_id / info.task_root_directory / name).read_text()
 
 
 def mi_task(task_id: str, command: str, coordination: str, instances: int = 2, **kwargs: Any) -> bm.BatchTaskCreateOptions:
@@ -166,46 +75,9 @@ def mi_task(task_id: str, command: str, coordination: str, instances: int = 2, *
     )
 
 
-@pytest.fixture
-def batch(tmp_path: Path) -> Iterator[BatchEnv]:
-    data_dir = tmp_path / "batch"
-    service = LocalBatchService(data_dir, host="127.0.0.1", port=0, node_network=NODE_NETWORK).start()
-    client = BatchClient(service.url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
-    try:
-        yield BatchEnv(client, service, data_dir)
-    finally:
-        client.close()
-        service.stop()
-    wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
-
-
-@dataclass
-class Storage:
-    endpoints: AzuriteEndpoints
-    container: ContainerClient
-
-    def put(self, name: str, data: bytes | str) -> str:
-        """Upload ``data`` and return a read SAS URL for it, as a Batch user would pass it."""
-        self.container.upload_blob(name, data, overwrite=True)
-        sas = generate_blob_sas(DEV_ACCOUNT_NAME, self.container.container_name, name, account_key=DEV_ACCOUNT_KEY,
-                                permission=BlobSasPermissions(read=True), expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-        return f"{self.endpoints.blob_url}/{self.container.container_name}/{name}?{sas}"
-
-
-@pytest.fixture
-def storage(azurite: AzuriteEndpoints) -> Iterator[Storage]:
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    container = service.create_container(f"mitest-{uuid.uuid4().hex[:12]}")
-    try:
-        yield Storage(azurite, container)
-    finally:
-        container.delete_container()
-        service.close()
-
-
 # ---- tests -----------------------------------------------------------------------------------
 def test_coordination_runs_on_every_node_and_the_application_only_on_the_primary(batch: BatchEnv):
-    nodes = {n.id: n for n in batch.create_pool("mpi", nodes=2)}
+    nodes = {n.id: n for n in batch.create_pool("mpi", nodes=2, enable_inter_node_communication=True)}
     batch.create_job("job", "mpi")
     coordination = bash(
         "sleep 0.5; " + env_dump("COORD")
@@ -268,7 +140,7 @@ def test_coordination_runs_on_every_node_and_the_application_only_on_the_primary
 
 
 def test_common_resource_files_reach_every_node_and_task_resource_files_only_the_primary(batch: BatchEnv, storage: Storage):
-    batch.create_pool("mpi", nodes=2)
+    batch.create_pool("mpi", nodes=2, enable_inter_node_communication=True)
     batch.create_job("job", "mpi")
     common_url = storage.put("inputs/common.txt", "shared by all instances\n")
     own_url = storage.put("inputs/primary.txt", "for the primary\n")
@@ -297,7 +169,7 @@ def test_mpi_hello_world_runs_one_rank_on_each_node(batch: BatchEnv, storage: St
     subprocess.run(["mpicc", "-o", str(tmp_path / "mpi_hello"), str(source)], check=True, capture_output=True)
     binary_url = storage.put("apps/mpi_hello", (tmp_path / "mpi_hello").read_bytes())
 
-    nodes = {n.id: n for n in batch.create_pool("mpi", nodes=2)}
+    nodes = {n.id: n for n in batch.create_pool("mpi", nodes=2, enable_inter_node_communication=True)}
     batch.create_job("job", "mpi")
     batch.client.create_task("job", mi_task(
         "hello",
@@ -318,8 +190,8 @@ def test_mpi_hello_world_runs_one_rank_on_each_node(batch: BatchEnv, storage: St
 
 
 def test_a_multi_instance_task_waits_until_the_pool_has_enough_idle_nodes(batch: BatchEnv):
-    batch.create_pool("small", nodes=1)
-    batch.create_pool("no-internode", nodes=2, inter_node=False)
+    batch.create_pool("small", nodes=1, enable_inter_node_communication=True)
+    batch.create_pool("no-internode", nodes=2, enable_inter_node_communication=False)
     batch.create_job("job", "small")
     batch.create_job("job2", "no-internode")
     command = bash('echo "ran on $AZ_BATCH_HOST_LIST"')
@@ -345,7 +217,7 @@ def test_a_multi_instance_task_waits_until_the_pool_has_enough_idle_nodes(batch:
 
 
 def test_a_failing_coordination_command_fails_the_task_before_the_application_runs(batch: BatchEnv):
-    batch.create_pool("mpi", nodes=2)
+    batch.create_pool("mpi", nodes=2, enable_inter_node_communication=True)
     batch.create_job("job", "mpi")
     with pytest.raises(HttpResponseError) as bad:
         batch.client.create_task("job", mi_task("slots", "/bin/true", "/bin/true", required_slots=2))

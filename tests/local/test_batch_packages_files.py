@@ -1,6 +1,6 @@
 """Application packages, auto-storage resource files, node files and start task info, through the real SDK.
 
-Each test gets its own local Batch service (nodes on 127.0.7.0/24) linked to the
+Each test gets its own local Batch service (the ``batch`` fixture of conftest.py) linked to the
 session's Azurite as the account's auto-storage; applications are published into
 its package store with ``local.batch.app_packages.publish`` or the signed admin
 route, as ARM would do in Azure.
@@ -10,40 +10,24 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
-from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
-from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 
 from local.azurite import AzuriteEndpoints
-from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME, app_packages
-from local.batch.server import LocalBatchService
-from tests.local.test_batch_service import (  # noqa: F401 - storage is a fixture, used by name
-    VM, BatchEnv, bash, error_code, processes_under, storage, task, wait_for,
-)
+from local.batch import app_packages
+from tests.local.batch_support import VM, BatchEnv, bash, error_code, task, wait_for
 
-NODE_NETWORK = "127.0.7.0/24"
 ARM_PREFIX = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/devbatchaccount1/applications/"
 
 
 @pytest.fixture
-def batch(tmp_path: Path, azurite: AzuriteEndpoints) -> Iterator[BatchEnv]:
-    """A local Batch service whose linked auto-storage is the session's Azurite."""
-    data_dir = tmp_path / "batch"
-    service = LocalBatchService(data_dir, host="127.0.0.1", port=0, node_network=NODE_NETWORK,
-                                auto_storage_connection_string=azurite.connection_string).start()
-    client = BatchClient(service.url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
-    try:
-        yield BatchEnv(client, service, data_dir)
-    finally:
-        client.close()
-        service.stop()
-    wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
+def batch_options(azurite: AzuriteEndpoints) -> dict[str, Any]:
+    """The ``batch`` service's linked auto-storage is the session's Azurite."""
+    return {"auto_storage_connection_string": azurite.connection_string}
 
 
 def hydro_zip(version: str) -> bytes:

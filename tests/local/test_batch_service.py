@@ -1,23 +1,17 @@
 """The local Batch service through the real ``azure.batch.BatchClient``: what a Batch user would notice.
 
-Every test gets its own service (own data directory, nodes on 127.0.3.0/24),
-talks to it only through the SDK, and checks what a user of Azure Batch sees:
-states, results, failure info, files, blobs in Azurite. Task processes are
-real; the service fixture checks that none outlives the service.
+Every test gets its own service (the ``batch`` fixture of conftest.py: own data
+directory, nodes on NODE_NETWORK), talks to it only through the SDK, and checks
+what a user of Azure Batch sees: states, results, failure info, files, blobs in
+Azurite. Task processes are real; the fixture checks that none outlives the service.
 """
 from __future__ import annotations
 
-import os
-import shlex
 import socket
-import sys
-import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from azure.batch import BatchClient
@@ -30,190 +24,16 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import (
-    BlobSasPermissions,
-    BlobServiceClient,
-    ContainerClient,
-    ContainerSasPermissions,
-    generate_blob_sas,
-    generate_container_sas,
-)
 
-from local.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, AzuriteEndpoints
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
-from local.batch.server import LocalBatchService
-
-NODE_NETWORK = "127.0.3.0/24"
-POLL = 0.05  # seconds between polls, for the tests and for the SDK's pollers
-VM = bm.VirtualMachineConfiguration(
-    image_reference=bm.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts", version="latest"),
-    node_agent_sku_id="batch.node.ubuntu 22.04",
+from tests.local.batch_support import (
+    NODE_NETWORK, POLL, VM, BatchEnv, Storage, bash, error_code, process_alive, processes_under, python,
+    running_batch, task, wait_for,
 )
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Poll ``probe`` until it returns something other than None/False; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL)
-
-
-def bash(script: str) -> str:
-    """A Batch command line running ``script`` in bash (Batch runs command lines without a shell)."""
-    return f"/bin/bash -c {shlex.quote(script)}"
-
-
-def python(script: str) -> str:
-    return f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}"
-
-
-def task(task_id: str, command: str, env: dict[str, str] | None = None, **kwargs: Any) -> bm.BatchTaskCreateOptions:
-    """A task to create; ``env`` becomes its environment settings."""
-    if env:
-        kwargs["environment_settings"] = [bm.EnvironmentSetting(name=k, value=v) for k, v in env.items()]
-    return bm.BatchTaskCreateOptions(id=task_id, command_line=command, **kwargs)
 
 
 def ids(items) -> list[str]:
     return [item.id for item in items]
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` is a live (non-zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_under(root: Path) -> list[str]:
-    """Live processes whose working directory is inside ``root`` (task processes of a service)."""
-    found, prefix = [], str(root.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(prefix) and process_alive(int(entry.name)):
-            found.append(f"{entry.name} in {cwd}")
-    return found
-
-
-def error_code(exc: pytest.ExceptionInfo[HttpResponseError]) -> str | None:
-    return getattr(exc.value.error, "code", None)
-
-
-@dataclass
-class BatchEnv:
-    """A running local Batch service, an SDK client on it, and shortcuts for the tests."""
-
-    client: BatchClient
-    service: LocalBatchService
-    data_dir: Path
-
-    def create_pool(self, pool_id: str, nodes: int = 1, slots: int = 1, **kwargs: Any) -> list[bm.BatchNode]:
-        self.client.create_pool(bm.BatchPoolCreateOptions(
-            id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM,
-            target_dedicated_nodes=nodes, task_slots_per_node=slots, **kwargs,
-        ))
-        return self.wait_nodes(pool_id, nodes)
-
-    def wait_nodes(self, pool_id: str, count: int) -> list[bm.BatchNode]:
-        """The pool's nodes once it is steady with ``count`` idle nodes."""
-        def settled():
-            if self.client.get_pool(pool_id).allocation_state != bm.AllocationState.STEADY:
-                return None
-            nodes = list(self.client.list_nodes(pool_id))
-            return nodes if len(nodes) == count and all(n.state == bm.BatchNodeState.IDLE for n in nodes) else None
-        return wait_for(settled, f"pool {pool_id} to settle at {count} idle nodes")
-
-    def create_job(self, job_id: str, pool_id: str, **kwargs: Any) -> None:
-        self.client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **kwargs))
-
-    def wait_task(self, job_id: str, task_id: str, state: str = "completed", timeout: float = 20.0) -> bm.BatchTask:
-        def reached():
-            current = self.client.get_task(job_id, task_id)
-            return current if current.state == state else None
-        return wait_for(reached, f"task {task_id} to be {state}", timeout)
-
-    def run(self, job_id: str, new_task: bm.BatchTaskCreateOptions, timeout: float = 20.0) -> bm.BatchTask:
-        """Create ``new_task`` and return it once completed."""
-        self.client.create_task(job_id, new_task)
-        return self.wait_task(job_id, new_task.id, timeout=timeout)
-
-    def read(self, job_id: str, task_id: str, path: str) -> str:
-        return b"".join(self.client.download_task_file(job_id, task_id, path)).decode()
-
-    def wait_file(self, job_id: str, task_id: str, path: str) -> str:
-        """The content of a task file once it exists and is not empty."""
-        def content():
-            try:
-                return self.read(job_id, task_id, path).strip() or None
-            except ResourceNotFoundError:
-                return None
-        return wait_for(content, f"{path} of task {task_id}")
-
-
-@pytest.fixture
-def batch(tmp_path: Path) -> Iterator[BatchEnv]:
-    """A fresh local Batch service for one test (overrides the stack-wide ``batch`` client of tests/conftest.py)."""
-    data_dir = tmp_path / "batch"
-    service = LocalBatchService(data_dir, host="127.0.0.1", port=0, node_network=NODE_NETWORK).start()
-    client = BatchClient(service.url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
-    try:
-        yield BatchEnv(client, service, data_dir)
-    finally:
-        client.close()
-        service.stop()
-    wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
-
-
-@dataclass
-class Storage:
-    """A fresh container on the session's Azurite, with SAS URLs as a Batch user would make them."""
-
-    endpoints: AzuriteEndpoints
-    container: ContainerClient
-
-    def put(self, name: str, data: bytes | str) -> None:
-        self.container.upload_blob(name, data, overwrite=True)
-
-    def blob_url(self, name: str) -> str:
-        sas = generate_blob_sas(DEV_ACCOUNT_NAME, self.container.container_name, name, account_key=DEV_ACCOUNT_KEY,
-                                permission=BlobSasPermissions(read=True), expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-        return f"{self.endpoints.blob_url}/{self.container.container_name}/{name}?{sas}"
-
-    def container_url(self, read: bool = True, write: bool = False) -> str:
-        permission = ContainerSasPermissions(read=read, list=read, write=write, create=write, add=write)
-        sas = generate_container_sas(DEV_ACCOUNT_NAME, self.container.container_name, account_key=DEV_ACCOUNT_KEY,
-                                     permission=permission, expiry=datetime.now(timezone.utc) + timedelta(hours=1))
-        return f"{self.endpoints.blob_url}/{self.container.container_name}?{sas}"
-
-    def names(self, prefix: str = "") -> list[str]:
-        return sorted(b.name for b in self.container.list_blobs(name_starts_with=prefix or None))
-
-    def text(self, name: str) -> str:
-        return self.container.download_blob(name).readall().decode()
-
-
-@pytest.fixture
-def storage(azurite: AzuriteEndpoints) -> Iterator[Storage]:
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    container = service.create_container(f"batchtest-{uuid.uuid4().hex[:12]}")
-    try:
-        yield Storage(azurite, container)
-    finally:
-        container.delete_container()
-        service.close()
 
 
 def output_to(container_url: str, pattern: str, path: str | None, condition: str = "taskcompletion") -> bm.OutputFile:
@@ -679,10 +499,8 @@ def test_terminate_task_stops_a_running_task(batch: BatchEnv):
 
 def test_stopping_the_service_ends_every_process_its_tasks_started(tmp_path: Path):
     data_dir = tmp_path / "batch"
-    service = LocalBatchService(data_dir, node_network=NODE_NETWORK).start()
-    client = BatchClient(service.url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
-    env = BatchEnv(client, service, data_dir)
-    try:
+    with running_batch(data_dir, node_network=NODE_NETWORK) as env:
+        client = env.client
         env.create_pool("pool", nodes=1, slots=2)
         env.create_job("job", "pool")
         client.create_task("job", task("running", "sleep 300"))
@@ -690,9 +508,6 @@ def test_stopping_the_service_ends_every_process_its_tasks_started(tmp_path: Pat
         assert orphaned.execution_info.result == bm.BatchTaskExecutionResult.SUCCESS
         env.wait_task("job", "running", state="running")
         assert len(processes_under(data_dir)) == 2
-    finally:
-        client.close()
-        service.stop()
     wait_for(lambda: not processes_under(data_dir), "every task process, orphans included, to end with the service", timeout=5)
 
 
