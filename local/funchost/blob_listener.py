@@ -11,12 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobProperties, ContainerClient
 from azure.storage.queue import QueueClient
 
@@ -25,8 +23,10 @@ from local.funchost.blob_receipts import LEASE_SECONDS, ClaimState, ReceiptStore
 from local.funchost.blob_stream import LazyBlobInputStream
 from local.funchost.hostconfig import QueuesOptions
 from local.funchost.invoker import Invoker
+from local.funchost.listener import PooledListener
 from local.funchost.loader import FunctionSpec
-from local.funchost.logs import redact
+from local.funchost.logs import error_text
+from local.funchost.provision import PoisonQueue
 from local.funchost.renewal import Renewer
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 
 
-class BlobListener:
+class BlobListener(PooledListener):
     """Scans one container for one function."""
 
     def __init__(
@@ -50,47 +50,27 @@ class BlobListener:
         *,
         scan_interval: float,
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, thread_name=f"funchost-scan-{spec.name}",
+                         workers=options.max_in_flight, worker_prefix=f"funchost-b-{spec.name}")
         self._pattern = pattern
         self._container = container
         self._receipts = receipts
-        self._poison = poison_queue
+        self._poison = PoisonQueue(poison_queue)
         self._options = options
         self._invoker = invoker
         self._renewer = renewer
         self._scan_interval = scan_interval
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
-        self._in_flight: set[tuple[str, str]] = set()
+        # Guarded by self._cond, like the in-flight count they go with.
+        self._processing: set[tuple[str, str]] = set()  # versions handed to the pool and not finished
         self._done: set[tuple[str, str]] = set()  # versions known to have a completed receipt
         self._retry_after: dict[tuple[str, str], float] = {}
-        self._poison_created = False
-        self._pool = ThreadPoolExecutor(max_workers=options.max_in_flight, thread_name_prefix=f"funchost-b-{spec.name}")
-        self._thread = threading.Thread(target=self._scan_loop, name=f"funchost-scan-{spec.name}", daemon=True)
 
     def describe(self) -> str:
         return f"blobs '{self._pattern.container}/{self._pattern.blob_pattern}'"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        with self._cond:
-            self._cond.wait_for(lambda: not self._in_flight, max(0.0, deadline - time.monotonic()))
-            idle = not self._in_flight
-        self._pool.shutdown(wait=idle)
-        return idle and not self._thread.is_alive()
-
     # -- scanning ----------------------------------------------------------------
 
-    def _scan_loop(self) -> None:
+    def _loop(self) -> None:
         missing_logged = False
         while not self._stop.is_set():
             try:
@@ -101,7 +81,7 @@ class BlobListener:
                     log.info("container '%s' does not exist yet; scanning until it does", self._pattern.container)
                     missing_logged = True
             except Exception as exc:
-                log.warning("scanning container '%s' failed: %s", self._pattern.container, redact(f"{type(exc).__name__}: {exc}"))
+                log.warning("scanning container '%s' failed: %s", self._pattern.container, error_text(exc))
             self._stop.wait(self._scan_interval)
 
     def _scan(self) -> None:
@@ -114,13 +94,12 @@ class BlobListener:
             key = (blob.name, blob.etag)
             seen.add(key)
             with self._cond:
-                if key in self._done or key in self._in_flight or self._retry_after.get(key, 0.0) > time.monotonic():
+                if key in self._done or key in self._processing or self._retry_after.get(key, 0.0) > time.monotonic():
                     continue
-                self._cond.wait_for(lambda: self._stop.is_set() or len(self._in_flight) < self._options.max_in_flight)
-                if self._stop.is_set():
+                if not self._wait_for_room(self._options.max_in_flight - 1):
                     return
-                self._in_flight.add(key)
-            self._pool.submit(self._process, blob)
+                self._processing.add(key)
+                self._submit(self._process, blob)  # under the lock, so the set and the count agree
         with self._cond:  # forget versions that no longer exist, so memory stays bounded
             self._done &= seen
             self._retry_after = {k: v for k, v in self._retry_after.items() if k in seen}
@@ -156,11 +135,10 @@ class BlobListener:
                 with self._cond:
                     self._retry_after[key] = time.monotonic() + self._options.visibility_timeout
         except Exception as exc:
-            log.error("blob '%s/%s': processing failed: %s", container, blob.name, redact(f"{type(exc).__name__}: {exc}"))
+            log.error("blob '%s/%s': processing failed: %s", container, blob.name, error_text(exc))
         finally:
             with self._cond:
-                self._in_flight.discard(key)
-                self._cond.notify_all()
+                self._processing.discard(key)  # the base class notifies once the count drops too
 
     def _mark_done(self, key: tuple[str, str]) -> None:
         with self._cond:
@@ -202,15 +180,9 @@ class BlobListener:
         })
         log.warning("Blob '%s/%s' has failed %d times in function '%s'. Moving a message to queue '%s'.",
                     self._pattern.container, blob.name, self._options.max_dequeue_count, self.spec.name, POISON_QUEUE)
-        if not self._poison_created:
-            try:
-                self._poison.create_queue()
-            except ResourceExistsError:
-                pass
-            self._poison_created = True
         if self._options.message_encoding == "base64":
             message = base64.b64encode(message.encode("utf-8")).decode("ascii")
-        self._poison.send_message(message)
+        self._poison.send(message)
 
 
 def _blob_type(blob: BlobProperties) -> str:

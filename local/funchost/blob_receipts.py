@@ -12,8 +12,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
+
+from local.funchost.provision import CreateOnce, create_unless_exists
 
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 LEASE_SECONDS = 60
@@ -60,7 +62,7 @@ class ReceiptStore:
     def __init__(self, hosts: ContainerClient, host_id: str) -> None:
         self._hosts = hosts
         self._host_id = host_id
-        self._container_checked = False
+        self._create_container = CreateOnce(hosts.create_container)
 
     def path(self, function_id: str, container: str, blob_name: str, etag: str) -> str:
         return f"blobreceipts/{self._host_id}/{function_id}/{quoted_etag(etag)}/{container}/{blob_name}"
@@ -98,13 +100,6 @@ class ReceiptStore:
             return None
 
     def _create(self, receipt: BlobClient) -> None:
-        if not self._container_checked:
-            try:
-                self._hosts.create_container()
-            except ResourceExistsError:
-                pass
-            self._container_checked = True
-        try:
-            receipt.upload_blob(b"", metadata={_ATTEMPTS: "0"}, overwrite=False)
-        except ResourceExistsError:
-            pass
+        self._create_container()
+        # Another host may create the same receipt between our read and this write; theirs counts.
+        create_unless_exists(lambda: receipt.upload_blob(b"", metadata={_ATTEMPTS: "0"}, overwrite=False))

@@ -14,7 +14,7 @@ import zoneinfo
 from datetime import timezone, tzinfo
 from pathlib import Path
 from types import ModuleType
-from typing import Mapping, Protocol
+from typing import Mapping
 
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -25,6 +25,7 @@ from local.funchost.blob_receipts import HOSTS_CONTAINER, ReceiptStore
 from local.funchost.errors import FuncHostError, SettingError
 from local.funchost.hostconfig import HostConfig, load_host_config
 from local.funchost.invoker import Invoker
+from local.funchost.listener import Listener
 from local.funchost.loader import FunctionSpec, LoadedApp, load_app
 from local.funchost.queue_listener import DEFAULT_LEASE_SECONDS, QueueListener
 from local.funchost.renewal import Renewer
@@ -43,15 +44,6 @@ log = logging.getLogger(__name__)
 BLOB_CHUNK_BYTES = 4 * 1024 * 1024
 # The real host scans containers roughly every 10 s; a lower poll interval lowers this too.
 DEFAULT_BLOB_SCAN_INTERVAL = 10.0
-
-
-class Listener(Protocol):
-    spec: FunctionSpec
-
-    def describe(self) -> str: ...
-    def start(self) -> None: ...
-    def request_stop(self) -> None: ...
-    def join(self, timeout: float) -> bool: ...
 
 
 class FunctionsHost:

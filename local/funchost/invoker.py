@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from local.funchost.context import CONTEXT_PARAMETER_NAME, InvocationContext
 from local.funchost.loader import FunctionSpec
-from local.funchost.logs import redact
+from local.funchost.logs import error_text, redact
 
 log = logging.getLogger("local.funchost.invocations")
 
@@ -42,7 +42,7 @@ class InvocationResult:
     def error_summary(self) -> str:
         if self.error is None:
             return ""
-        return redact(f"{type(self.error).__name__}: {self.error}")
+        return error_text(self.error)
 
 
 class Invoker:

@@ -24,6 +24,11 @@ def redact(text: str) -> str:
     return text
 
 
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, redacted: storage errors often quote the failing URL."""
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

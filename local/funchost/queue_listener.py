@@ -15,19 +15,19 @@ import binascii
 import logging
 import re
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 
 from local.funchost.hostconfig import MIN_POLLING_INTERVAL, QueuesOptions
 from local.funchost.invoker import Invoker
+from local.funchost.listener import PooledListener
 from local.funchost.loader import FunctionSpec
-from local.funchost.logs import redact
+from local.funchost.logs import error_text
+from local.funchost.provision import PoisonQueue
 from local.funchost.renewal import Renewer
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class _MessageLease:
             return self._pop_receipt
 
 
-class QueueListener:
+class QueueListener(PooledListener):
     """Polls one queue for one function."""
 
     def __init__(
@@ -96,9 +96,10 @@ class QueueListener:
         max_poll_interval: float | None = None,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, thread_name=f"funchost-poll-{spec.name}",
+                         workers=options.max_in_flight, worker_prefix=f"funchost-q-{spec.name}")
         self._queue = queue
-        self._poison = poison_queue
+        self._poison = PoisonQueue(poison_queue)
         self._options = options
         self._invoker = invoker
         self._renewer = renewer
@@ -107,12 +108,6 @@ class QueueListener:
         if max_poll_interval is not None:
             interval = min(interval, max_poll_interval)
         self._max_interval = max(interval, MIN_POLLING_INTERVAL)
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
-        self._in_flight = 0
-        self._poison_created = False
-        self._pool = ThreadPoolExecutor(max_workers=options.max_in_flight, thread_name_prefix=f"funchost-q-{spec.name}")
-        self._thread = threading.Thread(target=self._poll, name=f"funchost-poll-{spec.name}", daemon=True)
 
     @property
     def queue_name(self) -> str:
@@ -121,34 +116,13 @@ class QueueListener:
     def describe(self) -> str:
         return f"queue '{self.queue_name}'"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Stop fetching messages; in-flight invocations carry on."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the poller and in-flight invocations; True if all finished."""
-        deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
-            idle = self._in_flight == 0
-        self._pool.shutdown(wait=idle)
-        return idle and not self._thread.is_alive()
-
     # -- polling -----------------------------------------------------------------
 
-    def _poll(self) -> None:
+    def _loop(self) -> None:
         delay = MIN_POLLING_INTERVAL
         missing_logged = False
         while not self._stop.is_set():
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop.is_set() or self._in_flight <= self._options.new_batch_threshold)
-            if self._stop.is_set():
+            if not self._wait_for_room(self._options.new_batch_threshold):
                 break
             try:
                 messages = self._receive()
@@ -159,16 +133,14 @@ class QueueListener:
                     missing_logged = True
                 messages = []
             except Exception as exc:
-                log.warning("polling queue '%s' failed: %s", self.queue_name, redact(f"{type(exc).__name__}: {exc}"))
+                log.warning("polling queue '%s' failed: %s", self.queue_name, error_text(exc))
                 messages = []
                 delay = self._max_interval
             if messages and self._stop.is_set():
                 self._release_unstarted(messages)
                 break
             for message in messages:
-                with self._cond:
-                    self._in_flight += 1
-                self._pool.submit(self._handle, message)
+                self._submit(self._handle, message)
             if messages:
                 delay = MIN_POLLING_INTERVAL
                 continue
@@ -216,13 +188,10 @@ class QueueListener:
             else:
                 self._queue.update_message(message.id, pop_receipt, visibility_timeout=int(self._options.visibility_timeout))
         except Exception as exc:
-            log.error("queue '%s': handling message %s failed: %s", self.queue_name, message.id, redact(f"{type(exc).__name__}: {exc}"))
+            log.error("queue '%s': handling message %s failed: %s", self.queue_name, message.id, error_text(exc))
         finally:
             self._renewer.unregister(handle)
             lease.finish()
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
 
     def _bind(self, message: StorageQueueMessage, lease: _MessageLease) -> func.QueueMessage:
         from azure.functions.queue import QueueMessage  # the concrete class with all properties
@@ -245,14 +214,7 @@ class QueueListener:
                         message.id, self.queue_name)
 
     def _move_to_poison(self, message: StorageQueueMessage, pop_receipt: str | None) -> None:
-        poison_name = self._poison.queue_name
         log.warning("Message %s has reached MaxDequeueCount of %d (dequeue count %s). Moving message to queue '%s'.",
-                    message.id, self._options.max_dequeue_count, message.dequeue_count, poison_name)
-        if not self._poison_created:
-            try:
-                self._poison.create_queue()
-            except ResourceExistsError:
-                pass
-            self._poison_created = True
-        self._poison.send_message(message.content)  # the original text, exactly as it was queued
+                    message.id, self._options.max_dequeue_count, message.dequeue_count, self._poison.name)
+        self._poison.send(message.content)  # the original text, exactly as it was queued
         self._delete(message, pop_receipt)

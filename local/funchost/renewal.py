@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from local.funchost.logs import redact
+from local.funchost.logs import error_text
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +68,4 @@ class Renewer:
                 try:
                     renew()
                 except Exception as exc:  # the invocation goes on; the lease may lapse
-                    log.warning("could not renew lease of %s: %s", description, redact(f"{type(exc).__name__}: {exc}"))
+                    log.warning("could not renew lease of %s: %s", description, error_text(exc))

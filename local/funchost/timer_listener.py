@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 from azure.functions.timer import TimerRequest
 
 from local.funchost.invoker import Invoker
+from local.funchost.listener import Listener
 from local.funchost.loader import FunctionSpec
-from local.funchost.logs import redact
+from local.funchost.logs import error_text
+from local.funchost.provision import create_unless_exists
 from local.funchost.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,13 @@ class ScheduleMonitor:
         try:
             self._blob.upload_blob(body, overwrite=True)
         except ResourceNotFoundError:
-            try:
-                self._hosts.create_container()
-            except ResourceExistsError:
-                pass
+            create_unless_exists(self._hosts.create_container)
             self._blob.upload_blob(body, overwrite=True)
 
 
-class TimerListener:
+class TimerListener(Listener):
+    """Fires one function on its schedule; invocations run on the timer's own thread, one at a time."""
+
     def __init__(
         self,
         spec: FunctionSpec,
@@ -84,35 +84,23 @@ class TimerListener:
         monitor: ScheduleMonitor | None,
         expression: str = "",
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, thread_name=f"funchost-timer-{spec.name}")
         self._expression = expression or str(spec.trigger.get("schedule"))
         self._schedule = schedule
         self._invoker = invoker
         self._run_on_startup = run_on_startup
         self._monitor = monitor
-        self._stop = threading.Event()
         self._last: datetime | None = None
-        self._thread = threading.Thread(target=self._run, name=f"funchost-timer-{spec.name}", daemon=True)
 
     def describe(self) -> str:
         monitored = ", monitored" if self._monitor is not None else ""
         return f"schedule '{self._expression}'{monitored}"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
+    def _loop(self) -> None:
         try:
             self._startup()
         except Exception as exc:
-            log.error("timer %s: start-up check failed: %s", self.spec.name, redact(f"{type(exc).__name__}: {exc}"))
+            log.error("timer %s: start-up check failed: %s", self.spec.name, error_text(exc))
         next_due = self._schedule.next_after(_now())
         self._save_status(next_due)
         while not self._stop.wait(max(0.0, (next_due - _now()).total_seconds())):
@@ -164,7 +152,7 @@ class TimerListener:
         try:
             self._monitor.write(self._last, next_due)
         except Exception as exc:
-            log.warning("timer %s: could not write schedule status: %s", self.spec.name, redact(f"{type(exc).__name__}: {exc}"))
+            log.warning("timer %s: could not write schedule status: %s", self.spec.name, error_text(exc))
 
 
 def use_monitor_default(schedule: Schedule) -> bool:

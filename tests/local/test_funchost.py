@@ -32,6 +32,7 @@ from local.funchost import AppLoadError, FunctionsHost, SettingError
 from local.funchost.blob_stream import LazyBlobInputStream
 from local.funchost.hostconfig import parse_host_config
 from local.funchost.invoker import FunctionTimeoutError, Invoker
+from local.funchost.listener import PooledListener
 from local.funchost.loader import FunctionSpec
 from local.funchost.schedule import parse_schedule
 from local.processes import start_group, stop_group
@@ -348,6 +349,33 @@ def test_timers_fire_on_schedule_never_overlap_run_on_startup_and_catch_up_when_
         assert later["start"] >= earlier["end"], "two invocations of the same timer overlapped"
     status = json.loads(status_blob.download_blob().readall())
     assert datetime.fromisoformat(status["Next"]) > datetime.now(timezone.utc)  # the monitor moved on
+
+
+# -- listener lifecycle --------------------------------------------------------------------
+
+
+def test_pooled_listener_stops_fetching_at_once_and_join_waits_for_in_flight_work() -> None:
+    release = threading.Event()
+    handled: list[int] = []
+
+    class TwoItems(PooledListener):
+        room_while_full: bool | None = None
+
+        def _loop(self) -> None:
+            for item in (1, 2):
+                self._submit(lambda i: (release.wait(5), handled.append(i)), item)
+            self.room_while_full = self._wait_for_room(0)  # blocks: two in flight, until the stop
+
+    spec = FunctionSpec(name="two", trigger={"type": "queueTrigger", "name": "m"}, function=lambda m: None, directory=APPS)
+    listener = TwoItems(spec, thread_name="test-loop", workers=2, worker_prefix="test-worker")
+    listener.start()
+    wait_for(lambda: listener._in_flight == 2, "both items in flight")
+    listener.request_stop()
+    assert not listener.join(0.2), "join must not report a clean stop while work is in flight"
+    assert handled == []
+    release.set()
+    assert listener.join(5) and sorted(handled) == [1, 2]
+    assert listener.room_while_full is False  # the stop, not room, ended the wait
 
 
 # -- configuration -------------------------------------------------------------------------
