@@ -1,7 +1,13 @@
 """Planning: a validated spec in, Batch pool/job/task models out. Pure: no I/O.
 
-Everything the reconciler later needs (run id, deadline, kind) goes into the
-job's metadata, so the reconciler keeps no state of its own.
+Everything the reconciler later needs (run id, deadline, kind, task count)
+goes into the job's metadata, so the reconciler keeps no state of its own.
+
+A single run is one task, ``main``. A sweep is one task per member
+(``m-00000``, ...), each with the spec's environment plus its parameters; its
+``shared_inputs`` are copied once per node by the job's preparation task into
+``$AZ_BATCH_NODE_SHARED_DIR/<job id>/`` (tasks see that directory as
+``$DMSBATCH_SHARED_DIR``) and removed by its release task when the job ends.
 """
 from __future__ import annotations
 
@@ -14,17 +20,19 @@ from azure.batch import models as bm
 
 from shared.ids import MAIN_TASK_ID, job_id
 from shared.settings import Settings
+from shared.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
 
 META_RUN_ID = "dmsbatch_run_id"
 META_KIND = "dmsbatch_kind"
 META_DEADLINE = "dmsbatch_deadline"
 META_POOL_OWNER = "dmsbatch_owner_run"
 META_WHEN_DONE = "dmsbatch_when_done"
+META_TASKS = "dmsbatch_tasks"  # how many tasks submission adds: a sweep's arrive in collections of 100
 
 
 @dataclass(frozen=True)
 class RunUrls:
-    """Pre-signed URLs the tasks use: one read URL per input blob, one write URL for results."""
+    """Pre-signed URLs the tasks use: one read URL per input blob (inputs and shared inputs), one write URL for results."""
 
     inputs: dict[str, str]
     results_container: str
@@ -98,35 +106,139 @@ def _outputs(spec: dict[str, Any], run_id: str, task_id: str, container_url: str
     return files
 
 
-def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrls, deadline: datetime, runs_prefix: str = "") -> RunPlan:
-    """The pool, job and tasks for a single run."""
+def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrls, deadline: datetime, runs_prefix: str = "",
+             sweep_csv: str | None = None) -> RunPlan:
+    """The pool, job and tasks for a run: one task for a single run, one per member for a sweep.
+
+    A CSV sweep's members come from ``sweep_csv``, the text of its CSV file,
+    which the caller reads (planning does no I/O); a file that cannot be used
+    raises ``SpecError`` naming ``sweep.csv``.
+    """
     pool_id, pool, owned = pool_for(spec, run_id, settings)
     when_done = spec["pool"].get("when_done") or ("delete" if owned else "keep")
+    the_job_id = job_id(settings.job_prefix, run_id)
+    if spec["kind"] == "sweep":
+        tasks = _sweep_tasks(spec, run_id, the_job_id, settings, urls, runs_prefix, sweep_csv)
+    else:
+        tasks = [_task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)]
+    preparation, release = _shared_inputs_tasks(spec, the_job_id, urls) if spec.get("shared_inputs") else (None, None)
     job = bm.BatchJobCreateOptions(
-        id=job_id(settings.job_prefix, run_id),
+        id=the_job_id,
         display_name=(spec.get("name") or run_id)[:1024],
         pool_info=bm.BatchPoolInfo(pool_id=pool_id),
+        job_preparation_task=preparation,
+        job_release_task=release,
         metadata=[
             bm.BatchMetadataItem(name=META_RUN_ID, value=run_id),
             bm.BatchMetadataItem(name=META_KIND, value=spec["kind"]),
             bm.BatchMetadataItem(name=META_DEADLINE, value=deadline.isoformat()),
             bm.BatchMetadataItem(name=META_WHEN_DONE, value=when_done),
+            bm.BatchMetadataItem(name=META_TASKS, value=str(len(tasks))),
         ],
     )
+    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks)
+
+
+def _task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, command: str, environment: dict[str, str],
+          urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
     constraints = spec["constraints"]
-    task = bm.BatchTaskCreateOptions(
-        id=MAIN_TASK_ID,
-        display_name=spec.get("name") or run_id,
-        command_line=command_line(spec["command"], spec["pool"]["os"]),
-        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted(spec["environment"].items())],
+    return bm.BatchTaskCreateOptions(
+        id=task_id,
+        display_name=display_name,
+        command_line=command_line(command, spec["pool"]["os"]),
+        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted(environment.items())],
         resource_files=[
             bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"], file_mode=item.get("mode"))
             for item in spec["inputs"]
         ],
-        output_files=_outputs(spec, run_id, MAIN_TASK_ID, urls.results_container, runs_prefix),
+        output_files=_outputs(spec, run_id, task_id, urls.results_container, runs_prefix),
         constraints=bm.BatchTaskConstraints(
             max_wall_clock_time=timedelta(seconds=constraints["max_wall_clock"]) if constraints.get("max_wall_clock") else None,
             max_task_retry_count=constraints.get("max_task_retries", 0),
         ),
     )
-    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=[task])
+
+
+# ---- sweeps ------------------------------------------------------------------------------
+SHARED_INPUT_RETRIES = 2  # a failed preparation task keeps all of the job's tasks off its node
+
+
+def _sweep_tasks(spec: dict[str, Any], run_id: str, the_job_id: str, settings: Settings, urls: RunUrls, runs_prefix: str,
+                 sweep_csv: str | None) -> list[bm.BatchTaskCreateOptions]:
+    """One task per member: ``m-00000``, ...; environment = spec environment + member parameters + index."""
+    members = generate_members(spec["sweep"], sweep_csv, settings.sweep_max_members)
+    command = spec["command"]
+    if spec.get("shared_inputs"):
+        command = _with_shared_dir(command, spec["pool"]["os"], the_job_id)
+    name = spec.get("name") or run_id
+    tasks = []
+    for index, member in enumerate(members):
+        task_id = member_task_id(index, len(members))
+        label = f"{name} {task_id}: " + " ".join(f"{k}={v}" for k, v in member.items())
+        tasks.append(_task(spec, run_id, task_id, label[:1024], command, member_environment(spec["environment"], member, index),
+                           urls, runs_prefix))
+    return tasks
+
+
+def _shared_dir(os_family: str, the_job_id: str) -> str:
+    """The job's directory in the node's shared directory, as the node's shell writes it.
+
+    Per job, so that two sweeps on one reused pool never overwrite each
+    other's shared files, and the release task can remove exactly this one.
+    """
+    if os_family == "windows":
+        return f"%AZ_BATCH_NODE_SHARED_DIR%\\{the_job_id}"
+    return f'"${{AZ_BATCH_NODE_SHARED_DIR:?}}"/{shlex.quote(the_job_id)}'
+
+
+def _with_shared_dir(command: str, os_family: str, the_job_id: str) -> str:
+    """The member's command with ``DMSBATCH_SHARED_DIR`` set to where the shared inputs are.
+
+    An environment setting cannot do it: Batch passes values literally and the
+    node's shared directory is known only on the node.
+    """
+    if os_family == "windows":
+        return f'set "{SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}" && {command}'
+    return f"export {SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}; {command}"
+
+
+def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -> tuple[bm.BatchJobPreparationTask, bm.BatchJobReleaseTask]:
+    """Copy the shared inputs once per node, before the job's first task there; remove them when the job ends.
+
+    Batch downloads resource files only into the task's own working directory
+    (``filePath`` is relative to it and may not leave it), so the preparation
+    task's resource files land in its working directory and its command moves
+    them into the job's directory under ``$AZ_BATCH_NODE_SHARED_DIR``. A move
+    within the node's Batch disk is a rename: a multi-GB tidefile is written
+    once, not copied a second time. Downloading with a command instead (azcopy,
+    curl) would need that tool on every image and would put the SAS URL in the
+    command line; resource files keep Batch's own transfer and retries.
+    ``waitForSuccess``: no member starts on a node before its copy is complete.
+    """
+    os_family = spec["pool"]["os"]
+    dest = _shared_dir(os_family, the_job_id)
+    items = spec["shared_inputs"]
+    if os_family == "windows":
+        steps, sep = [], "\\"
+        for item in items:
+            path = item["path"].replace("/", sep)
+            folder = sep.join([dest, *path.split(sep)[:-1]])
+            steps += [f'(if not exist "{folder}" mkdir "{folder}")', f'move /y "{path}" "{dest}{sep}{path}"']
+        prepare = " && ".join(steps)
+        release = f'rmdir /s /q "{dest}"'
+    else:
+        folders = sorted({dest} | {f"{dest}/{shlex.quote(item['path'].rpartition('/')[0])}" for item in items if "/" in item["path"]})
+        moves = [f"mv -f -- {shlex.quote(item['path'])} {dest}/{shlex.quote(item['path'])}" for item in items]
+        prepare = "; ".join(["set -e", 'cd "${AZ_BATCH_TASK_WORKING_DIR:?}"', f"mkdir -p -- {' '.join(folders)}", *moves])
+        release = f"rm -rf -- {dest}"
+    preparation = bm.BatchJobPreparationTask(
+        id="shared-inputs",
+        command_line=command_line(prepare, os_family),
+        resource_files=[
+            bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"], file_mode=item.get("mode"))
+            for item in items
+        ],
+        wait_for_success=True,
+        constraints=bm.BatchTaskConstraints(max_task_retry_count=SHARED_INPUT_RETRIES),
+    )
+    return preparation, bm.BatchJobReleaseTask(id="shared-inputs-cleanup", command_line=command_line(release, os_family))

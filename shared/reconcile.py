@@ -19,7 +19,7 @@ from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event
 from shared.manifest import build_manifest, output_entry, task_entry
-from shared.planning import META_DEADLINE, META_RUN_ID, META_WHEN_DONE
+from shared.planning import META_DEADLINE, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_store import RunStore
 from shared.status import is_terminal, now_iso, read_status, update_status
 from shared.submission import REQUEST_BLOB
@@ -42,6 +42,7 @@ class RunObservation:
     when_done: str
     counts: dict[str, int]
     status: dict[str, Any]
+    expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
 
 
 @dataclass
@@ -71,6 +72,7 @@ def observe(clients: Clients) -> list[RunObservation]:
             counts={"active": counts.active, "running": counts.running, "completed": counts.completed,
                     "succeeded": counts.succeeded, "failed": counts.failed},
             status=read_status(store, run_id) or {},
+            expected_tasks=int(meta.get(META_TASKS) or 0),
         ))
     return runs
 
@@ -82,7 +84,7 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     total = counts["active"] + counts["running"] + counts["completed"]
     if is_terminal(run.status):
         return "finish"  # finished before; the job was not yet terminated
-    if total > 0 and counts["completed"] == total:
+    if total > 0 and counts["completed"] == total and total >= run.expected_tasks:
         return "finish"
     if run.status.get("cancel_requested_at"):
         # keep ending tasks until none is left unfinished (a task added after the first pass included)
@@ -90,12 +92,11 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     overdue = run.deadline is not None and now > run.deadline
     if overdue and not run.status.get("deadline_passed_at"):
         return "time_out"
-    if total == 0:
-        # tasks not added yet: the (re)delivered request will add them, unless the run is out of time
+    if total == 0 or (overdue and counts["completed"] == total):
+        # tasks not (all) added yet: the (re)delivered request will add them, unless the run is out of time
         return "finish" if overdue else None
     tasks = dict(run.status.get("tasks") or {})
-    observed = {"total": total, "active": counts["active"], "running": counts["running"],
-                "succeeded": counts["succeeded"], "failed": counts["failed"]}
+    observed = task_summary(run)
     started = counts["running"] + counts["completed"] > 0
     if tasks != observed or (started and run.status.get("state") == "submitted"):
         return "progress"
@@ -128,14 +129,20 @@ def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
     return report
 
 
+def task_summary(run: RunObservation) -> dict[str, int]:
+    """status.json's task counts; tasks not added yet (a sweep being submitted) count as active."""
+    counts = run.counts
+    added = counts["active"] + counts["running"] + counts["completed"]
+    pending = max(run.expected_tasks - added, 0)
+    return {"total": added + pending, "active": counts["active"] + pending, "running": counts["running"],
+            "succeeded": counts["succeeded"], "failed": counts["failed"]}
+
+
 def record_progress(clients: Clients, run: RunObservation) -> None:
     counts = run.counts
-    total = counts["active"] + counts["running"] + counts["completed"]
     started = counts["running"] + counts["completed"] > 0
-    update_status(RunStore(clients.runs()), run.run_id, "running" if started else None, lambda s: s.update(tasks={
-        "total": total, "active": counts["active"], "running": counts["running"],
-        "succeeded": counts["succeeded"], "failed": counts["failed"],
-    }))
+    update_status(RunStore(clients.runs()), run.run_id, "running" if started else None,
+                  lambda s: s.update(tasks=task_summary(run)))
 
 
 def time_out_run(clients: Clients, run: RunObservation) -> None:

@@ -41,6 +41,8 @@ class Settings:
     default_max_wall_clock_minutes: int = 24 * 60
     # the run-level deadline backs up the tasks' own wall-clock limits, which fire first
     run_deadline_grace_seconds: int = 60
+    # the most members one sweep may have (its tasks are added in collections of 100)
+    sweep_max_members: int = 10_000
     job_prefix: str = "run-"
 
     @classmethod

@@ -3,6 +3,9 @@
 Validation reports every problem at once as ``field.path: reason`` lines, in
 words a modeller can act on. The loaded spec is normalised (defaults filled,
 shorthands expanded) and is what ``runs/<run_id>/request.json`` stores.
+
+Run kinds: ``single`` (one task) and ``sweep`` (one task per member; members
+come from the ``sweep`` section, see ``SweepSchema`` and ``shared.sweep``).
 """
 from __future__ import annotations
 
@@ -15,6 +18,15 @@ RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,55}$"
 RUN_ID_RULE = "must be 1-56 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+ENV_NAME_RULE = "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
+BLOB_NAME = r"^[^/].*[^/]$|^[^/]$"
+BLOB_NAME_RULE = "must be a blob name under the run's inputs/, without a leading or trailing '/'"
+RUN_KINDS = ("single", "sweep")
+SWEEP_GENERATORS = ("product", "zip", "members", "csv", "random", "latin_hypercube")
+SAMPLED_GENERATORS = ("random", "latin_hypercube")
+DEFAULT_MAX_SWEEP_MEMBERS = 10_000
+# set for every member by the backend (shared.sweep); a parameter of that name would be overwritten
+RESERVED_PARAMETERS = ("SWEEP_MEMBER_INDEX", "DMSBATCH_SHARED_DIR")
 
 
 class SpecError(ValueError):
@@ -144,16 +156,208 @@ class ConstraintsSchema(StrictSchema):
     max_task_retries = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100))
 
 
+def parameter_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a sweep parameter (an environment variable set per member), or None."""
+    if not isinstance(name, str) or not ENV_NAME.match(name):
+        return f"'{name}' {ENV_NAME_RULE}"
+    if name in RESERVED_PARAMETERS or name.startswith("AZ_BATCH_"):
+        return f"'{name}' is set for every member by the backend or by Batch; choose another name"
+    return None
+
+
+def parameter_text(value: Any) -> str:
+    """A parameter value as the environment variable's text (the same rule as ``environment``)."""
+    if isinstance(value, (dict, list)):
+        raise ValidationError(f"must be text or a number, not a {type(value).__name__}")
+    return "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+
+
+class SweepParameters(fields.Field):
+    """A mapping of sweep parameters (environment variable names) to what each takes.
+
+    ``shape`` says what: ``values`` a non-empty list of values (product, zip),
+    ``value`` one value (an explicit member), ``distribution`` ``{low, high}``
+    or ``{choices}`` (random), ``range`` ``{low, high}`` (latin_hypercube).
+    Values become text, as environment values do; errors name the parameter
+    (``sweep.product.START_DATE[2]: ...``).
+    """
+
+    def __init__(self, shape: str, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = shape
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("must be a mapping of parameter names (environment variables) to their values")
+        if not value:
+            raise ValidationError("must name at least one parameter")
+        bad = [problem for problem in map(parameter_name_problem, value) if problem]
+        if bad:
+            raise ValidationError(bad[0])
+        loaded, errors = {}, {}
+        for name, item in value.items():
+            try:
+                loaded[name] = getattr(self, f"_{self.shape}")(item)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+        return loaded
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+    @staticmethod
+    def _value(item: Any) -> str:
+        return parameter_text(item)
+
+    @staticmethod
+    def _values(item: Any) -> list[str]:
+        if not isinstance(item, list) or not item:
+            raise ValidationError("must be a non-empty list of values")
+        loaded, errors = [], {}
+        for index, value in enumerate(item):
+            try:
+                loaded.append(parameter_text(value))
+            except ValidationError as exc:
+                errors[index] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+        return loaded
+
+    @staticmethod
+    def _range(item: Any) -> dict[str, float]:
+        if not isinstance(item, dict):
+            raise ValidationError("must be a mapping with low and high")
+        errors: dict[str, list[str]] = {}
+        for key in item:
+            if key not in ("low", "high"):
+                errors[key] = ["is not a field here; check its spelling and indentation"]
+        for key in ("low", "high"):
+            if key not in item:
+                errors[key] = ["Missing data for required field."]
+            elif isinstance(item[key], bool) or not isinstance(item[key], (int, float)):
+                errors[key] = ["must be a number"]
+        if not errors and not item["low"] < item["high"]:
+            errors["high"] = [f"must be greater than low ({item['low']})"]
+        if errors:
+            raise ValidationError(errors)
+        return {"low": item["low"], "high": item["high"]}
+
+    @classmethod
+    def _distribution(cls, item: Any) -> dict[str, Any]:
+        if isinstance(item, dict) and "choices" in item:
+            extra = [key for key in item if key != "choices"]
+            if extra:
+                raise ValidationError({extra[0]: ["is not a field here: give either choices or low and high"]})
+            try:
+                return {"choices": cls._values(item["choices"])}
+            except ValidationError as exc:
+                raise ValidationError({"choices": exc.messages}) from None
+        if not isinstance(item, dict):
+            raise ValidationError("must be a mapping with low and high, or with choices")
+        return cls._range(item)
+
+
+class SweepSchema(StrictSchema):
+    """Where a sweep's members come from: exactly one generator.
+
+    ``product``: every combination of the listed values (the first parameter
+    varies slowest); ``zip``: the n-th values of equal-length lists together;
+    ``members``: explicit mappings, each setting the same parameters; ``csv``:
+    a CSV file among the run's inputs, header = parameter names, one member a
+    row (read at submission); ``random``: ``count`` members drawn uniformly
+    from ``{low, high}`` or ``{choices}``; ``latin_hypercube``: ``count``
+    members, one in each of ``count`` equal strata of every ``{low, high}``.
+    ``seed`` (default 0) makes the last two reproducible.
+    """
+
+    error_messages = {**StrictSchema.error_messages, "type": f"must be a mapping with one of: {', '.join(SWEEP_GENERATORS)}"}
+
+    product = SweepParameters("values", load_default=None)
+    zip = SweepParameters("values", load_default=None)
+    members = fields.List(SweepParameters("value"), load_default=None,
+                          validate=validate.Length(min=1, error="must list at least one member"))
+    csv = fields.String(load_default=None, validate=validate.Regexp(BLOB_NAME, error=BLOB_NAME_RULE))
+    random = SweepParameters("distribution", load_default=None)
+    latin_hypercube = SweepParameters("range", load_default=None)
+    count = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, error="must be at least 1"))
+    seed = fields.Integer(load_default=None, strict=True)
+
+    @validates_schema
+    def one_generator(self, data, **kwargs):
+        chosen = [g for g in SWEEP_GENERATORS if data.get(g) is not None]
+        if len(chosen) != 1:
+            found = f"; found {' and '.join(chosen)}" if chosen else ""
+            raise ValidationError(f"must have exactly one of: {', '.join(SWEEP_GENERATORS)}{found}")
+        generator = chosen[0]
+        errors: dict[str, Any] = {}
+        if generator in SAMPLED_GENERATORS:
+            if data.get("count") is None:
+                errors["count"] = [f"a {generator} sweep needs a count: how many members to draw"]
+        else:
+            errors.update({key: [f"only random and latin_hypercube sweeps take a {key}"]
+                           for key in ("count", "seed") if data.get(key) is not None})
+        if generator == "zip":
+            lengths = {name: len(values) for name, values in data["zip"].items()}
+            if len(set(lengths.values())) > 1:
+                errors["zip"] = ["lists must all have the same length, but " + ", ".join(f"{n} has {k}" for n, k in lengths.items())]
+        if generator == "members":
+            first = set(data["members"][0])
+            for index, member in enumerate(data["members"][1:], start=1):
+                if set(member) != first:
+                    errors.setdefault("members", {})[index] = [
+                        f"sets {', '.join(sorted(member))} but members[0] sets {', '.join(sorted(first))}; "
+                        "every member must set the same parameters"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def only_the_generator(self, data, **kwargs):
+        generator = next(g for g in SWEEP_GENERATORS if data.get(g) is not None)
+        loaded = {generator: data[generator]}
+        if generator in SAMPLED_GENERATORS:
+            loaded.update(count=data["count"], seed=data["seed"] if data.get("seed") is not None else 0)
+        return loaded
+
+
+def sweep_member_count(sweep: dict[str, Any]) -> int | None:
+    """How many members a validated sweep section makes, without making them (None: read from its CSV)."""
+    if "product" in sweep:
+        count = 1
+        for values in sweep["product"].values():
+            count *= len(values)
+        return count
+    if "zip" in sweep:
+        return len(next(iter(sweep["zip"].values())))
+    if "members" in sweep:
+        return len(sweep["members"])
+    if "count" in sweep:
+        return sweep["count"]
+    return None
+
+
+def too_many_members(count: int, limit: int) -> str:
+    return f"makes {count:,} members; at most {limit:,} are allowed (setting SWEEP_MAX_MEMBERS)"
+
+
 class RunSpecSchema(StrictSchema):
-    """The whole run spec, version 1 (single runs)."""
+    """The whole run spec, version 1 (single runs and sweeps)."""
+
+    def __init__(self, *args, max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_sweep_members = max_sweep_members
 
     spec_version = fields.Integer(load_default=1, validate=validate.Equal(1, error="only spec_version 1 is supported"))
     run_id = fields.String(load_default=None, validate=validate.Regexp(RUN_ID_PATTERN, error=RUN_ID_RULE))
     name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
-    kind = fields.String(load_default="single", validate=validate.OneOf(["single"], error="must be one of: single"))
+    kind = fields.String(load_default="single", validate=validate.OneOf(RUN_KINDS, error="must be one of: " + ", ".join(RUN_KINDS)))
     command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
     environment = EnvironmentField(load_default=dict)
     inputs = fields.List(fields.Nested(InputSchema), load_default=list)
+    # sweep only: copied once per node (job preparation task) into $AZ_BATCH_NODE_SHARED_DIR/<job id>/<path>
+    shared_inputs = fields.List(fields.Nested(InputSchema), load_default=list)
+    sweep = fields.Nested(SweepSchema, load_default=None)
     outputs = fields.List(fields.String(validate=validate.Regexp(r"^(?!/)", error="must be a pattern relative to the task's working directory")), load_default=list)
     pool = fields.Nested(PoolSchema, load_default=lambda: PoolSchema().load({}))
     constraints = fields.Nested(ConstraintsSchema, load_default=lambda: ConstraintsSchema().load({}))
@@ -166,12 +370,46 @@ class RunSpecSchema(StrictSchema):
         if duplicates:
             raise ValidationError(f"two inputs are copied to the same path '{duplicates[0]}'", "inputs")
 
+    @validates_schema
+    def sweep_fits_kind(self, data, **kwargs):
+        errors: dict[str, Any] = {}
+        if data.get("kind") != "sweep":
+            if data.get("sweep") is not None:
+                errors["sweep"] = ["only a run with kind: sweep has a sweep section"]
+            if data.get("shared_inputs"):
+                errors["shared_inputs"] = ["only a sweep copies shared inputs once per node; a single run's files go in inputs"]
+        elif data.get("sweep") is None:
+            errors["sweep"] = [f"a sweep needs a sweep section with one of: {', '.join(SWEEP_GENERATORS)}"]
+        else:
+            count = sweep_member_count(data["sweep"])
+            if count is not None and count > self.max_sweep_members:
+                where = "count" if "count" in data["sweep"] else next(iter(data["sweep"]))
+                errors["sweep"] = {where: [too_many_members(count, self.max_sweep_members)]}
+        paths = [item["path"] for item in data.get("shared_inputs") or []]
+        duplicates = sorted({p for p in paths if paths.count(p) > 1})
+        if duplicates:
+            errors.setdefault("shared_inputs", []).append(f"two shared inputs are copied to the same path '{duplicates[0]}'")
+        if errors:
+            raise ValidationError(errors)
 
-def load_spec(document: Any) -> dict[str, Any]:
-    """Validate and normalise a spec document; raise ``SpecError`` listing every problem."""
+    @post_load
+    def sweep_fields_only_for_sweeps(self, data, **kwargs):
+        """A single run's normalised spec stays as it was before sweeps existed."""
+        if data.get("kind") != "sweep":
+            data.pop("sweep", None)
+            data.pop("shared_inputs", None)
+        return data
+
+
+def load_spec(document: Any, max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS) -> dict[str, Any]:
+    """Validate and normalise a spec document; raise ``SpecError`` listing every problem.
+
+    ``max_sweep_members`` caps a sweep's size (the ``SWEEP_MAX_MEMBERS`` setting);
+    a CSV sweep's members are counted when its file is read, at submission.
+    """
     if not isinstance(document, dict):
         raise SpecError([f"(spec): must be a mapping of fields, not {type(document).__name__}"])
     try:
-        return RunSpecSchema().load(document)
+        return RunSpecSchema(max_sweep_members=max_sweep_members).load(document)
     except ValidationError as exc:
         raise SpecError(flatten_errors(exc.messages)) from None

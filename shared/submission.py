@@ -4,6 +4,11 @@ Each step checks what already exists, so a redelivered message, a duplicate,
 or a crash halfway through ends with exactly one job and one set of tasks:
 request stored -> status accepted -> pool ensured -> job ensured -> missing
 tasks added -> status submitted.
+
+Tasks are added in collections of 100 (the SDK's ``create_tasks`` chunks them),
+several collections at a time, after one listing of the job's existing task
+ids: a 10,000-member sweep costs about 100 requests plus a constant, however
+often its message is delivered.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
@@ -29,6 +35,9 @@ log = logging.getLogger("dmsbatch.submission")
 
 REQUEST_BLOB = "request.json"
 SAS_MARGIN_HOURS = 2
+TASK_COLLECTION_SIZE = 100  # Batch's limit per add-collection request; the SDK chunks by it
+TASK_COLLECTIONS_IN_PARALLEL = 8
+MAX_SWEEP_CSV_BYTES = 16 * 1024 * 1024
 
 
 def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
@@ -41,7 +50,7 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     store = RunStore(clients.runs())
     run_id = request.run_id
     try:
-        spec = load_spec(request.document)
+        spec = load_spec(request.document, max_sweep_members=settings.sweep_max_members)
     except SpecError as exc:
         raise PermanentRunError(run_id, exc.errors) from None
     spec["run_id"] = run_id
@@ -58,8 +67,10 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         spec = record["spec"]
 
     status = update_status(store, run_id, "accepted", lambda s: s.update(name=spec.get("name") or run_id, kind=spec["kind"]))
-    if is_terminal(status) or status.get("state") in ("submitted", "running"):
+    if is_terminal(status) or (status.get("timestamps") or {}).get("submitted"):
         return status  # a redelivery of a run that is already under way or done
+    # (not the state alone: a sweep's first members can run, and the reconciler mark the run
+    # running, before its last collection is added; a redelivery then adds the rest)
     if status.get("cancel_requested_at"):
         return finish_unsubmitted(clients, run_id, "cancelled", cancelled_reason(status))
 
@@ -67,15 +78,20 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     deadline = deadline_for(spec, settings, accepted_at)
     missing = _missing_inputs(store, run_id, spec)
     if missing:
-        raise PermanentRunError(run_id, [f"inputs[{i}].blob: '{blob}' was not found under runs/{run_id}/inputs/" for i, blob in missing])
+        raise PermanentRunError(run_id, [f"{where}: '{blob}' was not found under runs/{run_id}/inputs/" for where, blob in missing])
+    sweep_csv = _read_sweep_csv(store, run_id, spec)
 
     issuer = SasIssuer(clients.blob_service)
     expiry = max(deadline, datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
     urls = RunUrls(
-        inputs={item["blob"]: issuer.blob_read_url(settings.runs_container, store.inputs_prefix(run_id) + item["blob"], expiry) for item in spec["inputs"]},
+        inputs={item["blob"]: issuer.blob_read_url(settings.runs_container, store.inputs_prefix(run_id) + item["blob"], expiry)
+                for item in [*spec["inputs"], *spec.get("shared_inputs", [])]},
         results_container=issuer.container_write_url(settings.runs_container, expiry),
     )
-    plan = plan_run(spec, run_id, settings, urls, deadline)
+    try:
+        plan = plan_run(spec, run_id, settings, urls, deadline, sweep_csv=sweep_csv)
+    except SpecError as exc:  # a sweep's CSV file that cannot be used
+        raise PermanentRunError(run_id, exc.errors) from None
     batch = clients.batch
 
     try:
@@ -90,21 +106,69 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         batch.create_job(plan.job)
     except ResourceExistsError:
         log.info("run %s: job %s already exists; completing its submission", run_id, plan.job.id)
-    existing = {t.id for t in batch.list_tasks(plan.job.id, select=["id"])}
-    new_tasks = [t for t in plan.tasks if t.id not in existing]
-    if new_tasks:
-        batch.create_tasks(plan.job.id, new_tasks)
+    add_missing_tasks(batch, plan.job.id, plan.tasks, run_id)
 
-    return update_status(store, run_id, "submitted", lambda s: s.update(
-        job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat(),
-        tasks={"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0},
-    ))
+    def submitted(s: dict[str, Any]) -> None:
+        s.update(job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat())
+        s.setdefault("timestamps", {}).setdefault("submitted", now_iso())  # also when the run is already running
+        s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
+
+    return update_status(store, run_id, "submitted", submitted)
 
 
-def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[tuple[int, str]]:
+def add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str = "") -> int:
+    """Add the tasks the job does not have yet; return how many were added.
+
+    One listing of the job's task ids (``$select=id``, 1,000 a page), then
+    collections of 100, ``TASK_COLLECTIONS_IN_PARALLEL`` at a time: never one
+    request per task. A task added meanwhile by a concurrent delivery comes
+    back as ``TaskExists``, which the SDK counts as added.
+    """
+    existing = {t.id for t in batch.list_tasks(job_id, select=["id"])}
+    new_tasks = [t for t in tasks if t.id not in existing]
+    if not new_tasks:
+        return 0
+    collections = -(-len(new_tasks) // TASK_COLLECTION_SIZE)
+    # the SDK takes collections from the end of the list: reversed, members are added (and run) in order
+    try:
+        batch.create_tasks(job_id, list(reversed(new_tasks)),
+                           max_concurrency=min(collections, TASK_COLLECTIONS_IN_PARALLEL) if collections > 1 else None)
+    except bm.CreateTasksError as exc:
+        if exc.failure_tasks and not exc.errors:  # Batch refused these tasks: retrying cannot help
+            refused = sorted(exc.failure_tasks, key=lambda r: r.task_id or "")
+            raise PermanentRunError(run_id, [
+                f"task {r.task_id}: Batch refused it: {getattr(r.error, 'code', None)}: {getattr(getattr(r.error, 'message', None), 'value', '')}"
+                for r in refused[:20]] + ([f"... and {len(refused) - 20} more tasks"] if len(refused) > 20 else []),
+                reason="Batch refused the run's tasks") from None
+        raise
+    log.info("run %s: added %d tasks to job %s in %d collections", run_id, len(new_tasks), job_id, collections)
+    return len(new_tasks)
+
+
+def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field path, blob) of every input, shared input and sweep CSV not among the run's inputs."""
     present = {b.name for b in store.list(store.inputs_prefix(run_id))}
     prefix = store.inputs_prefix(run_id)
-    return [(i, item["blob"]) for i, item in enumerate(spec["inputs"]) if prefix + item["blob"] not in present]
+    wanted = [(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec["inputs"])]
+    wanted += [(f"shared_inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("shared_inputs", []))]
+    if (spec.get("sweep") or {}).get("csv"):
+        wanted.append(("sweep.csv", spec["sweep"]["csv"]))
+    return [(where, blob) for where, blob in wanted if prefix + blob not in present]
+
+
+def _read_sweep_csv(store: RunStore, run_id: str, spec: dict[str, Any]) -> str | None:
+    """The text of a CSV sweep's member file (among the run's inputs), or None for other runs."""
+    name = (spec.get("sweep") or {}).get("csv")
+    if not name:
+        return None
+    blob = store.container.get_blob_client(store.inputs_prefix(run_id) + name)
+    size = blob.get_blob_properties().size
+    if size > MAX_SWEEP_CSV_BYTES:
+        raise PermanentRunError(run_id, [f"sweep.csv: '{name}' is {size:,} bytes; a member file may have at most {MAX_SWEEP_CSV_BYTES:,}"])
+    try:
+        return blob.download_blob().readall().decode("utf-8")
+    except UnicodeDecodeError:
+        raise PermanentRunError(run_id, [f"sweep.csv: '{name}' is not UTF-8 text"]) from None
 
 
 def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:
