@@ -71,6 +71,7 @@ class RunningStack:
             "RUN_REQUESTS_QUEUE": "run-requests",
             "RUN_EVENTS_QUEUE": "run-events",
             "RUN_CONTROL_QUEUE": "run-control",
+            "INBOX_CONTAINER": "inbox",
             "RECONCILE_SCHEDULE": self.config.reconcile_schedule,
             "FUNCTIONS_WORKER_RUNTIME": "python",
         }

@@ -44,6 +44,12 @@ class Settings:
     # the most members one sweep may have (its tasks are added in collections of 100)
     sweep_max_members: int = 10_000
     job_prefix: str = "run-"
+    # limits on zips dropped in the inbox (shared/zip_inspect.py): entries, declared
+    # uncompressed bytes, per-entry compression ratio (entries of 1 MiB or more), spec file bytes
+    zip_max_entries: int = 10_000
+    zip_max_total_bytes: int = 32 * 1024**3
+    zip_max_ratio: int = 200
+    zip_max_spec_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
