@@ -54,7 +54,8 @@ def deadline_for(spec: dict[str, Any], settings: Settings, accepted_at: datetime
 def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str, bm.BatchPoolCreateOptions, bool]:
     """Which pool the run uses, how to create it if missing, and whether the run owns it."""
     pool = spec["pool"]
-    defines_pool = any(pool.get(k) is not None for k in ("vm_size", "dedicated_nodes", "image", "node_agent_sku"))
+    defines_pool = any(pool.get(k) is not None for k in ("vm_size", "dedicated_nodes", "image", "node_agent_sku")) or bool(
+        pool.get("inter_node_communication"))
     if pool.get("id"):
         pool_id, owned = pool["id"], False
     elif defines_pool:
@@ -64,6 +65,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     publisher, offer, sku = settings.default_image.split(":")
     image = pool.get("image") or {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"}
     dedicated = pool["dedicated_nodes"] if pool.get("dedicated_nodes") is not None else settings.default_dedicated_nodes
+    if spec.get("mpi") and pool.get("dedicated_nodes") is None:
+        dedicated = spec["mpi"]["nodes"]  # a pool made for an MPI run has one node per instance
     metadata = [bm.BatchMetadataItem(name="created_by", value="dmsbatch")]
     if owned:
         metadata.append(bm.BatchMetadataItem(name=META_POOL_OWNER, value=run_id))
@@ -79,6 +82,7 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
         target_dedicated_nodes=dedicated,
         target_low_priority_nodes=pool.get("low_priority_nodes") or 0,
         task_slots_per_node=pool.get("task_slots_per_node") or 1,
+        enable_inter_node_communication=bool(pool.get("inter_node_communication")),
         metadata=metadata,
     )
     return pool_id, create, owned
@@ -119,6 +123,8 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
     the_job_id = job_id(settings.job_prefix, run_id)
     if spec["kind"] == "sweep":
         tasks = _sweep_tasks(spec, run_id, the_job_id, settings, urls, runs_prefix, sweep_csv)
+    elif spec["kind"] == "mpi":
+        tasks = [_mpi_task(spec, run_id, urls, runs_prefix)]
     else:
         tasks = [_task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)]
     preparation, release = _shared_inputs_tasks(spec, the_job_id, urls) if spec.get("shared_inputs") else (None, None)
@@ -157,6 +163,18 @@ def _task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, co
             max_task_retry_count=constraints.get("max_task_retries", 0),
         ),
     )
+
+
+def _mpi_task(spec: dict[str, Any], run_id: str, urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
+    """One multi-instance task: inputs on every node (common resource files), the command on the primary."""
+    task = _task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)
+    task.multi_instance_settings = bm.MultiInstanceSettings(
+        number_of_instances=spec["mpi"]["nodes"],
+        coordination_command_line=command_line(spec["mpi"]["coordination_command"], spec["pool"]["os"]),
+        common_resource_files=task.resource_files,
+    )
+    task.resource_files = []
+    return task
 
 
 # ---- sweeps ------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Validation reports every problem at once as ``field.path: reason`` lines, in
 words a modeller can act on. The loaded spec is normalised (defaults filled,
 shorthands expanded) and is what ``runs/<run_id>/request.json`` stores.
 
-Run kinds: ``single`` (one task) and ``sweep`` (one task per member; members
-come from the ``sweep`` section, see ``SweepSchema`` and ``shared.sweep``).
+Run kinds: ``single`` (one task), ``sweep`` (one task per member; members
+come from the ``sweep`` section, see ``SweepSchema`` and ``shared.sweep``) and
+``mpi`` (one multi-instance task over ``mpi.nodes`` nodes, see ``MpiSchema``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 ENV_NAME_RULE = "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
 BLOB_NAME = r"^[^/].*[^/]$|^[^/]$"
 BLOB_NAME_RULE = "must be a blob name under the run's inputs/, without a leading or trailing '/'"
-RUN_KINDS = ("single", "sweep")
+RUN_KINDS = ("single", "sweep", "mpi")
 SWEEP_GENERATORS = ("product", "zip", "members", "csv", "random", "latin_hypercube")
 SAMPLED_GENERATORS = ("random", "latin_hypercube")
 DEFAULT_MAX_SWEEP_MEMBERS = 10_000
@@ -149,6 +150,20 @@ class PoolSchema(StrictSchema):
     node_agent_sku = fields.String(load_default=None)
     os = fields.String(load_default="linux", validate=validate.OneOf(["linux", "windows"]))
     when_done = fields.String(load_default=None, validate=validate.OneOf(["keep", "delete", "scale_to_zero"]))
+    inter_node_communication = fields.Boolean(load_default=False)
+
+
+class MpiSchema(StrictSchema):
+    """An MPI run: one multi-instance task over ``nodes`` nodes (SCHISM and the like).
+
+    ``coordination_command`` runs on every node first (start daemons, stage
+    files); the run's ``command`` (typically ``mpirun``) then runs on the primary
+    with ``$AZ_BATCH_HOST_LIST``. Inputs reach every node, in
+    ``$AZ_BATCH_TASK_SHARED_DIR``.
+    """
+
+    nodes = fields.Integer(required=True, validate=validate.Range(min=2, max=100, error="must be between 2 and 100 nodes"))
+    coordination_command = fields.String(load_default="true", validate=validate.Length(min=1, error="must not be empty"))
 
 
 class ConstraintsSchema(StrictSchema):
@@ -358,6 +373,7 @@ class RunSpecSchema(StrictSchema):
     # sweep only: copied once per node (job preparation task) into $AZ_BATCH_NODE_SHARED_DIR/<job id>/<path>
     shared_inputs = fields.List(fields.Nested(InputSchema), load_default=list)
     sweep = fields.Nested(SweepSchema, load_default=None)
+    mpi = fields.Nested(MpiSchema, load_default=None)
     outputs = fields.List(fields.String(validate=validate.Regexp(r"^(?!/)", error="must be a pattern relative to the task's working directory")), load_default=list)
     pool = fields.Nested(PoolSchema, load_default=lambda: PoolSchema().load({}))
     constraints = fields.Nested(ConstraintsSchema, load_default=lambda: ConstraintsSchema().load({}))
@@ -391,6 +407,34 @@ class RunSpecSchema(StrictSchema):
             errors.setdefault("shared_inputs", []).append(f"two shared inputs are copied to the same path '{duplicates[0]}'")
         if errors:
             raise ValidationError(errors)
+
+    @validates_schema
+    def mpi_fits_kind(self, data, **kwargs):
+        """An MPI task needs every instance on its own node, and the nodes able to talk."""
+        errors: dict[str, Any] = {}
+        if data.get("kind") != "mpi":
+            if data.get("mpi") is not None:
+                errors["mpi"] = ["only a run with kind: mpi has an mpi section"]
+        else:
+            pool = data.get("pool") or {}
+            if data.get("mpi") is None:
+                errors["mpi"] = ["an MPI run needs an mpi section with the number of nodes"]
+            if not pool.get("inter_node_communication"):
+                errors.setdefault("pool", {})["inter_node_communication"] = [
+                    "an MPI run needs a pool with inter-node communication; set it to true"]
+            if (pool.get("task_slots_per_node") or 1) != 1:
+                errors.setdefault("pool", {})["task_slots_per_node"] = ["an MPI run needs 1 task slot per node, so that each instance has its node"]
+            nodes, dedicated = (data.get("mpi") or {}).get("nodes"), pool.get("dedicated_nodes")
+            if nodes and dedicated is not None and dedicated + (pool.get("low_priority_nodes") or 0) < nodes:
+                errors.setdefault("pool", {})["dedicated_nodes"] = [f"the pool has fewer nodes than the {nodes} the MPI run needs"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def mpi_section_only_for_mpi(self, data, **kwargs):
+        if data.get("kind") != "mpi":
+            data.pop("mpi", None)
+        return data
 
     @post_load
     def sweep_fields_only_for_sweeps(self, data, **kwargs):

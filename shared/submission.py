@@ -95,7 +95,11 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     batch = clients.batch
 
     try:
-        batch.get_pool(plan.pool_id, select=["id", "state"])
+        existing_pool = batch.get_pool(plan.pool_id, select=["id", "state", "enableInterNodeCommunication", "taskSlotsPerNode"])
+        if spec["kind"] == "mpi" and (not existing_pool.enable_inter_node_communication or (existing_pool.task_slots_per_node or 1) != 1):
+            raise PermanentRunError(run_id, [
+                f"pool.id: pool '{plan.pool_id}' exists without inter-node communication or with more than one slot per node; "
+                "an MPI run needs both, so name another pool or none"])
     except ResourceNotFoundError:
         try:
             batch.create_pool(plan.pool)
