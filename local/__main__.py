@@ -84,17 +84,28 @@ def example(data_dir: Path, name: str, timeout: int) -> None:
         click.echo(f"run {run_id}: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
         if manifest:
             click.echo(f"manifest: {status['manifest_url']}")
-            for task in manifest["tasks"]:
-                click.echo(f"  task {task['id']}: exit code {task['exit_code']}, {task['started_at']} -> {task['ended_at']}, node {task['node_id']}")
-            for output in manifest["outputs"]:
-                click.echo(f"  output {output['path']} ({output['size']} bytes)")
-            click.echo(f"  logs: {', '.join(v for t in manifest['tasks'] for v in t['logs'].values())}")
+            _summarise(manifest)
         click.echo(f"wall time {time.monotonic() - started:.1f}s")
         if status["state"] != "succeeded":
             sys.exit(1)
     finally:
         if not was_running:
             local_stack.down(data_dir)
+
+
+def _summarise(manifest: dict, shown: int = 5) -> None:
+    """A few lines per run: every task and output of a small run, totals and a sample of a big one."""
+    totals = manifest["totals"]
+    click.echo(f"  {totals['tasks']} tasks ({totals['succeeded']} succeeded, {totals['failed']} failed), "
+               f"{totals['outputs']} outputs ({totals['output_bytes']} bytes)")
+    for task in manifest["tasks"][:shown]:
+        click.echo(f"  task {task['id']}: exit code {task['exit_code']}, {task['started_at']} -> {task['ended_at']}, "
+                   f"node {task['node_id']}, logs {', '.join(task['logs'].values())}")
+    for output in manifest["outputs"][:shown]:
+        click.echo(f"  output {output['task_id']}/{output['path']} ({output['size']} bytes)")
+    hidden = max(0, len(manifest["tasks"]) - shown) + max(0, len(manifest["outputs"]) - shown)
+    if hidden:
+        click.echo(f"  ... and {hidden} more entries in the manifest")
 
 
 if __name__ == "__main__":
