@@ -26,10 +26,15 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
     ctx.obj = data_dir
 
 
+def port_options(command):
+    """The stack's ports, for every command that may start it."""
+    command = click.option("--batch-port", default=10100, show_default=True)(command)
+    command = click.option("--queue-port", default=10001, show_default=True)(command)
+    return click.option("--blob-port", default=10000, show_default=True, help="0 picks a free port")(command)
+
+
 @cli.command()
-@click.option("--blob-port", default=10000, show_default=True, help="0 picks a free port")
-@click.option("--queue-port", default=10001, show_default=True)
-@click.option("--batch-port", default=10100, show_default=True)
+@port_options
 @click.option("--functions-host/--no-functions-host", default=True, show_default=True,
               help="start the local Functions host; --no-functions-host leaves the app to `func start`")
 @click.pass_obj
@@ -62,8 +67,9 @@ def env(data_dir: Path) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--timeout", default=600, show_default=True, help="seconds to wait for the run to finish")
+@port_options
 @click.pass_obj
-def example(data_dir: Path, name: str, timeout: int) -> None:
+def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port: int, batch_port: int) -> None:
     """Run examples/NAME end to end on the local stack and print its manifest's location."""
     from dmsbatch.api import read_manifest, submit_study, wait_for_run
     from shared.clients import Clients
@@ -74,7 +80,7 @@ def example(data_dir: Path, name: str, timeout: int) -> None:
         raise click.ClickException(f"no example named {name!r} in {REPO_ROOT / 'examples'}")
     was_running = (running := local_stack.RunningStack.load(data_dir)) is not None and running.alive()
     started = time.monotonic()
-    running = local_stack.up(local_stack.StackConfig(data_dir=data_dir))
+    running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
     try:
         clients = Clients(Settings.from_env(running.app_settings()))
         run_id = submit_study(clients, study)
