@@ -1,0 +1,108 @@
+"""The run spec's JSON Schema, derived from the marshmallow schemas in ``shared.spec``.
+
+Editors and pipelines validate specs with the published
+``docs/run-spec.schema.json``; deriving it from the same marshmallow schemas the
+backend validates with keeps the two from drifting (a test compares the file
+with what this module generates). The JSON Schema is the looser of the two:
+cross-field rules (one sweep generator, MPI pool requirements, duplicate
+paths) are only in marshmallow, whose messages name the field path.
+
+    python -m shared.spec_schema > docs/run-spec.schema.json
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from shared import spec as spec_module
+
+SCHEMA_ID = "https://dmsbatch.example/schemas/run-spec-1.json"
+VALUE = {"type": ["string", "number", "boolean", "null"]}
+# custom fields say what they accept here, since marshmallow cannot tell
+CUSTOM: dict[type, Any] = {
+    spec_module.Duration: {"oneOf": [{"type": "string", "pattern": spec_module.DURATION.pattern}, {"type": "integer", "minimum": 1}],
+                           "description": "a duration such as '90m', '2h' or '1d12h', or whole seconds"},
+    spec_module.EnvironmentField: {"type": "object", "propertyNames": {"pattern": spec_module.ENV_NAME.pattern},
+                                   "additionalProperties": VALUE},
+}
+SWEEP_SHAPES = {
+    "values": {"type": "array", "minItems": 1, "items": VALUE},
+    "value": VALUE,
+    "distribution": {"type": "object"},
+    "range": {"type": "object", "required": ["low", "high"]},
+}
+
+
+def _validators(field: fields.Field, out: dict[str, Any]) -> None:
+    for rule in field.validators:
+        if isinstance(rule, validate.OneOf):
+            out["enum"] = list(rule.choices)
+        elif isinstance(rule, validate.Equal):
+            out["const"] = rule.comparable
+        elif isinstance(rule, validate.Range):
+            if rule.min is not None:
+                out["minimum"] = rule.min
+            if rule.max is not None:
+                out["maximum"] = rule.max
+        elif isinstance(rule, validate.Length):
+            key = "Items" if isinstance(field, fields.List) else "Length"
+            if rule.min is not None:
+                out[f"min{key}"] = rule.min
+            if rule.max is not None:
+                out[f"max{key}"] = rule.max
+        elif isinstance(rule, validate.Regexp):
+            out["pattern"] = rule.regex.pattern
+
+
+def field_schema(field: fields.Field) -> dict[str, Any]:
+    for kind, schema in CUSTOM.items():
+        if isinstance(field, kind):
+            return dict(schema)
+    if isinstance(field, spec_module.SweepParameters):
+        return {"type": "object", "minProperties": 1, "additionalProperties": SWEEP_SHAPES[field.shape]}
+    if isinstance(field, fields.Nested):
+        out = schema_of(field.nested if isinstance(field.nested, Schema) else field.nested())
+    elif isinstance(field, fields.List):
+        out = {"type": "array", "items": field_schema(field.inner)}
+    elif isinstance(field, fields.Dict):
+        out = {"type": "object", "additionalProperties": field_schema(field.value_field) if field.value_field else True}
+    elif isinstance(field, fields.Boolean):
+        out = {"type": "boolean"}
+    elif isinstance(field, fields.Integer):
+        out = {"type": "integer"}
+    elif isinstance(field, fields.Number):
+        out = {"type": "number"}
+    elif isinstance(field, fields.String):
+        out = {"type": "string"}
+    else:
+        out = {}
+    _validators(field, out)
+    if field.allow_none and "type" in out:
+        out["type"] = [out["type"], "null"] if isinstance(out["type"], str) else [*out["type"], "null"]
+    return out
+
+
+def schema_of(schema: Schema) -> dict[str, Any]:
+    properties = {name: field_schema(field) for name, field in schema.fields.items()}
+    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    required = [name for name, field in schema.fields.items() if field.required]
+    if required:
+        out["required"] = required
+    if schema.__doc__:
+        out["description"] = re.sub(r"\s+", " ", schema.__doc__.strip().split("\n\n")[0])
+    if isinstance(schema, spec_module.InputSchema):  # a bare string is shorthand for {"blob": ...}
+        return {"anyOf": [{"type": "string", "pattern": spec_module.BLOB_NAME}, out], "description": out.pop("description", "")}
+    return out
+
+
+def run_spec_schema() -> dict[str, Any]:
+    body = schema_of(spec_module.RunSpecSchema())
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            "title": "dmsbatch run spec, version 1", **body}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_spec_schema(), indent=2))
