@@ -1,0 +1,64 @@
+// Event Grid delivery of BlobCreated events in the inbox container to the Functions blob
+// extension: the Event Grid-based blob trigger (the only blob trigger Flex Consumption runs).
+// main.bicep deploys it only with inboxEventGrid=true, after the app is published with the
+// trigger declared as source=EventGrid: the blobs_extension system key read below exists only
+// once the host has loaded that trigger.
+// The key goes from listKeys straight into the subscription; it is never output or logged.
+
+param systemTopicName string
+param functionAppName string
+param inboxContainer string
+
+@description('Python function name of the blob trigger (functions/inbox.py).')
+param functionName string = 'inbox_zip'
+
+param location string
+param tags object = {}
+
+param dataAccountName string
+
+resource dataAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: dataAccountName
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: systemTopicName
+  location: location
+  tags: tags
+  properties: {
+    source: dataAccount.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+resource inboxSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: systemTopic
+  name: 'inbox-to-${functionName}'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.${functionName}&code=${listKeys(resourceId('Microsoft.Web/sites/host', functionAppName, 'default'), '2024-04-01').systemKeys.blobs_extension}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobCreated'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/${inboxContainer}/blobs/'
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+  }
+}
+
+output systemTopicName string = systemTopic.name
