@@ -18,7 +18,8 @@ import yaml
 from shared.clients import Clients
 from shared.ids import is_valid_run_id
 from shared.run_store import RunStore
-from shared.spec import RUN_ID_RULE, load_spec
+from shared.profiles import ProfileStore, load_run_spec
+from shared.spec import RUN_ID_RULE
 from shared.status import TERMINAL_STATES, read_status
 
 SPEC_NAMES = ("run.yaml", "run.yml", "run.json")
@@ -46,8 +47,9 @@ def submit_study(clients: Clients, study_dir: Path, run_id: str | None = None) -
     """Upload ``study_dir/inputs/**`` beside the run and post its spec to ``run-requests``."""
     study_dir = Path(study_dir)
     document = read_spec(study_dir)
-    load_spec(document)  # fail here, with the same messages as the backend, before uploading anything
-    run_id = run_id or document.get("run_id") or new_run_id(document.get("name") or study_dir.name)
+    # fail here, with the same messages as the backend, before uploading anything (its profile merged as the backend does)
+    spec = load_run_spec(document, ProfileStore.for_clients(clients), clients.settings.sweep_max_members)
+    run_id = run_id or document.get("run_id") or new_run_id(spec.get("name") or study_dir.name)
     if not is_valid_run_id(run_id):
         raise ValueError(f"run id {run_id!r} {RUN_ID_RULE}")
     store = RunStore(clients.runs())

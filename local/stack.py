@@ -138,10 +138,13 @@ def up(config: StackConfig | None = None) -> RunningStack:
 def _provision(stack: RunningStack) -> None:
     sys.path.insert(0, str(stack.config.app_root))
     from shared.clients import Clients
+    from shared.profiles import seed_repo_profiles
     from shared.provision import ensure_storage
     from shared.settings import Settings
 
-    ensure_storage(Clients(Settings.from_env(stack.app_settings())))
+    clients = Clients(Settings.from_env(stack.app_settings()))
+    ensure_storage(clients)
+    seed_repo_profiles(clients, stack.config.app_root / "profiles")  # the repo's profiles/*.yaml, new or changed ones
 
 
 def down_stack(stack: RunningStack) -> None:

@@ -45,9 +45,10 @@ from azure.storage.blob import BlobClient
 from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.ids import is_valid_run_id
+from shared.profiles import ProfileStore, load_run_spec
 from shared.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
-from shared.spec import SpecError, load_spec
+from shared.spec import SpecError
 from shared.status import STATUS_BLOB, now_iso
 from shared.submission import REQUEST_BLOB, reject_run
 from shared.zip_inspect import Inspection, ZipLimits, inspect_blob
@@ -148,7 +149,7 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
         if run_id == derived:
             _claim(store, derived, record, check_other_runs=False)  # the id carries this drop's hash: no other run has it
 
-        document = _request_document(inspection, run_id, zip_name, problems)
+        document = _request_document(inspection, run_id, zip_name, problems, ProfileStore.for_clients(clients))
 
         _keep_zip(clients, source, container, blob_name, etag, run_id, derived)
         if problems:
@@ -209,7 +210,8 @@ def _claim(store: RunStore, run_id: str, record: dict[str, Any], *, check_other_
     return _same_drop(store.read(run_id, INTAKE_BLOB).document, record)
 
 
-def _request_document(inspection: Inspection, run_id: str, zip_name: str, problems: list[str]) -> dict[str, Any] | None:
+def _request_document(inspection: Inspection, run_id: str, zip_name: str, problems: list[str],
+                      profiles: ProfileStore | None = None) -> dict[str, Any] | None:
     """The run request to post: the spec as written, with ``run_id`` and the zip among its inputs."""
     if not inspection.spec_parsed:
         return None  # the inspection said why
@@ -230,7 +232,7 @@ def _request_document(inspection: Inspection, run_id: str, zip_name: str, proble
     if isinstance(inputs, list) and not any(item == zip_name or (isinstance(item, dict) and item.get("blob") == zip_name) for item in inputs):
         inputs.append({"blob": zip_name, "path": zip_name})
     try:
-        load_spec(document)
+        load_run_spec(document, profiles)  # with its profile merged, if it names one (shared.profiles)
     except SpecError as exc:
         problems.extend(exc.errors)
         return None

@@ -56,6 +56,7 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     pool = spec["pool"]
     defines_pool = any(pool.get(k) is not None for k in ("vm_size", "dedicated_nodes", "image", "node_agent_sku")) or bool(
         pool.get("inter_node_communication"))
+    defines_pool = defines_pool or bool(pool.get("application_packages"))  # packages need a pool made for them
     if pool.get("id"):
         pool_id, owned = pool["id"], False
     elif defines_pool:
@@ -83,6 +84,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
         target_low_priority_nodes=pool.get("low_priority_nodes") or 0,
         task_slots_per_node=pool.get("task_slots_per_node") or 1,
         enable_inter_node_communication=bool(pool.get("inter_node_communication")),
+        application_package_references=[bm.BatchApplicationPackageReference(application_id=p["id"], version=p.get("version"))
+                                        for p in pool.get("application_packages") or []] or None,
         metadata=metadata,
     )
     return pool_id, create, owned

@@ -138,6 +138,18 @@ class ImageSchema(StrictSchema):
     version = fields.String(load_default="latest")
 
 
+class ApplicationPackageSchema(StrictSchema):
+    """A Batch application package (uploaded to the account) that the pool installs on every node.
+
+    A task finds it in ``$AZ_BATCH_APP_PACKAGE_<id>_<version>`` (Linux; characters
+    other than letters, digits and '_' become '_'), e.g. ``$AZ_BATCH_APP_PACKAGE_dsm2_8_2_2``.
+    """
+
+    id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="must be 1-64 letters, digits, '-' or '_'"))
+    version = fields.String(load_default=None, error_messages={"invalid": "must be text; quote a version such as '8.2'"},
+                            validate=validate.Regexp(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", error="must be 1-64 letters, digits, '.', '-' or '_'"))
+
+
 class PoolSchema(StrictSchema):
     """Which pool runs the tasks: an existing one by id, or one to create."""
 
@@ -151,6 +163,8 @@ class PoolSchema(StrictSchema):
     os = fields.String(load_default="linux", validate=validate.OneOf(["linux", "windows"]))
     when_done = fields.String(load_default=None, validate=validate.OneOf(["keep", "delete", "scale_to_zero"]))
     inter_node_communication = fields.Boolean(load_default=False)
+    # installed on each node when it joins a pool the run creates (not added to an existing pool)
+    application_packages = fields.List(fields.Nested(ApplicationPackageSchema), load_default=list)
 
 
 class MpiSchema(StrictSchema):

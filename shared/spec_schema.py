@@ -100,8 +100,25 @@ def schema_of(schema: Schema) -> dict[str, Any]:
 
 def run_spec_schema() -> dict[str, Any]:
     body = schema_of(spec_module.RunSpecSchema())
+    _allow_profile(body)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
             "title": "dmsbatch run spec, version 1", **body}
+
+
+def _allow_profile(body: dict[str, Any]) -> None:
+    """A spec that names a profile (``shared.profiles``) may leave out what the profile gives, the command too."""
+    from shared.profiles import PROFILE_ETAG_FIELD, PROFILE_FIELD, PROFILE_NAME
+
+    body["properties"][PROFILE_FIELD] = {"type": ["string", "null"], "pattern": PROFILE_NAME.pattern,
+                                         "description": "a profile in the profiles container (<name>.yaml) that this spec overrides"}
+    body["properties"][PROFILE_ETAG_FIELD] = {"type": ["string", "null"], "description": "recorded by the backend; ignored on input"}
+    required = body.get("required") or []
+    if "command" in required:  # required unless the spec names a profile
+        required.remove("command")
+        if not required:
+            body.pop("required")
+        body["if"] = {"required": [PROFILE_FIELD], "properties": {PROFILE_FIELD: {"type": "string"}}}
+        body["else"] = {"required": ["command"]}
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ often its message is delivered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
@@ -26,9 +27,10 @@ from shared.errors import PermanentRunError
 from shared.events import emit_run_event
 from shared.messages import RunRequest
 from shared.planning import RunUrls, deadline_for, plan_run
+from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
 from shared.sas import SasIssuer
-from shared.spec import SpecError, load_spec
+from shared.spec import SpecError
 from shared.status import is_terminal, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
@@ -49,10 +51,7 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     settings = clients.settings
     store = RunStore(clients.runs())
     run_id = request.run_id
-    try:
-        spec = load_spec(request.document, max_sweep_members=settings.sweep_max_members)
-    except SpecError as exc:
-        raise PermanentRunError(run_id, exc.errors) from None
+    spec = spec_for_submission(clients, run_id, request.document)  # its profile merged, then load_spec; or PermanentRunError
     spec["run_id"] = run_id
 
     stored = store.read(run_id, REQUEST_BLOB)
@@ -104,8 +103,10 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         try:
             batch.create_pool(plan.pool)
             log.info("run %s: created pool %s", run_id, plan.pool_id)
-        except ResourceExistsError:
-            pass
+        except ResourceExistsError as exc:  # 409: the pool exists (created meanwhile), or ...
+            if getattr(exc.error, "code", None) == "InvalidApplicationPackageReferences":  # ... packages the account lacks
+                raise PermanentRunError(run_id, [f"pool.application_packages: Batch cannot install them: {_error_details(exc)}"],
+                                        reason="Batch refused the run's pool") from None
     try:
         batch.create_job(plan.job)
     except ResourceExistsError:
@@ -147,6 +148,15 @@ def add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskC
         raise
     log.info("run %s: added %d tasks to job %s in %d collections", run_id, len(new_tasks), job_id, collections)
     return len(new_tasks)
+
+
+def _error_details(exc: HttpResponseError) -> str:
+    """A Batch error's message and its details (``key: value``, e.g. which package reference is invalid)."""
+    model = getattr(exc, "model", None)
+    values = (model.get("values") if isinstance(model, Mapping) else None) or []  # the SDK's models are mappings
+    details = [f"{v.get('key')}: {v.get('value')}" for v in values if isinstance(v, Mapping)]
+    message = str(getattr(exc.error, "message", None) or exc).splitlines()[0].rstrip(".")
+    return f"{message} ({'; '.join(details)})" if details else message
 
 
 def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
