@@ -8,6 +8,8 @@ A single run is one task, ``main``. A sweep is one task per member
 ``shared_inputs`` are copied once per node by the job's preparation task into
 ``$AZ_BATCH_NODE_SHARED_DIR/<job id>/`` (tasks see that directory as
 ``$DMSBATCH_SHARED_DIR``) and removed by its release task when the job ends.
+A BeoPEST run is its master task, ``master``, here; its workers are planned by
+``shared.beopest.plan_workers`` once the reconciler knows the master's host.
 """
 from __future__ import annotations
 
@@ -128,6 +130,9 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
         tasks = _sweep_tasks(spec, run_id, the_job_id, settings, urls, runs_prefix, sweep_csv)
     elif spec["kind"] == "mpi":
         tasks = [_mpi_task(spec, run_id, urls, runs_prefix)]
+    elif spec["kind"] == "beopest":
+        from shared import beopest  # it builds on this module; the reconciler adds the workers once the master's host is known
+        tasks = [beopest.master_task(spec, run_id, urls, runs_prefix)]
     else:
         tasks = [_task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)]
     preparation, release = _shared_inputs_tasks(spec, the_job_id, urls) if spec.get("shared_inputs") else (None, None)
@@ -145,6 +150,8 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
             bm.BatchMetadataItem(name=META_TASKS, value=str(len(tasks))),
         ],
     )
+    if spec["kind"] == "beopest":
+        job.metadata.append(beopest.job_metadata(spec))  # port, workers, host timeout and rule, for the reconciler
     return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks)
 
 

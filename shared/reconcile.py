@@ -14,12 +14,12 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import batch_ops
+from shared import batch_ops, beopest
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event
 from shared.manifest import build_manifest, output_entry, task_entry
-from shared.planning import META_DEADLINE, META_RUN_ID, META_TASKS, META_WHEN_DONE
+from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_store import RunStore
 from shared.status import is_terminal, now_iso, read_status, update_status
 from shared.submission import REQUEST_BLOB
@@ -43,6 +43,8 @@ class RunObservation:
     counts: dict[str, int]
     status: dict[str, Any]
     expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
+    kind: str = "single"  # the run kind (job metadata)
+    beopest: beopest.BeopestObservation | None = None  # a BeoPEST run's master, when this tick looked at it
 
 
 @dataclass
@@ -66,13 +68,18 @@ def observe(clients: Clients) -> list[RunObservation]:
             continue  # not one of ours
         counts = batch.get_job_task_counts(job.id).task_counts
         deadline = datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None
+        counted = {"active": counts.active, "running": counts.running, "completed": counts.completed,
+                   "succeeded": counts.succeeded, "failed": counts.failed}
+        status = read_status(store, run_id) or {}
+        kind = meta.get(META_KIND, "single")
         runs.append(RunObservation(
             run_id=run_id, job_id=job.id, pool_id=job.pool_info.pool_id if job.pool_info else None,
             deadline=deadline, when_done=meta.get(META_WHEN_DONE, "keep"),
-            counts={"active": counts.active, "running": counts.running, "completed": counts.completed,
-                    "succeeded": counts.succeeded, "failed": counts.failed},
-            status=read_status(store, run_id) or {},
+            counts=counted,
+            status=status,
             expected_tasks=int(meta.get(META_TASKS) or 0),
+            kind=kind,
+            beopest=beopest.observe(batch, job.id, meta, counted, status) if kind == "beopest" and not is_terminal(status) else None,
         ))
     return runs
 
@@ -84,6 +91,11 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     total = counts["active"] + counts["running"] + counts["completed"]
     if is_terminal(run.status):
         return "finish"  # finished before; the job was not yet terminated
+    if run.kind == "beopest" and not run.status.get("cancel_requested_at") and (run.deadline is None or now <= run.deadline):
+        # chain the workers to the master's host, end them when the master ends, or fail the run (shared.beopest)
+        action = beopest.decide(run, now)
+        if action:
+            return f"beopest_{action}"
     if total > 0 and counts["completed"] == total and total >= run.expected_tasks:
         return "finish"
     if run.status.get("cancel_requested_at"):
@@ -123,6 +135,14 @@ def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
                 report.cancelling.append(run.run_id)
             elif action == "progress":
                 record_progress(clients, run)
+                report.progressed.append(run.run_id)
+            elif action == "beopest_chain":
+                beopest.chain_workers(clients, run)
+                report.progressed.append(run.run_id)
+            elif action in ("beopest_end_workers", "beopest_fail"):
+                if action == "beopest_fail":
+                    beopest.record_failure(clients, run)
+                end_unfinished_tasks(clients, run)
                 report.progressed.append(run.run_id)
         except Exception:  # one broken run must not stop the others; the next tick retries it
             log.exception("run %s: %s failed; will retry next tick", run.run_id, action)
@@ -180,11 +200,16 @@ def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
     return ran.total_seconds() >= limit_seconds
 
 
-def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None) -> tuple[str, str | None]:
+def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None,
+                 kind: str | None = None) -> tuple[str, str | None]:
     if status.get("cancel_requested_at"):
         return "cancelled", cancelled_reason(status)
+    if kind == "beopest":  # the run follows its master; workers are ended with it, and one that fails does no harm
+        tasks = beopest.deciding_tasks(tasks)
     if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
         return "timed_out", "the run passed its wall-clock limit"
+    if kind == "beopest" and beopest.run_failure(status):
+        return "failed", beopest.run_failure(status)
     failed = [t for t in tasks if t["result"] != "success"]
     if not failed:
         return "succeeded", None
@@ -255,7 +280,7 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> d
         tail = _stderr_tail(store, run.run_id, task.id) if failed else None
         tasks.append(task_entry(task, logs.get(task.id, {}), tail))
     limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
-    final_state, reason = _final_state(tasks, status, limit)
+    final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
     manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
         manifest = store.read(run.run_id, MANIFEST_BLOB).document  # another tick won the race

@@ -6,7 +6,9 @@ shorthands expanded) and is what ``runs/<run_id>/request.json`` stores.
 
 Run kinds: ``single`` (one task), ``sweep`` (one task per member; members
 come from the ``sweep`` section, see ``SweepSchema`` and ``shared.sweep``) and
-``mpi`` (one multi-instance task over ``mpi.nodes`` nodes, see ``MpiSchema``).
+``mpi`` (one multi-instance task over ``mpi.nodes`` nodes, see ``MpiSchema``);
+``beopest`` (a PEST master, then workers chained to the host it prints, see
+``BeopestSchema`` and ``shared.beopest``).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 ENV_NAME_RULE = "is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
 BLOB_NAME = r"^[^/].*[^/]$|^[^/]$"
 BLOB_NAME_RULE = "must be a blob name under the run's inputs/, without a leading or trailing '/'"
-RUN_KINDS = ("single", "sweep", "mpi")
+RUN_KINDS = ("single", "sweep", "mpi", "beopest")
 SWEEP_GENERATORS = ("product", "zip", "members", "csv", "random", "latin_hypercube")
 SAMPLED_GENERATORS = ("random", "latin_hypercube")
 DEFAULT_MAX_SWEEP_MEMBERS = 10_000
@@ -178,6 +180,41 @@ class MpiSchema(StrictSchema):
 
     nodes = fields.Integer(required=True, validate=validate.Range(min=2, max=100, error="must be between 2 and 100 nodes"))
     coordination_command = fields.String(load_default="true", validate=validate.Length(min=1, error="must not be empty"))
+
+
+# ---- beopest ----------------------------------------------------------------------------------
+# set on a BeoPEST run's tasks by the backend (shared.beopest): the spec's environment may not set them
+BEOPEST_VARIABLES = ("MASTER_HOSTNAME", "BEOPEST_MASTER", "BEOPEST_PORT", "BEOPEST_WORKER_INDEX")
+BEOPEST_NO_COMMAND = ("a beopest run has no top-level command: the master runs beopest.master_command "
+                      "and each worker beopest.worker_command")
+
+
+def _one_group_pattern(pattern: str) -> None:
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        raise ValidationError(f"is not a valid regular expression: {exc}") from None
+    if groups != 1:
+        raise ValidationError(f"must have exactly one group (...), the host; it has {groups}")
+
+
+class BeopestSchema(StrictSchema):
+    """A PEST calibration with BeoPEST: a master, then ``workers`` workers pointed at the host it prints.
+
+    The master runs ``master_command`` with ``BEOPEST_PORT`` set; the backend reads
+    its host from its stdout (the first line, or the one group of ``host_pattern``)
+    and starts each worker with ``worker_command``, ``MASTER_HOSTNAME`` (the host)
+    and ``BEOPEST_MASTER`` (``host:port``). The workers are terminated when the
+    master ends, and the run's state follows the master's exit code.
+    """
+
+    workers = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000, error="must be from 1 to 1000"))
+    port = fields.Integer(load_default=4004, strict=True, validate=validate.Range(min=1, max=65535, error="must be a TCP port (1-65535)"))
+    master_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    worker_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    # a regular expression over the master's stdout (re.MULTILINE); its one group is the host
+    host_pattern = fields.String(load_default=None, validate=_one_group_pattern)
+    host_timeout = Duration(load_default=600)  # from the master's start; default 10m
 
 
 class ConstraintsSchema(StrictSchema):
@@ -381,13 +418,15 @@ class RunSpecSchema(StrictSchema):
     run_id = fields.String(load_default=None, validate=validate.Regexp(RUN_ID_PATTERN, error=RUN_ID_RULE))
     name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
     kind = fields.String(load_default="single", validate=validate.OneOf(RUN_KINDS, error="must be one of: " + ", ".join(RUN_KINDS)))
-    command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    # required for every kind but beopest, whose commands are in its section (command_fits_kind)
+    command = fields.String(load_default=None, allow_none=False, validate=validate.Length(min=1, error="must not be empty"))
     environment = EnvironmentField(load_default=dict)
     inputs = fields.List(fields.Nested(InputSchema), load_default=list)
     # sweep only: copied once per node (job preparation task) into $AZ_BATCH_NODE_SHARED_DIR/<job id>/<path>
     shared_inputs = fields.List(fields.Nested(InputSchema), load_default=list)
     sweep = fields.Nested(SweepSchema, load_default=None)
     mpi = fields.Nested(MpiSchema, load_default=None)
+    beopest = fields.Nested(BeopestSchema, load_default=None)
     outputs = fields.List(fields.String(validate=validate.Regexp(r"^(?!/)", error="must be a pattern relative to the task's working directory")), load_default=list)
     pool = fields.Nested(PoolSchema, load_default=lambda: PoolSchema().load({}))
     constraints = fields.Nested(ConstraintsSchema, load_default=lambda: ConstraintsSchema().load({}))
@@ -448,6 +487,39 @@ class RunSpecSchema(StrictSchema):
     def mpi_section_only_for_mpi(self, data, **kwargs):
         if data.get("kind") != "mpi":
             data.pop("mpi", None)
+        return data
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def command_fits_kind(self, data, original_data, **kwargs):
+        """``command`` is required, except for a beopest run, which must not have one."""
+        given = original_data if isinstance(original_data, dict) else {}
+        if data.get("kind") == "beopest":
+            if "command" in given:
+                raise ValidationError(BEOPEST_NO_COMMAND, "command")
+        elif "command" not in given:
+            raise ValidationError("Missing data for required field.", "command")
+
+    @validates_schema
+    def beopest_fits_kind(self, data, **kwargs):
+        errors: dict[str, Any] = {}
+        if data.get("kind") != "beopest":
+            if data.get("beopest") is not None:
+                errors["beopest"] = ["only a run with kind: beopest has a beopest section"]
+        else:
+            if data.get("beopest") is None:
+                errors["beopest"] = ["a beopest run needs a beopest section with workers, master_command and worker_command"]
+            taken = [name for name in data.get("environment") or {} if name in BEOPEST_VARIABLES]
+            if taken:
+                errors["environment"] = [f"'{taken[0]}' is set on a beopest run's tasks by the backend; choose another name"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def beopest_section_only_for_beopest(self, data, **kwargs):
+        if data.get("kind") != "beopest":
+            data.pop("beopest", None)
+        else:
+            data.pop("command", None)
         return data
 
     @post_load
