@@ -208,7 +208,7 @@ def test_a_redelivered_request_keeps_its_accepted_spec_when_its_profile_is_gone(
 def test_the_stack_seeded_the_repository_profiles(clients: Clients):
     container = clients.blob_service.get_container_client(clients.settings.profiles_container)
     seeded = {b.name: b for b in container.list_blobs()}
-    assert {"dsm2", "ptm", "schism"} <= set(REPO_PROFILES)
+    assert {"dsm2", "ptm", "schism", "pest"} <= set(REPO_PROFILES)
     for name in REPO_PROFILES:
         assert f"{name}.yaml" in seeded
         data = container.download_blob(f"{name}.yaml").readall()
