@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from local.batch.account import BatchAccount
 from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
 from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
 from local.batch.job_side_tasks import prep_env, run_side_task
+from local.batch.multi_instance import NODE_IP_ENV
 from local.batch.timeutil import iso, parse_duration, utcnow
 
 log = logging.getLogger("local.batch.node_agent")
@@ -193,6 +195,10 @@ class NodeAgent:
             "AZ_BATCH_CERTIFICATES_DIR": str(node.root_dir / "certs"),
             "AZ_BATCH_TASK_USER": "_azbatch",
             "AZ_BATCH_TASK_USER_IDENTITY": "PoolNonAdmin",
+            # Local-only: the node's own loopback address. On Batch a process reads its node's address
+            # from its network interface (`hostname -i`); here every node shares one host name, so that
+            # would give the same address on all of them (a BeoPEST master prints this one instead).
+            NODE_IP_ENV: node.ip_address,
             **node.app_package_env,  # the pool's application packages, for every task on the node
         }
 
@@ -302,16 +308,14 @@ class NodeAgent:
         deadline = time.monotonic() + limit.total_seconds() if limit else None
         timed_out = False
         try:
-            while proc.poll() is None:
-                if should_stop():
-                    _kill_group(proc.pid)
-                elif deadline is not None and time.monotonic() > deadline:
-                    timed_out = True
-                    _kill_group(proc.pid)
-                try:  # returns as soon as the process ends, so short tasks are not rounded up to a poll
-                    proc.wait(timeout=POLL_SECONDS)
-                except subprocess.TimeoutExpired:
-                    pass
+            with _ExitWatch(proc) as exited:
+                while proc.poll() is None:
+                    if should_stop():
+                        _kill_group(proc.pid)
+                    elif deadline is not None and time.monotonic() > deadline:
+                        timed_out = True
+                        _kill_group(proc.pid)
+                    exited.wait(POLL_SECONDS)
         finally:
             with self._guard:
                 self._procs.discard(proc)
@@ -338,6 +342,40 @@ def _live_groups(groups) -> list[int]:
             continue
         live.append(group)
     return live
+
+
+class _ExitWatch:
+    """Wait for a process to exit, waking the moment it does.
+
+    ``Popen.wait(timeout)`` sleeps in growing steps (0.5, 1, 2 ms ...), which
+    adds milliseconds to every short task; a pidfd becomes readable exactly
+    when the process exits. Falls back to ``Popen.wait`` where pidfds are
+    unavailable (Linux before 5.3).
+    """
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_ExitWatch":
+        try:
+            self.fd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            self.fd = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def wait(self, timeout: float) -> None:
+        if self.fd is None:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            return
+        select.select([self.fd], [], [], timeout)
 
 
 def _kill_group(group: int) -> None:
