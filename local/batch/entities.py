@@ -122,6 +122,17 @@ class Node:
     def affinity_id(self) -> str:
         return f"TVM:{self.id}"
 
+    def release(self, job_id: str, task_id: str, slots: int, succeeded: bool) -> None:
+        """A task of this node ended: free its slots and count it (under the account lock)."""
+        self.running_task_slots = max(0, self.running_task_slots - slots)
+        if (job_id, task_id) in self.running_tasks:
+            self.running_tasks.remove((job_id, task_id))
+        self.total_tasks_run += 1
+        if succeeded:
+            self.total_tasks_succeeded += 1
+        if not self.running_tasks and self.state == "running":
+            self.set_state("idle")
+
     @property
     def shared_dir(self) -> Path:
         return self.root_dir / "shared"

@@ -251,14 +251,7 @@ def run(agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, task: Task)
                 if subtask.state != "completed":
                     _finish_subtask(subtask, subtask.exit_code, failure if subtask.exit_code is None else None)
             for node in nodes:
-                node.running_task_slots = max(0, node.running_task_slots - pool.slots_per_node)
-                if (job.id, task.id) in node.running_tasks:
-                    node.running_tasks.remove((job.id, task.id))
-                node.total_tasks_run += 1
-                if failure is None and exit_code == 0:
-                    node.total_tasks_succeeded += 1
-                if not node.running_tasks and node.state == "running":
-                    node.set_state("idle")
+                node.release(job.id, task.id, pool.slots_per_node, failure is None and exit_code == 0)
             account.complete_task(task, exit_code, failure)
 
 

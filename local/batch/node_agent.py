@@ -223,14 +223,7 @@ class NodeAgent:
             failure = (SERVER_ERROR, "Unknown", f"The node agent failed to run the task: {type(exc).__name__}: {exc}")
         finally:
             with self.account.lock:
-                node.running_task_slots -= int(task.spec.get("requiredSlots") or 1)
-                if (job.id, task.id) in node.running_tasks:
-                    node.running_tasks.remove((job.id, task.id))
-                node.total_tasks_run += 1
-                if failure is None and exit_code == 0:
-                    node.total_tasks_succeeded += 1
-                if not node.running_tasks and node.state == "running":
-                    node.set_state("idle")
+                node.release(job.id, task.id, int(task.spec.get("requiredSlots") or 1), failure is None and exit_code == 0)
                 self.account.complete_task(task, exit_code, failure)
 
     def _execute(self, pool: Pool, node: Node, job: Job, task: Task) -> tuple[int | None, tuple[str, str, str] | None]:
