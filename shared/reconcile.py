@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -116,6 +116,24 @@ def decide(run: RunObservation, now: datetime) -> str | None:
 
 
 # ---- act ---------------------------------------------------------------------------------
+def _fail_beopest(clients: Clients, run: RunObservation) -> None:
+    beopest.record_failure(clients, run)
+    end_unfinished_tasks(clients, run)
+
+
+# what each decision does, and which list of the tick's report names the run (lambdas: the
+# functions are defined further down)
+ACTIONS: dict[str, tuple[Callable[[Clients, RunObservation], None], str]] = {
+    "finish": (lambda clients, run: finish_run(clients, run), "finished"),
+    "time_out": (lambda clients, run: time_out_run(clients, run), "timed_out"),
+    "cancel": (lambda clients, run: end_unfinished_tasks(clients, run), "cancelling"),
+    "progress": (lambda clients, run: record_progress(clients, run), "progressed"),
+    "beopest_chain": (lambda clients, run: beopest.chain_workers(clients, run), "progressed"),
+    "beopest_end_workers": (lambda clients, run: end_unfinished_tasks(clients, run), "progressed"),
+    "beopest_fail": (_fail_beopest, "progressed"),
+}
+
+
 def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
     """One tick over every active run."""
     report = TickReport()
@@ -123,27 +141,12 @@ def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
     for run in observe(clients):
         report.observed += 1
         action = decide(run, now)
+        if action is None:
+            continue
+        act, outcome = ACTIONS[action]
         try:
-            if action == "finish":
-                finish_run(clients, run)
-                report.finished.append(run.run_id)
-            elif action == "time_out":
-                time_out_run(clients, run)
-                report.timed_out.append(run.run_id)
-            elif action == "cancel":
-                end_unfinished_tasks(clients, run)
-                report.cancelling.append(run.run_id)
-            elif action == "progress":
-                record_progress(clients, run)
-                report.progressed.append(run.run_id)
-            elif action == "beopest_chain":
-                beopest.chain_workers(clients, run)
-                report.progressed.append(run.run_id)
-            elif action in ("beopest_end_workers", "beopest_fail"):
-                if action == "beopest_fail":
-                    beopest.record_failure(clients, run)
-                end_unfinished_tasks(clients, run)
-                report.progressed.append(run.run_id)
+            act(clients, run)
+            getattr(report, outcome).append(run.run_id)
         except Exception:  # one broken run must not stop the others; the next tick retries it
             log.exception("run %s: %s failed; will retry next tick", run.run_id, action)
     return report
