@@ -122,17 +122,24 @@ def up(config: StackConfig | None = None) -> RunningStack:
         if not config.functions_host:
             stack.save()
             return stack
-        host = start_group(
-            [sys.executable, "-m", "local.funchost", "--app-root", str(config.app_root), "--host-id", "dmsbatch-local"],
-            cwd=config.app_root, log_path=logs / "funchost.log",
-            env={**os.environ, **stack.app_settings(), "PYTHONPATH": str(REPO_ROOT)},
-        )
-        stack.pids["funchost"] = host.pid
-        stack.save()
+        start_functions_host(stack)
         return stack
     except BaseException:
         down_stack(stack)
         raise
+
+
+def start_functions_host(stack: RunningStack) -> int:
+    """Start the local Functions host for ``stack`` (also to restart it after ``stop_group``); returns its pid."""
+    config = stack.config
+    host = start_group(
+        [sys.executable, "-m", "local.funchost", "--app-root", str(config.app_root), "--host-id", "dmsbatch-local"],
+        cwd=config.app_root, log_path=config.data_dir / "logs" / "funchost.log",
+        env={**os.environ, **stack.app_settings(), "PYTHONPATH": str(REPO_ROOT)},
+    )
+    stack.pids["funchost"] = host.pid
+    stack.save()
+    return host.pid
 
 
 def _provision(stack: RunningStack) -> None:

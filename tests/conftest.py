@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import jsonschema
 import pytest
 from azure.batch import BatchClient
 
@@ -24,6 +25,7 @@ from shared.settings import Settings
 from shared.status import TERMINAL_STATES, read_status
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +92,18 @@ def wait_for_final_status(store: RunStore, run_id: str, timeout: float = 90) -> 
         status = read_status(store, run_id)
         return status if status and status.get("state") in TERMINAL_STATES and status.get("event_sent_at") else None
 
-    return wait_until(final, timeout, what=f"run {run_id} to finish")
+    status = wait_until(final, timeout, what=f"run {run_id} to finish")
+    if status.get("manifest_url"):
+        check_manifest(store, run_id)
+    return status
+
+
+def check_manifest(store: RunStore, run_id: str) -> dict[str, Any]:
+    """The run's manifest, which must exist and validate against docs/manifest.schema.json."""
+    manifest = store.read(run_id, "manifest.json").document
+    assert manifest is not None, f"run {run_id}: the final status names a manifest, but runs/{run_id}/manifest.json is missing"
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    return manifest
 
 
 def events_for(clients: Clients, run_id: str, timeout: float = 30) -> list[dict[str, Any]]:
