@@ -155,8 +155,7 @@ class _Parser:
         while self.peek() == ".":
             self.take()
             _, method = self.take()
-            args = self.arguments()
-            del args
+            self.arguments()  # sample windows and percentages: there is one sample, the current value
             if method == "GetSample":
                 value = [value] if not isinstance(value, list) else value
             elif method == "GetSamplePercent":

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from local.batch import app_packages, auth, file_serving
 from local.batch.account import BatchAccount
 from local.batch.api_version import check_api_version
-from local.batch.errors import BatchServiceError, not_found
+from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
 
 log = logging.getLogger("local.batch.http")

@@ -52,7 +52,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -397,26 +396,9 @@ def _agent_helpers():
 
 
 def _launch(agent: "NodeAgent", inst: _Instance, command_line: str) -> subprocess.Popen:
-    """Start ``command_line`` for ``inst`` as the node agent starts a task (no shell, own session, stdout/stderr beside wd)."""
-    LaunchError, _, live_groups = _agent_helpers()
-    try:
-        argv = shlex.split(command_line)
-    except ValueError as exc:
-        raise LaunchError("CommandLaunchFailed", f"Failed to launch the specified command line: {exc}.") from None
-    if not argv:
-        raise LaunchError("CommandLaunchFailed", "Failed to launch the specified command line: it is empty.")
-    with open(inst.task_dir / "stdout.txt", "ab") as out, open(inst.task_dir / "stderr.txt", "ab") as err:
-        try:
-            proc = subprocess.Popen(argv, cwd=inst.task_dir / "wd", env=inst.env, stdout=out, stderr=err,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        except FileNotFoundError:
-            raise LaunchError("CommandProgramNotFound", f"The specified command program is not found: {argv[0]}.") from None
-        except OSError as exc:
-            raise LaunchError("CommandLaunchFailed", f"Failed to launch the specified command line: {exc.strerror}.") from None
+    """Start ``command_line`` for ``inst`` as the node agent starts any task."""
+    proc = agent.launch(command_line, inst.task_dir, inst.env)
     inst.procs.append(proc)
-    with agent._guard:  # the agent's stop_all kills these too
-        agent._procs.add(proc)
-        agent._groups = set(live_groups(agent._groups)) | {proc.pid}
     return proc
 
 

@@ -275,8 +275,12 @@ class NodeAgent:
                 failure = (USER_ERROR, "FileUploadMiscError", "One or more output files failed to upload; see fileuploaderr.txt.")
         return exit_code, failure
 
-    def _run_process(self, command_line: str, task_dir: Path, env: dict[str, str], limit, should_stop) -> tuple[int | None, bool]:
-        """Run ``command_line``; return (exit code, killed at wall-clock limit). Raise LaunchError if it cannot start."""
+    def launch(self, command_line: str, task_dir: Path, env: dict[str, str]) -> subprocess.Popen:
+        """Start a command as Batch does: no shell, its own session, stdout/stderr beside ``wd``.
+
+        The process is registered so that ``stop_all`` kills it and whatever it
+        leaves in its process group. Raises ``LaunchError`` with Batch's code.
+        """
         try:
             argv = shlex.split(command_line)
         except ValueError as exc:
@@ -298,6 +302,11 @@ class NodeAgent:
             self._procs.add(proc)
             # Forget groups whose processes are all gone, so a recycled process id is never mistaken for ours.
             self._groups = set(_live_groups(self._groups)) | {proc.pid}
+        return proc
+
+    def _run_process(self, command_line: str, task_dir: Path, env: dict[str, str], limit, should_stop) -> tuple[int | None, bool]:
+        """Run ``command_line``; return (exit code, killed at wall-clock limit). Raise LaunchError if it cannot start."""
+        proc = self.launch(command_line, task_dir, env)
         deadline = time.monotonic() + limit.total_seconds() if limit else None
         timed_out = False
         try:
