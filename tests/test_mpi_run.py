@@ -10,8 +10,8 @@ def test_mpi_example_runs_one_rank_on_each_of_two_nodes(clients, batch):
     status = wait_for_run(clients, run_id, timeout=120)
     manifest = read_manifest(clients, run_id)
 
-    assert status["state"] == "succeeded", status
     [task] = manifest["tasks"]
+    assert status["state"] == "succeeded", (status.get("reason"), task.get("stderr_tail"), task.get("failure"))
     stdout = clients.runs().download_blob(task["logs"]["stdout"]).readall().decode()
     ranks = sorted(line for line in stdout.splitlines() if line.startswith("rank "))
     assert [line.split(" on node ")[0] for line in ranks] == ["rank 0 of 2", "rank 1 of 2"]
