@@ -27,7 +27,8 @@ from azure.batch import models as bm  # noqa: E402
 from azure.core.credentials import AzureNamedKeyCredential  # noqa: E402
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME  # noqa: E402
-from local.processes import free_port, start_group, stop_group, wait_for_port  # noqa: E402
+from local.processes import free_port, stop_group  # noqa: E402
+from local.stack import start_batch_service  # noqa: E402
 
 COMMAND = "/bin/true"
 NODES, SLOTS = 2, 4
@@ -36,11 +37,8 @@ NODES, SLOTS = 2, 4
 def run_local_batch(tasks: int, data_dir: Path) -> tuple[float, float, float]:
     """(end to end, SDK submission, first task start to last task end) in seconds."""
     port = free_port()
-    service = start_group([sys.executable, "-m", "local.batch", "--port", str(port), "--data-dir", str(data_dir / "batch"),
-                           "--node-network", "127.0.9.0/24"], cwd=REPO_ROOT, log_path=data_dir / "batch.log",
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    service = start_batch_service(data_dir / "batch", port, "127.0.9.0/24", data_dir / "batch.log")
     try:
-        wait_for_port("127.0.0.1", port, proc=service)
         client = BatchClient(f"http://127.0.0.1:{port}", AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
         client.create_pool(bm.BatchPoolCreateOptions(
             id="bench", vm_size="standard_d2s_v3", target_dedicated_nodes=NODES, task_slots_per_node=SLOTS,

@@ -28,7 +28,8 @@ from azure.batch import models as bm  # noqa: E402
 from local.azurite import AzuriteEndpoints, start_azurite  # noqa: E402
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME  # noqa: E402
 from local.batch.admin import BatchAdmin  # noqa: E402
-from local.processes import free_port, start_group, stop_group, wait_for_port  # noqa: E402
+from local.processes import free_port, stop_group  # noqa: E402
+from local.stack import start_batch_service  # noqa: E402
 from shared.clients import Clients  # noqa: E402
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_WHEN_DONE  # noqa: E402
 from shared.provision import ensure_storage  # noqa: E402
@@ -48,11 +49,8 @@ def main() -> None:
         azurite = AzuriteEndpoints("127.0.0.1", free_port(), free_port())
         azurite_proc = start_azurite(azurite, root / "azurite", root / "azurite.log")
         port = free_port()
-        batch_proc = start_group([sys.executable, "-m", "local.batch", "--port", str(port), "--data-dir", str(root / "batch"),
-                                  "--node-network", "127.0.12.0/24"], cwd=REPO_ROOT, log_path=root / "batch.log",
-                                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        batch_proc = start_batch_service(root / "batch", port, "127.0.12.0/24", root / "batch.log")
         try:
-            wait_for_port("127.0.0.1", port, proc=batch_proc)
             url = f"http://127.0.0.1:{port}"
             clients = Clients(Settings.from_env({"DataStorage": azurite.connection_string, "BATCH_ACCOUNT_URL": url,
                                                  "BATCH_ACCOUNT_NAME": DEV_BATCH_ACCOUNT_NAME, "BATCH_ACCOUNT_KEY": DEV_BATCH_ACCOUNT_KEY}))

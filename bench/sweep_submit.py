@@ -36,7 +36,8 @@ from azure.core.credentials import AzureNamedKeyCredential  # noqa: E402
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME  # noqa: E402
 from local.batch.admin import BatchAdmin  # noqa: E402
-from local.processes import free_port, start_group, stop_group, wait_for_port  # noqa: E402
+from local.processes import free_port, stop_group  # noqa: E402
+from local.stack import start_batch_service  # noqa: E402
 from shared.planning import RunUrls, deadline_for, plan_run  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.spec import load_spec  # noqa: E402
@@ -71,11 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        service = start_group([sys.executable, "-m", "local.batch", "--port", str(port), "--data-dir", str(Path(tmp) / "batch"),
-                               "--node-network", "127.0.9.0/24"], cwd=REPO_ROOT, log_path=Path(tmp) / "batch.log",
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        service = start_batch_service(Path(tmp) / "batch", port, "127.0.9.0/24", Path(tmp) / "batch.log")
         try:
-            wait_for_port("127.0.0.1", port, proc=service)
             url = f"http://127.0.0.1:{port}"
             client = BatchClient(url, AzureNamedKeyCredential(DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY))
             admin = BatchAdmin(url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,6 +99,24 @@ class RunningStack:
         return bool(self.pids)
 
 
+def start_batch_service(data_dir: Path, port: int, node_network: str, log_path: Path,
+                        auto_storage_connection: str | None = None) -> subprocess.Popen:
+    """The local Batch service as its own process (``python -m local.batch``), listening when this returns."""
+    argv = [sys.executable, "-m", "local.batch", "--host", LOOPBACK, "--port", str(port),
+            "--data-dir", str(data_dir), "--node-network", node_network]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    if auto_storage_connection:  # linked to an Azurite as the account's auto-storage; passed by env, never argv
+        argv += ["--auto-storage-connection-env", "LOCAL_BATCH_AUTO_STORAGE"]
+        env["LOCAL_BATCH_AUTO_STORAGE"] = auto_storage_connection
+    proc = start_group(argv, cwd=REPO_ROOT, log_path=log_path, env=env)
+    try:
+        wait_for_port(LOOPBACK, port, proc=proc)
+    except BaseException:
+        stop_group(proc.pid)
+        raise
+    return proc
+
+
 def up(config: StackConfig | None = None) -> RunningStack:
     """Start all three services and create the contract's containers and queues."""
     config = (config or StackConfig()).resolved()
@@ -109,15 +128,9 @@ def up(config: StackConfig | None = None) -> RunningStack:
     stack = RunningStack(config, {})
     try:
         stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log").pid
-        batch = start_group(
-            [sys.executable, "-m", "local.batch", "--host", LOOPBACK, "--port", str(config.batch_port),
-             "--data-dir", str(config.data_dir / "batch"), "--node-network", config.node_network,
-             "--auto-storage-connection-env", "LOCAL_BATCH_AUTO_STORAGE"],  # linked to the stack's Azurite
-            cwd=REPO_ROOT, log_path=logs / "batch.log",
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOCAL_BATCH_AUTO_STORAGE": stack.azurite.connection_string},
-        )
+        batch = start_batch_service(config.data_dir / "batch", config.batch_port, config.node_network, logs / "batch.log",
+                                    auto_storage_connection=stack.azurite.connection_string)
         stack.pids["batch"] = batch.pid
-        wait_for_port(LOOPBACK, config.batch_port, proc=batch)
         _provision(stack)
         if not config.functions_host:
             stack.save()

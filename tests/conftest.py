@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import jsonschema
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.batch import BatchClient
 
 from local import stack as local_stack
@@ -120,3 +121,12 @@ def events_for(clients: Clients, run_id: str, timeout: float = 30) -> list[dict[
         return found
 
     return wait_until(take, timeout, what=f"a run-events message for {run_id}")
+
+
+def blob_exists(clients: Clients, container: str, name: str) -> bool:
+    """Whether ``container/name`` exists (the tests check where intake moved a zip)."""
+    try:
+        clients.blob_service.get_blob_client(container, name).get_blob_properties()
+        return True
+    except ResourceNotFoundError:
+        return False

@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 import yaml
 from azure.batch import models as bm
-from azure.core.exceptions import ResourceNotFoundError
 
 from local import stack as local_stack
 from local.batch.admin import BatchAdmin
@@ -39,7 +38,7 @@ from shared.settings import Settings
 from shared.status import read_status
 from shared.run_store import RunStore
 from shared.intake import run_id_for_drop
-from tests.conftest import REPO_ROOT, post_raw, wait_for_final_status, wait_until
+from tests.conftest import blob_exists, REPO_ROOT, post_raw, wait_for_final_status, wait_until
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -94,14 +93,6 @@ def beopest_variant(zip_name: str) -> dict:
 KINDS = {"ptm-sweep": sweep_variant, "mpi": mpi_variant, "beopest": beopest_variant}
 
 
-def exists(clients: Clients, container: str, name: str) -> bool:
-    try:
-        clients.blob_service.get_blob_client(container, name).get_blob_properties()
-        return True
-    except ResourceNotFoundError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def drops(clients: Clients) -> dict[str, tuple[str, str]]:
     """All three zips dropped in the inbox at once: example -> (blob name, run id)."""
@@ -117,8 +108,8 @@ def drops(clients: Clients) -> dict[str, tuple[str, str]]:
 
 def check_kept_and_outputs(clients: Clients, run_id: str, name: str) -> list[str]:
     runs = clients.runs()
-    assert exists(clients, clients.settings.runs_container, f"{run_id}/inputs/{name.rsplit('/', 1)[-1]}"), "the zip is kept"
-    assert not exists(clients, clients.settings.inbox_container, name), "the inbox is emptied"
+    assert blob_exists(clients, clients.settings.runs_container, f"{run_id}/inputs/{name.rsplit('/', 1)[-1]}"), "the zip is kept"
+    assert not blob_exists(clients, clients.settings.inbox_container, name), "the inbox is emptied"
     outputs = [b.name for b in runs.list_blobs(name_starts_with=f"{run_id}/outputs/")]
     assert outputs, f"no outputs under runs/{run_id}/outputs/"
     return outputs

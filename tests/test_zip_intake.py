@@ -20,7 +20,7 @@ import zipfile
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceResponseError
+from azure.core.exceptions import ResourceExistsError, ServiceResponseError
 
 from dmsbatch.api import read_manifest
 from functions import inbox as adapter
@@ -31,7 +31,7 @@ from shared.run_store import RunStore
 from shared.intake import INTAKE_BLOB, IntakeRetry, accept_dropped_zip, note_failed_attempt, run_id_for_drop
 from shared.status import read_status
 from shared.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob, inspect_zip
-from tests.conftest import events_for, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import blob_exists, events_for, unique_run_id, wait_for_final_status, wait_until
 
 SMALL = ZipLimits(max_entries=5, max_total_bytes=10_000, max_ratio=20, max_spec_bytes=200)
 DIRECT = "intake-direct"  # a container no trigger watches: the tests drive intake themselves
@@ -315,14 +315,6 @@ def drop(clients: Clients, container: str, name: str, data: bytes) -> str:
     return clients.blob_service.get_blob_client(container, name).upload_blob(data, overwrite=True)["etag"]
 
 
-def exists(clients: Clients, container: str, name: str) -> bool:
-    try:
-        clients.blob_service.get_blob_client(container, name).get_blob_properties()
-        return True
-    except ResourceNotFoundError:
-        return False
-
-
 def test_run_id_for_a_drop_is_stable_and_valid():
     assert run_id_for_drop("a/Delta Study (v2).zip", '"0x8DC1"') == run_id_for_drop("a/Delta Study (v2).zip", "0x8DC1")
     assert run_id_for_drop("a/Delta Study (v2).zip", "0x8DC1").startswith("delta-study-v2-")
@@ -346,7 +338,7 @@ def test_redelivery_after_a_crash_before_the_delete_makes_one_run(clients, store
     monkeypatch.setattr(intake, "_delete_source", real_delete)
 
     assert accept_dropped_zip(clients, DIRECT, name, etag) == run_id, "the same blob version is the same run"
-    assert not exists(clients, DIRECT, name)
+    assert not blob_exists(clients, DIRECT, name)
     assert accept_dropped_zip(clients, DIRECT, name, etag) is None, "once taken in, a redelivery has nothing to do"
 
     status = wait_for_final_status(store, run_id)
@@ -378,7 +370,7 @@ def test_an_overwritten_zip_is_left_to_its_new_version(clients, direct):
     old = drop(clients, DIRECT, name, b"first version")
     drop(clients, DIRECT, name, b"second version")
     assert accept_dropped_zip(clients, DIRECT, name, old) is None
-    assert exists(clients, DIRECT, name), "the new version is a drop of its own"
+    assert blob_exists(clients, DIRECT, name), "the new version is a drop of its own"
 
 
 class FakeTrigger(LazyBlobInputStream):
@@ -423,7 +415,7 @@ def test_adapter_retries_transient_failures_and_records_the_last_attempt(direct_
     assert status["state"] == "failed" and status["reason"] == "intake failed"
     assert status["errors"] == [f"flaky.zip: intake gave up after 5 attempts: ServiceResponseError: storage is unavailable; "
                                 f"the zip is still at {DIRECT}/{name}"]
-    assert exists(direct_adapter, DIRECT, name)
+    assert blob_exists(direct_adapter, DIRECT, name)
     assert events_for(direct_adapter, run_id)[0]["status"] == "failed"
     if own_run_id:
         assert store.read(derived, INTAKE_BLOB).document is None, "the counter is not left behind"
@@ -500,8 +492,8 @@ def test_a_dropped_study_zip_runs_and_its_outputs_land_beside_its_inputs(clients
     assert set(outputs) == {"study/output/hydro.out", "study/output/qual.out"}
     qual = clients.runs().download_blob(outputs["study/output/qual.out"]).readall().decode()
     assert qual == "qual read EC after: hydro ran 2 input lines\n"
-    assert exists(clients, clients.settings.runs_container, f"{run_id}/inputs/study.zip"), "the zip is kept beside the outputs"
-    assert not exists(clients, clients.settings.inbox_container, name), "the inbox is emptied"
+    assert blob_exists(clients, clients.settings.runs_container, f"{run_id}/inputs/study.zip"), "the zip is kept beside the outputs"
+    assert not blob_exists(clients, clients.settings.inbox_container, name), "the inbox is emptied"
     request = store.read(run_id, "request.json").document
     assert [(i["blob"], i["path"]) for i in request["spec"]["inputs"]] == [("study.zip", "study.zip")]
     assert request["spec"]["environment"] == {"SCENARIO": "dry-year"}
@@ -523,9 +515,9 @@ def test_a_hostile_or_broken_zip_fails_with_the_precise_reason_and_is_kept(clien
     else:
         assert status["errors"] == expected
     zip_name = name.rsplit("/", 1)[-1]
-    assert exists(clients, clients.settings.runs_container, f"{run_id}/inputs/{zip_name}"), "kept for the modeller to inspect"
-    assert not exists(clients, clients.settings.inbox_container, name)
-    assert not exists(clients, clients.settings.runs_container, f"{run_id}/request.json"), "never submitted"
+    assert blob_exists(clients, clients.settings.runs_container, f"{run_id}/inputs/{zip_name}"), "kept for the modeller to inspect"
+    assert not blob_exists(clients, clients.settings.inbox_container, name)
+    assert not blob_exists(clients, clients.settings.runs_container, f"{run_id}/request.json"), "never submitted"
     [event] = events_for(clients, run_id)
     assert event["status"] == "failed" and event["errors"] == status["errors"]
 
@@ -539,5 +531,5 @@ def test_a_spec_run_id_held_by_another_run_fails_the_drop_not_that_run(clients, 
     assert status["errors"] == [f"run_id: '{taken}' is already used by another run; choose another run_id, "
                                 f"or leave it out and this drop runs as '{run_id}'"]
     assert read_status(store, taken)["state"] == "running", "the other run is untouched"
-    assert not exists(clients, clients.settings.runs_container, f"{taken}/inputs/taken-run-id.zip")
-    assert wait_until(lambda: not exists(clients, clients.settings.inbox_container, name), 10, what="the inbox to be emptied")
+    assert not blob_exists(clients, clients.settings.runs_container, f"{taken}/inputs/taken-run-id.zip")
+    assert wait_until(lambda: not blob_exists(clients, clients.settings.inbox_container, name), 10, what="the inbox to be emptied")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 from azure.batch import BatchClient
@@ -20,12 +19,12 @@ from azure.batch import models as bm
 
 from local.batch.persistence import SNAPSHOT_NAME
 from local.batch.server import LocalBatchService
-from local.processes import free_port, start_group, wait_for_port
+from local.processes import free_port
+from local.stack import start_batch_service
 from tests.local.batch_support import (
     NODE_NETWORK, POLL, bash, client_for, create_pool, process_alive, processes_under, task, wait_for,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = (
     'echo "start $$" >> "$LOG_DIR/$AZ_BATCH_TASK_ID.log"; '
     'if [ "$GATED" = 1 ]; then while [ ! -e "$LOG_DIR/open" ]; do sleep 0.05; done; fi; '
@@ -141,14 +140,9 @@ def test_crash_leaves_processes_that_the_next_start_kills(tmp_path: Path):
     data_dir, logs = tmp_path / "batch", tmp_path / "logs"
     logs.mkdir()
     port = free_port()
-    proc = start_group(
-        [sys.executable, "-m", "local.batch", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-         "--node-network", NODE_NETWORK],
-        cwd=REPO_ROOT, log_path=tmp_path / "service.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+    proc = start_batch_service(data_dir, port, NODE_NETWORK, tmp_path / "service.log")
     service = None
     try:
-        wait_for_port("127.0.0.1", port, proc=proc)
         with client_for(f"http://127.0.0.1:{port}") as client:
             create_pool(client, "pool", nodes=1, slots=2)
             client.create_job(bm.BatchJobCreateOptions(id="job", pool_info=bm.BatchPoolInfo(pool_id="pool")))
