@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import shlex
-import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,14 @@ from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
 from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
 from local.batch.job_side_tasks import prep_env, run_side_task
 from local.batch.multi_instance import NODE_IP_ENV
+from local.batch.process_supervisor import ProcessSupervisor, kill_group as _kill_group
 from local.batch.timeutil import iso, parse_duration, utcnow
 
 log = logging.getLogger("local.batch.node_agent")
 
-POLL_SECONDS = 0.05
+# Downloads and uploads run on a pool of this many threads; a task with neither never leaves the
+# scheduler's and the process supervisor's threads (see local.batch.process_supervisor for why).
+TRANSFER_THREADS = 32
 
 
 def _env_list(settings: list[dict[str, Any]] | None) -> dict[str, str]:
@@ -37,7 +41,11 @@ def _env_list(settings: list[dict[str, Any]] | None) -> dict[str, str]:
 
 
 class NodeAgent:
-    """Starts work on nodes in background threads and reports back to the account."""
+    """Runs start tasks, job side tasks and tasks on the simulated nodes; reports back to the account.
+
+    Tasks are driven as steps handed from thread to thread (see ``_guarded``) rather than each
+    owning a thread, and their processes are watched by one ``ProcessSupervisor``.
+    """
 
     def __init__(self, account: BatchAccount, account_url: str):
         self.account = account
@@ -47,6 +55,8 @@ class NodeAgent:
         self._groups: set[int] = set()  # process groups of every command started, for stop_all
         self._guard = threading.Lock()
         self._stopping = threading.Event()
+        self.supervisor = ProcessSupervisor()
+        self._transfers = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="node-agent-transfer")
 
     # ---- lifecycle ---------------------------------------------------------------
     def _spawn(self, target, *args) -> None:
@@ -73,8 +83,15 @@ class NodeAgent:
             _kill_group(proc.pid)
         for group in _live_groups(groups):  # what finished tasks left running in the background
             _kill_group(group)
+        self.supervisor.kill_all()
+        self.supervisor.drain(timeout=10)
         for thread in threads:
             thread.join(timeout=10)
+        self._transfers.shutdown(wait=True)
+        # A transfer thread may have started a process after the kill above; should_stop kills it at once.
+        if not self.supervisor.drain(timeout=10):
+            log.warning("some task processes did not exit after being killed")
+        self.supervisor.close()
 
     def process_groups(self) -> list[int]:
         """Process groups that may still hold processes the agent started (recorded by local.batch.persistence)."""
@@ -163,7 +180,12 @@ class NodeAgent:
 
     # ---- tasks -------------------------------------------------------------------
     def run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
-        self._spawn(self._run_task, pool, node, job, task)
+        """Start a placed task: here and now when nothing must be downloaded first, else on a transfer thread."""
+        run = _TaskRun(pool, node, job, task)
+        if task.spec.get("resourceFiles") or task.spec.get("applicationPackageReferences"):
+            self._transfers.submit(self._guarded, run, self._prepare_and_start)
+        else:
+            self._guarded(run, self._prepare_and_start)
 
     def run_job_side_task(self, pool: Pool, node: Node, job: Job, kind: str) -> None:
         """Start the job's preparation (``prep``) or release task on ``node``."""
@@ -212,71 +234,96 @@ class NodeAgent:
         }
         return env
 
-    def _run_task(self, pool: Pool, node: Node, job: Job, task: Task) -> None:
-        """Run ``task`` to completion; whatever happens, the task completes and frees its slots."""
-        exit_code: int | None = None
-        failure: tuple[str, str, str] | None = None
+    # A task's life, as steps that each end by handing the task on: prepare and start (scheduler or
+    # transfer thread) -> process exits (supervisor thread) -> retry, or upload (transfer thread) -> complete.
+    def _guarded(self, run: "_TaskRun", step, *args) -> None:
+        """Run one step of a task; a bug in it completes the task instead of leaving it running for ever."""
         try:
-            exit_code, failure = self._execute(pool, node, job, task)
-        except Exception as exc:  # a bug here must not leave the task running for ever
-            log.exception("task %s/%s failed in the node agent", job.id, task.id)
-            failure = (SERVER_ERROR, "Unknown", f"The node agent failed to run the task: {type(exc).__name__}: {exc}")
-        finally:
-            with self.account.lock:
-                node.release(job.id, task.id, int(task.spec.get("requiredSlots") or 1), failure is None and exit_code == 0)
-                self.account.complete_task(task, exit_code, failure)
+            step(run, *args)
+        except Exception as exc:
+            log.exception("task %s/%s failed in the node agent", run.job.id, run.task.id)
+            self._complete(run, None, (SERVER_ERROR, "Unknown", f"The node agent failed to run the task: {type(exc).__name__}: {exc}"))
 
-    def _execute(self, pool: Pool, node: Node, job: Job, task: Task) -> tuple[int | None, tuple[str, str, str] | None]:
-        """Download resource files, run the command (with retries), upload output files."""
-        task_dir: Path = task.task_dir
-        working_dir = task_dir / "wd"
-        working_dir.mkdir(parents=True, exist_ok=True)
-        env = self._task_env(pool, node, job, task)
-        limit = parse_duration((task.spec.get("constraints") or {}).get("maxWallClockTime"))
-        failure: tuple[str, str, str] | None = None
-        exit_code: int | None = None
+    def _prepare_and_start(self, run: "_TaskRun") -> None:
+        """Working directory, environment, the task's application packages and resource files; then its first attempt."""
+        task = run.task
+        working_dir = _make_working_dir(task.task_dir)
+        run.env = self._task_env(run.pool, run.node, run.job, task)
+        run.limit = parse_duration((task.spec.get("constraints") or {}).get("maxWallClockTime"))
         try:
             # The task's own application packages (once per node and version), then its resource files.
-            env |= app_packages.install(self.account.data_dir, node.root_dir, task.spec.get("applicationPackageReferences"))
+            run.env |= app_packages.install(self.account.data_dir, run.node.root_dir, task.spec.get("applicationPackageReferences"))
             download_resource_files(task.spec.get("resourceFiles"), working_dir, self.account.auto_storage_connection_string)
         except TransferError as exc:
-            failure = (exc.category, exc.code, exc.message)
-        while failure is None:
+            self._finish(run, None, (exc.category, exc.code, exc.message))
+            return
+        self._start_attempt(run)
+
+    def _start_attempt(self, run: "_TaskRun") -> None:
+        task = run.task
+        with self.account.lock:
+            task.set_state("running")
+        try:
+            proc = self.launch(task.spec["commandLine"], task.task_dir, run.env)
+        except LaunchError as exc:
+            self._finish(run, None, (USER_ERROR, exc.code, exc.message))
+            return
+        deadline = time.monotonic() + run.limit.total_seconds() if run.limit else None
+        self.supervisor.watch(
+            proc, lambda code, timed_out: self._guarded(run, self._attempt_ended, proc, code, timed_out),
+            should_stop=lambda: task.terminate_requested or self._stopping.is_set(), deadline=deadline)
+
+    def _attempt_ended(self, run: "_TaskRun", proc: subprocess.Popen, exit_code: int, timed_out: bool) -> None:
+        """The process exited: retry the task, or finish it with Batch's account of why it ended."""
+        with self._guard:
+            self._procs.discard(proc)
+        task = run.task
+        failure: tuple[str, str, str] | None = None
+        if timed_out:
+            failure = (USER_ERROR, "MaxWallClockTimeExceeded", "The task ran longer than its maxWallClockTime and was terminated.")
+        elif task.terminate_requested:
+            failure = (USER_ERROR, "TaskEnded", "Task was ended by user request.")
+        elif exit_code != 0 and task.may_retry() and not self._stopping.is_set():
             with self.account.lock:
-                task.set_state("running")
-            self.account.notify()
-            try:
-                exit_code, timed_out = self._run_process(
-                    task.spec["commandLine"], task_dir, env, limit, lambda: task.terminate_requested or self._stopping.is_set()
-                )
-            except LaunchError as exc:
-                failure = (USER_ERROR, exc.code, exc.message)
-                break
-            if timed_out:
-                failure = (USER_ERROR, "MaxWallClockTimeExceeded", "The task ran longer than its maxWallClockTime and was terminated.")
-            elif task.terminate_requested:
-                failure = (USER_ERROR, "TaskEnded", "Task was ended by user request.")
-            elif exit_code != 0 and task.may_retry():
-                with self.account.lock:
-                    task.retry_count += 1
-                    task.last_retry_time = utcnow()
-                    task.touch()
-                continue
-            break
-        if task.requeue_requested:  # its node was preempted (local.batch.faults): no uploads for an attempt that is requeued
-            return exit_code, failure
+                task.retry_count += 1
+                task.last_retry_time = utcnow()
+                task.touch()
+            self._start_attempt(run)
+            return
+        self._finish(run, exit_code, failure)
+
+    def _finish(self, run: "_TaskRun", exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
+        """Upload the task's output files (on a transfer thread) unless it is being requeued; then complete it."""
+        if run.task.requeue_requested or not run.task.spec.get("outputFiles"):
+            # requeued: its node was preempted (local.batch.faults); an attempt that is requeued uploads nothing
+            self._complete(run, exit_code, failure)
+        else:
+            self._transfers.submit(self._guarded, run, self._upload_and_complete, exit_code, failure)
+
+    def _upload_and_complete(self, run: "_TaskRun", exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
+        task_dir: Path = run.task.task_dir
         succeeded = failure is None and exit_code == 0
-        uploaded, upload_errors = upload_output_files(task.spec.get("outputFiles"), working_dir, succeeded, env)
+        uploaded, upload_errors = upload_output_files(run.task.spec.get("outputFiles"), task_dir / "wd", succeeded, run.env)
         if uploaded or upload_errors:
             (task_dir / "fileuploadout.txt").write_text("".join(f"{line}\n" for line in uploaded))
         if upload_errors:
             (task_dir / "fileuploaderr.txt").write_text("\n".join(upload_errors) + "\n")
             if failure is None:
                 failure = (USER_ERROR, "FileUploadMiscError", "One or more output files failed to upload; see fileuploaderr.txt.")
-        return exit_code, failure
+        self._complete(run, exit_code, failure)
+
+    def _complete(self, run: "_TaskRun", exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
+        """Free the task's slots and complete it (or requeue it); exactly once per placement."""
+        if run.completed:
+            return
+        run.completed = True
+        task = run.task
+        with self.account.lock:
+            run.node.release(run.job.id, task.id, int(task.spec.get("requiredSlots") or 1), failure is None and exit_code == 0)
+            self.account.complete_task(task, exit_code, failure)  # which wakes the scheduler
 
     def launch(self, command_line: str, task_dir: Path, env: dict[str, str]) -> subprocess.Popen:
-        """Start a command as Batch does: no shell, its own session, stdout/stderr beside ``wd``.
+        """Start a command as Batch does: no shell, its own session, stdout/stderr beside ``wd`` (which must exist).
 
         The process is registered so that ``stop_all`` kills it and whatever it
         leaves in its process group. Raises ``LaunchError`` with Batch's code.
@@ -287,7 +334,6 @@ class NodeAgent:
             raise LaunchError("CommandLaunchFailed", f"Failed to launch the specified command line: {exc}.") from None
         if not argv:
             raise LaunchError("CommandLaunchFailed", "Failed to launch the specified command line: it is empty.")
-        task_dir.mkdir(parents=True, exist_ok=True)
         with open(task_dir / "stdout.txt", "ab") as out, open(task_dir / "stderr.txt", "ab") as err:
             try:
                 proc = subprocess.Popen(
@@ -308,21 +354,24 @@ class NodeAgent:
         """Run ``command_line``; return (exit code, killed at wall-clock limit). Raise LaunchError if it cannot start."""
         proc = self.launch(command_line, task_dir, env)
         deadline = time.monotonic() + limit.total_seconds() if limit else None
-        timed_out = False
         try:
-            with _ExitWatch(proc) as exited:
-                while proc.poll() is None:
-                    if should_stop():
-                        _kill_group(proc.pid)
-                    elif deadline is not None and time.monotonic() > deadline:
-                        timed_out = True
-                        _kill_group(proc.pid)
-                    exited.wait(POLL_SECONDS)
+            return self.supervisor.wait(proc, should_stop, deadline)
         finally:
             with self._guard:
                 self._procs.discard(proc)
-        code = proc.returncode
-        return (128 - code if code < 0 else code), timed_out
+
+
+@dataclass
+class _TaskRun:
+    """A placed task on its way through the agent's steps (one placement; retries reuse it)."""
+
+    pool: Pool
+    node: Node
+    job: Job
+    task: Task
+    env: dict[str, str] | None = None
+    limit: timedelta | None = None
+    completed: bool = False
 
 
 class LaunchError(Exception):
@@ -332,6 +381,22 @@ class LaunchError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def _make_working_dir(task_dir: Path) -> Path:
+    """Create ``task_dir/wd``; two system calls in the usual case (``Path.mkdir(parents=True)`` makes four)."""
+    working_dir = task_dir / "wd"
+    try:
+        os.mkdir(task_dir)
+    except FileNotFoundError:  # the job's first task on this node
+        os.makedirs(task_dir, exist_ok=True)
+    except FileExistsError:  # a retry or a reactivated task
+        pass
+    try:
+        os.mkdir(working_dir)
+    except FileExistsError:
+        pass
+    return working_dir
 
 
 def _live_groups(groups) -> list[int]:
@@ -344,45 +409,3 @@ def _live_groups(groups) -> list[int]:
             continue
         live.append(group)
     return live
-
-
-class _ExitWatch:
-    """Wait for a process to exit, waking the moment it does.
-
-    ``Popen.wait(timeout)`` sleeps in growing steps (0.5, 1, 2 ms ...), which
-    adds milliseconds to every short task; a pidfd becomes readable exactly
-    when the process exits. Falls back to ``Popen.wait`` where pidfds are
-    unavailable (Linux before 5.3).
-    """
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_ExitWatch":
-        try:
-            self.fd = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
-            self.fd = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-
-    def wait(self, timeout: float) -> None:
-        if self.fd is None:
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            return
-        select.select([self.fd], [], [], timeout)
-
-
-def _kill_group(group: int) -> None:
-    """SIGKILL a task's process group (its leader started a session of its own)."""
-    try:
-        os.killpg(group, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -100,6 +100,7 @@ class Codec:
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir.resolve()
+        self._data_dir_prefix = str(self.data_dir) + os.sep
         self._task_cache: dict[int, tuple[tuple[Any, ...], str]] = {}
         self._skipped: set[tuple[str, str]] = set()
 
@@ -130,10 +131,13 @@ class Codec:
         raise _Unencodable(type(value).__name__)
 
     def _encode_path(self, path: Path) -> dict[str, Any]:
+        text = str(path)
+        if text.startswith(self._data_dir_prefix) and ".." not in path.parts:  # every task's directory: no realpath (a stat per component)
+            return {"$path": text[len(self._data_dir_prefix):], "rel": True}
         try:
             return {"$path": path.resolve().relative_to(self.data_dir).as_posix(), "rel": True}
         except ValueError:
-            return {"$path": str(path)}
+            return {"$path": text}
 
     def task_text(self, task: Task) -> str:
         """The task's encoding as JSON text, cached: tasks are most of a snapshot and few change between writes."""
