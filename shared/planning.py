@@ -20,6 +20,7 @@ from typing import Any
 
 from azure.batch import models as bm
 
+from shared.commands import WINDOWS, command_line, package_environment, package_variables
 from shared.ids import MAIN_TASK_ID, job_id
 from shared.settings import Settings
 from shared.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
@@ -59,13 +60,15 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     defines_pool = any(pool.get(k) is not None for k in ("vm_size", "dedicated_nodes", "image", "node_agent_sku")) or bool(
         pool.get("inter_node_communication"))
     defines_pool = defines_pool or bool(pool.get("application_packages"))  # packages need a pool made for them
+    windows = pool.get("os") == WINDOWS
+    defines_pool = defines_pool or windows  # the shared default pool runs Linux
     if pool.get("id"):
         pool_id, owned = pool["id"], False
     elif defines_pool:
         pool_id, owned = f"pool-{run_id}", True
     else:
         pool_id, owned = settings.default_pool_id, False
-    publisher, offer, sku = settings.default_image.split(":")
+    publisher, offer, sku = (settings.default_windows_image if windows else settings.default_image).split(":")
     image = pool.get("image") or {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"}
     dedicated = pool["dedicated_nodes"] if pool.get("dedicated_nodes") is not None else settings.default_dedicated_nodes
     if spec.get("mpi") and pool.get("dedicated_nodes") is None:
@@ -80,7 +83,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
             image_reference=bm.BatchVmImageReference(
                 publisher=image["publisher"], offer=image["offer"], sku=image["sku"], version=image.get("version", "latest")
             ),
-            node_agent_sku_id=pool.get("node_agent_sku") or settings.default_node_agent_sku,
+            node_agent_sku_id=pool.get("node_agent_sku") or (
+                settings.default_windows_node_agent_sku if windows else settings.default_node_agent_sku),
         ),
         target_dedicated_nodes=dedicated,
         target_low_priority_nodes=pool.get("low_priority_nodes") or 0,
@@ -91,14 +95,6 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
         metadata=metadata,
     )
     return pool_id, create, owned
-
-
-def command_line(command: str, os_family: str) -> str:
-    """Batch runs command lines without a shell; give the modeller's command one."""
-    if os_family == "windows":
-        return f'cmd /c "{command}"'
-    # fail on the first failing step, including inside pipes, as a modeller's shell script would want
-    return f"/bin/bash -c {shlex.quote('set -e -o pipefail; ' + command)}"
 
 
 def _outputs(spec: dict[str, Any], run_id: str, task_id: str, container_url: str, runs_prefix: str) -> list[bm.OutputFile]:
@@ -155,18 +151,34 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
     return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks)
 
 
+def task_command_line(spec: dict[str, Any], command: str) -> str:
+    """``command`` wrapped for the pool's OS, with the pool's application packages on PATH (``shared.commands``)."""
+    os_family = spec["pool"]["os"]
+    return command_line(command, os_family, package_variables(spec["pool"].get("application_packages") or [], os_family))
+
+
+def _resource_files(items: list[dict[str, Any]], urls: RunUrls, os_family: str) -> list[bm.ResourceFile]:
+    """One resource file per input; a file mode only where Batch applies it (Linux nodes; Windows ignores it)."""
+    return [bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"],
+                            file_mode=item.get("mode") if os_family != WINDOWS else None) for item in items]
+
+
 def _task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, command: str, environment: dict[str, str],
           urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
+    """A task running ``command``; the environment carries the spec's values, never the command line.
+
+    With application packages, ``DMSBATCH_APP_PACKAGES`` names their variables
+    for the PATH prefix of the command line (set last: the backend's value wins).
+    """
     constraints = spec["constraints"]
+    os_family = spec["pool"]["os"]
+    packages = package_environment(package_variables(spec["pool"].get("application_packages") or [], os_family))
     return bm.BatchTaskCreateOptions(
         id=task_id,
         display_name=display_name,
-        command_line=command_line(command, spec["pool"]["os"]),
-        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted(environment.items())],
-        resource_files=[
-            bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"], file_mode=item.get("mode"))
-            for item in spec["inputs"]
-        ],
+        command_line=task_command_line(spec, command),
+        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted({**environment, **packages}.items())],
+        resource_files=_resource_files(spec["inputs"], urls, os_family),
         output_files=_outputs(spec, run_id, task_id, urls.results_container, runs_prefix),
         constraints=bm.BatchTaskConstraints(
             max_wall_clock_time=timedelta(seconds=constraints["max_wall_clock"]) if constraints.get("max_wall_clock") else None,
@@ -180,7 +192,7 @@ def _mpi_task(spec: dict[str, Any], run_id: str, urls: RunUrls, runs_prefix: str
     task = _task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)
     task.multi_instance_settings = bm.MultiInstanceSettings(
         number_of_instances=spec["mpi"]["nodes"],
-        coordination_command_line=command_line(spec["mpi"]["coordination_command"], spec["pool"]["os"]),
+        coordination_command_line=task_command_line(spec, spec["mpi"]["coordination_command"]),
         common_resource_files=task.resource_files,
     )
     task.resource_files = []
@@ -214,7 +226,7 @@ def _shared_dir(os_family: str, the_job_id: str) -> str:
     Per job, so that two sweeps on one reused pool never overwrite each
     other's shared files, and the release task can remove exactly this one.
     """
-    if os_family == "windows":
+    if os_family == WINDOWS:
         return f"%AZ_BATCH_NODE_SHARED_DIR%\\{the_job_id}"
     return f'"${{AZ_BATCH_NODE_SHARED_DIR:?}}"/{shlex.quote(the_job_id)}'
 
@@ -225,7 +237,7 @@ def _with_shared_dir(command: str, os_family: str, the_job_id: str) -> str:
     An environment setting cannot do it: Batch passes values literally and the
     node's shared directory is known only on the node.
     """
-    if os_family == "windows":
+    if os_family == WINDOWS:
         return f'set "{SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}" && {command}'
     return f"export {SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}; {command}"
 
@@ -246,7 +258,7 @@ def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -
     os_family = spec["pool"]["os"]
     dest = _shared_dir(os_family, the_job_id)
     items = spec["shared_inputs"]
-    if os_family == "windows":
+    if os_family == WINDOWS:
         steps, sep = [], "\\"
         for item in items:
             path = item["path"].replace("/", sep)
@@ -262,10 +274,7 @@ def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -
     preparation = bm.BatchJobPreparationTask(
         id="shared-inputs",
         command_line=command_line(prepare, os_family),
-        resource_files=[
-            bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"], file_mode=item.get("mode"))
-            for item in items
-        ],
+        resource_files=_resource_files(items, urls, os_family),
         wait_for_success=True,
         constraints=bm.BatchTaskConstraints(max_task_retry_count=SHARED_INPUT_RETRIES),
     )

@@ -38,6 +38,9 @@ class Settings:
     default_dedicated_nodes: int = 1
     default_image: str = "canonical:ubuntu-24_04-lts:server"
     default_node_agent_sku: str = "batch.node.ubuntu 24.04"
+    # for a pool the run defines with os: windows and no image (Server 2022 has tar.exe and cmd, no bash)
+    default_windows_image: str = "microsoftwindowsserver:windowsserver:2022-datacenter-core-smalldisk"
+    default_windows_node_agent_sku: str = "batch.node.windows amd64"
     default_max_wall_clock_minutes: int = 24 * 60
     # the run-level deadline backs up the tasks' own wall-clock limits, which fire first
     run_deadline_grace_seconds: int = 60

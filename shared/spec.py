@@ -143,8 +143,11 @@ class ImageSchema(StrictSchema):
 class ApplicationPackageSchema(StrictSchema):
     """A Batch application package (uploaded to the account) that the pool installs on every node.
 
-    A task finds it in ``$AZ_BATCH_APP_PACKAGE_<id>_<version>`` (Linux; characters
-    other than letters, digits and '_' become '_'), e.g. ``$AZ_BATCH_APP_PACKAGE_dsm2_8_2_2``.
+    Its directory and its ``bin`` folder are put on PATH for every task, so its
+    executables run by bare name. Batch also gives the directory in
+    ``$AZ_BATCH_APP_PACKAGE_<id>_<version>`` on Linux ('.', '-', '#' become '_',
+    e.g. ``$AZ_BATCH_APP_PACKAGE_dsm2_8_2_2``) and ``%AZ_BATCH_APP_PACKAGE_<ID>#<version>%``
+    on Windows; without a version (the default version) ``AZ_BATCH_APP_PACKAGE_<id>``.
     """
 
     id = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="must be 1-64 letters, digits, '-' or '_'"))
@@ -169,17 +172,26 @@ class PoolSchema(StrictSchema):
     application_packages = fields.List(fields.Nested(ApplicationPackageSchema), load_default=list)
 
 
+# Batch's documented MS-MPI coordination: start the smpd daemon on every node, in the background
+WINDOWS_MPI_COORDINATION = 'start cmd /c ""%MSMPI_BIN%\\smpd.exe"" -d'
+LINUX_MPI_COORDINATION = "true"
+# what Windows forbids in file names, and '%', which cmd would expand in the commands that move shared inputs
+WINDOWS_PATH_FORBIDDEN = re.compile(r'[<>:"|?*%\x00-\x1f]')
+
+
 class MpiSchema(StrictSchema):
     """An MPI run: one multi-instance task over ``nodes`` nodes (SCHISM and the like).
 
     ``coordination_command`` runs on every node first (start daemons, stage
     files); the run's ``command`` (typically ``mpirun``) then runs on the primary
     with ``$AZ_BATCH_HOST_LIST``. Inputs reach every node, in
-    ``$AZ_BATCH_TASK_SHARED_DIR``.
+    ``$AZ_BATCH_TASK_SHARED_DIR``. Without a ``coordination_command``, Linux
+    nodes run ``true`` and Windows nodes start MS-MPI's ``smpd -d``, as Batch's
+    MS-MPI instructions do (``mpiexec`` then finds the nodes in ``CCP_NODES``).
     """
 
     nodes = fields.Integer(required=True, validate=validate.Range(min=2, max=100, error="must be between 2 and 100 nodes"))
-    coordination_command = fields.String(load_default="true", validate=validate.Length(min=1, error="must not be empty"))
+    coordination_command = fields.String(load_default=LINUX_MPI_COORDINATION, validate=validate.Length(min=1, error="must not be empty"))
 
 
 # ---- beopest ----------------------------------------------------------------------------------
@@ -483,11 +495,34 @@ class RunSpecSchema(StrictSchema):
         if errors:
             raise ValidationError(errors)
 
-    @post_load
-    def mpi_section_only_for_mpi(self, data, **kwargs):
+    @post_load(pass_original=True)
+    def mpi_section_only_for_mpi(self, data, original_data, **kwargs):
         if data.get("kind") != "mpi":
             data.pop("mpi", None)
+        elif data.get("mpi") and data["pool"].get("os") == "windows":
+            given = (original_data.get("mpi") if isinstance(original_data, dict) else None) or {}
+            if "coordination_command" not in given:  # `true` is no Windows command
+                data["mpi"]["coordination_command"] = WINDOWS_MPI_COORDINATION
         return data
+
+    @validates_schema
+    def fits_the_os(self, data, **kwargs):
+        """Windows pools: a Windows node agent, and paths Windows (and cmd, for shared inputs) can take."""
+        pool = data.get("pool") or {}
+        errors: dict[str, Any] = {}
+        windows = pool.get("os") == "windows"
+        agent = (pool.get("node_agent_sku") or "").lower()
+        if agent and agent.startswith("batch.node.windows") != windows:
+            errors["pool"] = {"node_agent_sku": [f"'{pool['node_agent_sku']}' is a node agent for "
+                                                 f"{'Windows' if not windows else 'Linux'} but pool.os is {pool.get('os')}"]}
+        if windows:
+            for section in ("inputs", "shared_inputs"):
+                for index, item in enumerate(data.get(section) or []):
+                    if WINDOWS_PATH_FORBIDDEN.search(item.get("path") or ""):
+                        errors.setdefault(section, {})[index] = {"path": [
+                            "on a Windows pool a path may not contain < > : \" | ? * % or control characters"]}
+        if errors:
+            raise ValidationError(errors)
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def command_fits_kind(self, data, original_data, **kwargs):

@@ -1,8 +1,13 @@
 """Planning is pure: a spec in, Batch models out. These are the models Batch will receive."""
 from __future__ import annotations
 
+import shlex
+import subprocess
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
+from shared.commands import command_line, package_variables
 from shared.planning import META_DEADLINE, META_RUN_ID, META_WHEN_DONE, RunUrls, deadline_for, plan_run
 from shared.settings import Settings
 from shared.spec import load_spec
@@ -29,7 +34,26 @@ def test_single_run_is_one_task_with_a_shell_command_inputs_and_outputs():
 
 def test_windows_pools_run_commands_through_cmd():
     [task] = plan(pool={"os": "windows", "id": "win"}).tasks
-    assert task.command_line == 'cmd /c "hydro hydro.inp"'
+    assert task.command_line == 'cmd /s /c "hydro hydro.inp"'
+
+
+def test_a_windows_command_of_several_lines_runs_every_line_stopping_at_the_first_failure():
+    [task] = plan(command="tar -xf study.zip\n  cd study\n\nhydro hydro.inp\n", pool={"os": "windows", "id": "win"}).tasks
+    assert task.command_line == 'cmd /s /c "tar -xf study.zip && cd study && hydro hydro.inp"'
+
+
+def test_a_windows_pool_the_run_defines_gets_a_windows_image_and_node_agent():
+    result = plan(pool={"os": "windows"})
+    assert result.pool_id == "pool-r1", "the shared default pool runs Linux: a Windows run gets a pool of its own"
+    config = result.pool.virtual_machine_configuration
+    assert (config.image_reference.publisher, config.image_reference.offer) == ("microsoftwindowsserver", "windowsserver")
+    assert config.node_agent_sku_id == "batch.node.windows amd64"
+
+
+def test_file_modes_are_sent_only_to_linux_nodes():
+    inputs = [{"blob": "hydro.inp", "mode": "0755"}]
+    assert plan(inputs=inputs).tasks[0].resource_files[0].file_mode == "0755"
+    assert plan(inputs=inputs, pool={"os": "windows", "id": "w"}).tasks[0].resource_files[0].file_mode is None
 
 
 def test_job_metadata_carries_what_the_reconciler_needs():
@@ -56,3 +80,80 @@ def test_task_constraints_follow_the_spec():
 
 def test_planning_is_deterministic():
     assert plan(inputs=["hydro.inp"]).tasks[0].as_dict() == plan(inputs=["hydro.inp"]).tasks[0].as_dict()
+
+
+# ---- application packages on PATH ---------------------------------------------------------
+PACKAGES = [{"id": "Hydro-Tools", "version": "8.2.2"}, {"id": "qual"}]
+
+
+def test_package_variables_follow_batch_naming_on_each_os():
+    assert package_variables(PACKAGES, "linux") == ["AZ_BATCH_APP_PACKAGE_Hydro_Tools_8_2_2", "AZ_BATCH_APP_PACKAGE_qual"]
+    assert package_variables(PACKAGES, "windows") == ["AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS#8.2.2", "AZ_BATCH_APP_PACKAGE_QUAL"]
+
+
+def test_windows_tasks_put_the_package_directories_on_path_in_cmd():
+    [task] = plan(pool={"os": "windows", "application_packages": PACKAGES}).tasks
+    assert task.command_line == (
+        'cmd /s /c "set "PATH=%AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS#8.2.2%;%AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS#8.2.2%\\bin;'
+        '%AZ_BATCH_APP_PACKAGE_QUAL%;%AZ_BATCH_APP_PACKAGE_QUAL%\\bin;%PATH%" && hydro hydro.inp"')
+
+
+def test_a_cmd_unsafe_package_name_is_never_written_into_a_command_line():
+    with pytest.raises(ValueError, match="cannot be written into a cmd command line"):
+        command_line("x", "windows", ["AZ_BATCH_APP_PACKAGE_A%PATH%&calc"])
+
+
+def test_spec_values_travel_in_the_environment_never_in_the_command_line():
+    hostile = "it's \"wet\"; rm -rf / & echo %PATH% `id` $(id)"
+    for os_family in ("linux", "windows"):
+        [task] = plan(environment={"NOTE": hostile}, pool={"os": os_family, "application_packages": PACKAGES}).tasks
+        assert hostile not in task.command_line and "rm -rf" not in task.command_line
+        assert {e.name: e.value for e in task.environment_settings}["NOTE"] == hostile
+
+
+def test_the_linux_command_line_runs_package_executables_by_bare_name(tmp_path):
+    """The planned command line, run by bash as a node would, with the variables Batch would set.
+
+    The first package's variable differs in case from the planned name (Batch has been seen to
+    keep the account's case and to lower-case it); the second is a default version, its
+    executable in bin/.
+    """
+    hydro, qual = tmp_path / "apps" / "hydro-tools#8.2.2", tmp_path / "apps" / "qual#3"
+    for directory, name in ((hydro, "hydro"), (qual / "bin", "qual")):
+        directory.mkdir(parents=True)
+        (directory / name).write_text(f"#!/bin/sh\necho {name} ran with $*\n")
+        (directory / name).chmod(0o755)
+    [task] = plan(command="hydro hydro.inp | tr a-z A-Z && qual -v && echo \"PATH starts $PATH\"",
+                  pool={"application_packages": PACKAGES}).tasks
+    env = {"PATH": "/usr/bin:/bin", "AZ_BATCH_APP_PACKAGE_hydro_tools_8_2_2": str(hydro), "AZ_BATCH_APP_PACKAGE_qual": str(qual),
+           **{e.name: e.value for e in task.environment_settings}}
+    out = subprocess.run(shlex.split(task.command_line), env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["HYDRO RAN WITH HYDRO.INP", "qual ran with -v"]
+    assert lines[2] == f"PATH starts {hydro}:{hydro}/bin:{qual}:{qual}/bin:/usr/bin:/bin"
+    assert "_pkg_" not in out.stdout
+
+
+def test_the_linux_prefix_leaves_path_alone_when_a_package_is_not_installed(tmp_path):
+    [task] = plan(command='echo "$PATH"', pool={"application_packages": PACKAGES}).tasks
+    env = {"PATH": "/usr/bin:/bin", **{e.name: e.value for e in task.environment_settings}}
+    out = subprocess.run(shlex.split(task.command_line), env=env, capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout == "/usr/bin:/bin\n"
+
+
+def test_runs_without_packages_keep_their_command_line_and_environment():
+    [task] = plan(environment={"A": "1"}).tasks
+    assert task.command_line == "/bin/bash -c 'set -e -o pipefail; hydro hydro.inp'"
+    assert [e.name for e in task.environment_settings] == ["A"]
+
+
+def test_mpi_coordination_commands_get_the_packages_too_and_windows_starts_smpd_by_default():
+    spec = dict(kind="mpi", mpi={"nodes": 2}, pool={"os": "windows", "inter_node_communication": True,
+                                                    "application_packages": [{"id": "schism", "version": "5.11"}]})
+    [task] = plan(**spec).tasks
+    assert task.multi_instance_settings.coordination_command_line == (
+        'cmd /s /c "set "PATH=%AZ_BATCH_APP_PACKAGE_SCHISM#5.11%;%AZ_BATCH_APP_PACKAGE_SCHISM#5.11%\\bin;%PATH%" && '
+        'start cmd /c ""%MSMPI_BIN%\\smpd.exe"" -d"')
+    [linux] = plan(**{**spec, "pool": {**spec["pool"], "os": "linux"}}).tasks
+    assert linux.multi_instance_settings.coordination_command_line.endswith("; true'")
