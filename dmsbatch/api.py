@@ -3,6 +3,12 @@
 It speaks only the public contracts (blobs under ``runs/``, the
 ``run-requests`` queue, ``status.json`` and ``manifest.json``), so it works the
 same against the local stack and Azure.
+
+The verbs the ``dmsbatch`` command is built on (``submit``, ``status``, ``wait``,
+``logs``, ``results``, ``cancel``, ...) are at the end of this module, each taking
+``Clients`` first; ``dmsbatch.connect()`` wraps them in a session for notebooks
+(``docs/python-api.md``). Every run request a client posts goes through
+``post_run_request``.
 """
 from __future__ import annotations
 
@@ -25,8 +31,7 @@ from shared.status import TERMINAL_STATES, read_status
 SPEC_NAMES = ("run.yaml", "run.yml", "run.json")
 
 
-class RunFailed(RuntimeError):
-    """The run ended in a state other than succeeded."""
+from dmsbatch.errors import RunFailed  # noqa: E402  (the run ended in a state other than succeeded)
 
 
 def read_spec(study_dir: Path) -> dict[str, Any]:
@@ -58,8 +63,13 @@ def submit_study(clients: Clients, study_dir: Path, run_id: str | None = None) -
         for path in sorted(p for p in inputs_dir.rglob("*") if p.is_file()):
             with open(path, "rb") as data:
                 clients.runs().upload_blob(store.inputs_prefix(run_id) + path.relative_to(inputs_dir).as_posix(), data, overwrite=True)
-    clients.queue(clients.settings.run_requests_queue).send_message(json.dumps({**document, "run_id": run_id}))
+    post_run_request(clients, {**document, "run_id": run_id})
     return run_id
+
+
+def post_run_request(clients: Clients, document: dict[str, Any]) -> None:
+    """Post a run request (the spec as written, with its ``run_id``) to ``run-requests``: the one place clients do."""
+    clients.queue(clients.settings.run_requests_queue).send_message(json.dumps(document))
 
 
 def wait_for_run(clients: Clients, run_id: str, timeout: float = 600, poll: float = 0.5) -> dict[str, Any]:
@@ -77,3 +87,14 @@ def wait_for_run(clients: Clients, run_id: str, timeout: float = 600, poll: floa
 
 def read_manifest(clients: Clients, run_id: str) -> dict[str, Any] | None:
     return RunStore(clients.runs()).read(run_id, "manifest.json").document
+
+
+# ---- the verbs of the `dmsbatch` command (each takes Clients first) -------------------------
+from dmsbatch.logs import follow_log, read_log  # noqa: E402
+from dmsbatch.results import download_results, results  # noqa: E402
+from dmsbatch.runs import cancel, list_runs, status, wait  # noqa: E402
+from dmsbatch.submit import Submission, submit  # noqa: E402
+
+__all__ = ["RunFailed", "Submission", "cancel", "download_results", "follow_log", "list_runs", "new_run_id",
+           "post_run_request", "read_log", "read_manifest", "read_spec", "results", "status", "submit", "submit_study",
+           "wait", "wait_for_run"]

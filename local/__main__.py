@@ -71,7 +71,7 @@ def env(data_dir: Path) -> None:
 @click.pass_obj
 def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port: int, batch_port: int) -> None:
     """Run examples/NAME end to end on the local stack and print its manifest's location."""
-    from dmsbatch.api import read_manifest, submit_study, wait_for_run
+    from dmsbatch.api import read_manifest, submit, wait_for_run
     from shared.clients import Clients
     from shared.settings import Settings
 
@@ -83,7 +83,7 @@ def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port:
     running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
     try:
         clients = Clients(Settings.from_env(running.app_settings()))
-        run_id = submit_study(clients, study)
+        run_id = submit(clients, study).run_id  # an inputs/ folder uploaded blob by blob, or the study zipped (dmsbatch.study)
         click.echo(f"submitted run {run_id}; waiting for it to finish...")
         status = wait_for_run(clients, run_id, timeout=timeout)
         manifest = read_manifest(clients, run_id)

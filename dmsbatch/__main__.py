@@ -1,0 +1,4 @@
+"""``python -m dmsbatch``: the same as the ``dmsbatch`` command."""
+from dmsbatch.cli import main
+
+main()

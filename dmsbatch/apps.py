@@ -1,0 +1,98 @@
+"""``apps publish NAME VERSION ZIP``: an application package, where pools can reference it.
+
+Application packages belong to Batch's management plane (ARM), not the data plane
+the backend uses, so there are two cases:
+
+- **the local stack** (a Batch URL on loopback): the package is PUT to the local
+  Batch service's package store through its signed admin route
+  (``PUT /_admin/applications/{app}/{version}``, ``local/batch/app_packages.py``),
+  signed with the account's shared key like any Batch request; pools then
+  reference it as on Azure;
+- **Azure**: nothing is uploaded; the command prints the Azure CLI commands that
+  upload and activate the package (``az batch application package create``, which
+  does both, and ``az batch application set --default-version`` for ``--default``),
+  for someone with rights on the Batch account's resource group to run. A modeller's
+  data-plane key cannot create packages, and the management SDK would add a
+  dependency and an ARM login for a step done once per model version.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import urllib.error
+import urllib.request
+import zipfile
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from dmsbatch.config import Config, is_loopback
+from dmsbatch.errors import CredentialsRefused, ServiceUnreachable, UsageProblem
+
+
+def check_package(name: str, version: str, zip_path: Path) -> None:
+    """The rules Batch applies to names, versions and packages, said before anything is sent."""
+    import re
+
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
+        raise UsageProblem(f"application name {name!r}: use 1-64 letters, digits, hyphens and underscores")
+    if not re.match(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", version):
+        raise UsageProblem(f"version {version!r}: use 1-64 letters, digits, hyphens, underscores and periods (not first)")
+    if not zip_path.is_file():
+        raise UsageProblem(f"{zip_path}: no such file")
+    if not zipfile.is_zipfile(zip_path):
+        raise UsageProblem(f"{zip_path} is not a .zip file; Batch accepts only .zip application packages")
+
+
+def is_local_batch(config: Config) -> bool:
+    return is_loopback(config.app_settings.get("BATCH_ACCOUNT_URL") or "")
+
+
+def publish_local(config: Config, name: str, version: str, zip_path: Path, *, default: bool = False) -> dict[str, Any]:
+    """PUT the package to the local Batch service's store; returns the application as ``GET /applications/{name}`` shows it."""
+    from local.batch import auth  # the local service's shared-key signing, exactly as the SDK signs
+
+    config.require_batch()
+    check_package(name, version, zip_path)
+    url = config.app_settings["BATCH_ACCOUNT_URL"].rstrip("/")
+    account = config.app_settings.get("BATCH_ACCOUNT_NAME") or ""
+    key = config.app_settings.get("BATCH_ACCOUNT_KEY") or ""
+    if not key:
+        raise UsageProblem("publishing to the local Batch service needs its shared key (BATCH_ACCOUNT_KEY)")
+    data = zip_path.read_bytes()
+    path = f"/_admin/applications/{quote(name, safe='')}/{quote(version, safe='')}"
+    query = "default=true" if default else ""
+    headers = {"ocp-date": formatdate(usegmt=True), "Content-Length": str(len(data)), "Content-Type": "application/zip"}
+    text = auth.string_to_sign("PUT", headers, account, urlsplit(url).path + path, query)
+    headers["Authorization"] = f"SharedKey {account}:{auth.sign(key, text)}"
+    request = urllib.request.Request(url + path + (f"?{query}" if query else ""), data=data, method="PUT", headers=headers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    try:
+        with opener.open(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            message = (json.loads(body).get("message") or {}).get("value") or body
+        except ValueError:
+            message = body
+        if exc.code in (401, 403):
+            raise CredentialsRefused(f"the local Batch service at {url} refused the key for {account!r}: {message}") from None
+        raise UsageProblem(f"the local Batch service refused the package ({exc.code}): {message}") from None
+    except urllib.error.URLError as exc:
+        raise ServiceUnreachable(f"no local Batch service at {url} ({exc.reason}); start the stack with `dmsbatch up`") from None
+
+
+def azure_commands(config: Config, name: str, version: str, zip_path: Path, *, default: bool = False,
+                   resource_group: str | None = None) -> list[str]:
+    """The ``az`` commands that upload and activate the package on the configured Azure Batch account."""
+    check_package(name, version, zip_path)
+    account = config.app_settings.get("BATCH_ACCOUNT_NAME") or (urlsplit(config.app_settings.get("BATCH_ACCOUNT_URL") or "").hostname or "<batch-account>").split(".")[0]
+    group = resource_group or "<resource-group>"
+    common = f"--resource-group {shlex.quote(group)} --name {shlex.quote(account)} --application-name {shlex.quote(name)}"
+    commands = [f"az batch application package create {common} --version-name {shlex.quote(version)} "
+                f"--package-file {shlex.quote(str(zip_path))}"]
+    if default:
+        commands.append(f"az batch application set {common} --default-version {shlex.quote(version)}")
+    return commands

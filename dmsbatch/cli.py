@@ -1,0 +1,526 @@
+"""The ``dmsbatch`` command: a thin layer over the Python API (``dmsbatch.session``), for modellers.
+
+Output goes where scripts expect it: what a command produces (a run id, a table, a
+log) on stdout; progress and notes on stderr. So ``run=$(dmsbatch submit study/)``
+captures the run id alone. Expected failures print ``error: ...`` and the lines a
+modeller needs (spec errors with their field paths), never a traceback, and exit with
+the code their kind carries (``dmsbatch.errors``): 1 run failed, 2 usage or spec, 3
+service unreachable or credentials refused.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dmsbatch.config import describe_sources
+from dmsbatch.errors import DmsbatchError, RunFailed
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# ---- output helpers ---------------------------------------------------------------------
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 200  # a pipe or a file: do not cut table cells at 80 columns
+    return console
+
+
+def note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def _show_error(error: DmsbatchError) -> None:
+    click.echo(f"error: {error}", err=True)
+    for line in error.lines:
+        click.echo(f"  {line}", err=True)
+
+
+class DmsGroup(click.Group):
+    """Every subcommand's expected failures become a message and an exit code, here, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DmsbatchError as error:
+            _show_error(error)
+            ctx.exit(error.exit_code)
+        except TimeoutError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(1)
+
+
+def _session(ctx: click.Context):
+    """The session for the group's --config/--data-dir, built on first use (``up`` and ``validate --profiles`` need none)."""
+    root = ctx.find_root()
+    if "session" not in root.meta:
+        from dmsbatch.session import Session
+
+        root.meta["session"] = Session.connect(config=root.params.get("config"), data_dir=root.params.get("data_dir"))
+    return root.meta["session"]
+
+
+# ---- the group ----------------------------------------------------------------------------
+
+@click.group(cls=DmsGroup, context_settings=CONTEXT, epilog=describe_sources())
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), envvar="DMSBATCH_CONFIG",
+              help="A config file: the modellers' INI ([DEFAULT] with _BATCH_ACCOUNT_* and _STORAGE_ACCOUNT_*) or YAML.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DMSBATCH_DATA_DIR",
+              help="Use the local stack kept in this directory (default: the repository's .local-stack).")
+@click.version_option(package_name="dmsbatch", prog_name="dmsbatch")
+def cli(config: Path | None, data_dir: Path | None) -> None:
+    """Run DSM2, PTM, SCHISM and PEST studies on Azure Batch (or the local stack) and fetch their results.
+
+    \b
+    dmsbatch up                                  start the local stack
+    dmsbatch submit examples/historical --wait   zip, upload, run, wait
+    dmsbatch logs RUN                            the task's stdout
+    dmsbatch results RUN --download out/         outputs, size and MD5 checked
+    """
+    import logging
+
+    # the SDKs log failed attempts (credential probes, retries) as warnings; the command reports the outcome itself
+    azure_log = logging.getLogger("azure")
+    if not any(isinstance(h, logging.NullHandler) for h in azure_log.handlers):
+        azure_log.addHandler(logging.NullHandler())
+
+
+# ---- the local stack ----------------------------------------------------------------------
+
+def _port(name: str, default: int, envvar: str):
+    return click.option(f"--{name}-port", default=default, show_default=True, envvar=envvar, help=f"0 picks a free port ({envvar})")
+
+
+@cli.command(context_settings=CONTEXT)
+@_port("blob", 10000, "DMSBATCH_BLOB_PORT")
+@_port("queue", 10001, "DMSBATCH_QUEUE_PORT")
+@_port("batch", 10100, "DMSBATCH_BATCH_PORT")
+@click.option("--functions-host/--no-functions-host", default=True, show_default=True,
+              help="Start the local Functions host; without it, run the app with `func start`.")
+@click.pass_context
+def up(ctx: click.Context, blob_port: int, queue_port: int, batch_port: int, functions_host: bool) -> None:
+    """Start the local stack (Azurite, local Batch, local Functions host); nothing happens if it is running."""
+    from local import stack as local_stack
+
+    data_dir = ctx.find_root().params.get("data_dir") or local_stack.DEFAULT_DATA_DIR
+    running = local_stack.up(local_stack.StackConfig(data_dir=Path(data_dir), blob_port=blob_port, queue_port=queue_port,
+                                                     batch_port=batch_port, functions_host=functions_host))
+    click.echo(f"local stack up: blob {running.azurite.blob_url}, queue {running.azurite.queue_url}, batch {running.batch_url}")
+    note(f"logs in {running.config.data_dir / 'logs'}; `dmsbatch down` stops it")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop the local stack and every process it started."""
+    from local import stack as local_stack
+
+    data_dir = ctx.find_root().params.get("data_dir") or local_stack.DEFAULT_DATA_DIR
+    click.echo("local stack stopped" if local_stack.down(Path(data_dir)) else "local stack was not running")
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+@cli.group(cls=DmsGroup, context_settings=CONTEXT)
+def config() -> None:
+    """What configuration is in force, and what it maps to."""
+
+
+@config.command("show", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="As JSON (secrets masked all the same).")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print where the configuration comes from and the app settings each key maps to; keys are never printed."""
+    from dmsbatch.config import as_dict
+
+    session = _session(ctx)
+    if as_json:
+        click.echo(json.dumps(as_dict(session.config), indent=2))
+        return
+    for line in session.config.describe():
+        click.echo(line)
+
+
+# ---- validate and submit --------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Read profiles from this folder (e.g. profiles/) instead of the profiles container: no storage needed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the normalised spec as JSON.")
+@click.pass_context
+def validate(ctx: click.Context, path: Path, profiles_dir: Path | None, as_json: bool) -> None:
+    """Check a run spec, study folder or study zip with the backend's schemas and messages.
+
+    A spec that names a profile is merged with it first, from the profiles container
+    (or --profiles DIR). Problems are listed as `field.path: reason`; exit code 2.
+    """
+    from dmsbatch.study import LocalProfiles, open_study
+    from dmsbatch.study import validate as validate_study
+
+    if profiles_dir is not None:
+        from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+
+        spec = validate_study(open_study(path), LocalProfiles(profiles_dir), DEFAULT_MAX_SWEEP_MEMBERS)
+    else:
+        study = open_study(path)
+        spec = (_session(ctx).validate(path) if study.document.get("profile")
+                else validate_study(study, None, _max_members(ctx)))
+    if as_json:
+        click.echo(json.dumps(spec, indent=2))
+    else:
+        tasks = f", {spec['kind']}" + (f" on {spec['pool']['id']}" if spec["pool"].get("id") else "")
+        click.echo(f"{path}: valid ({spec.get('name') or 'unnamed'}{tasks})")
+
+
+def _max_members(ctx: click.Context) -> int:
+    """The sweep limit from the configuration if one is readable, else the backend's default (offline validation)."""
+    from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+
+    try:
+        return _session(ctx).config.settings().sweep_max_members
+    except DmsbatchError:
+        return DEFAULT_MAX_SWEEP_MEMBERS
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--wait", "wait_", is_flag=True, help="Then wait for the run to end (exit 1 unless it succeeds).")
+@click.option("--run-id", help="Choose the run id (1-56 of a-z, 0-9, '-', '_'); default: the spec's run_id or a new one.")
+@click.option("--via", type=click.Choice(["inbox", "queue"]),
+              help="inbox: drop the zip for intake (default for studies and zips); queue: upload inputs, post run-requests.")
+@click.option("--zip-name", help="The zip's name as the run's input (default: <folder>.zip).")
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave files or folders out of the zip (glob; repeatable).")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.pass_context
+def submit(ctx: click.Context, path: Path, wait_: bool, run_id: str | None, via: str | None, zip_name: str | None,
+           exclude: tuple[str, ...], timeout: float | None) -> None:
+    """Send a study folder (zipped while it uploads), a study zip, or a spec file; print the run id.
+
+    \b
+    A folder with run.yaml at its root is zipped as it is uploaded and dropped in the
+    inbox; the command unpacks <folder>.zip on the node. A folder whose spec names
+    blobs kept in its inputs/ folder has each file uploaded as that blob instead, and
+    the spec posted to run-requests (as the repository's examples do).
+    """
+    session = _session(ctx)
+    bar = _ByteProgress()
+
+    def described(study) -> None:
+        what = {"zip": f"{len(study.files)} files, {human_bytes(study.total_bytes)}, zipped as {study.zip_name}"
+                if study.form == "folder" else f"the zip {study.source.name} ({human_bytes(study.total_bytes)})",
+                "inputs": f"{len(study.input_files)} input files ({human_bytes(study.total_bytes)}) from {study.source / 'inputs'}",
+                "spec": "a spec file (no uploads)"}[study.layout]
+        note(f"{study.source}: {what}")
+        bar.start(study.total_bytes if study.layout != "spec" else 0)
+
+    try:
+        submission = session.submit(path, run_id=run_id, via=via, zip_name=zip_name, exclude=exclude,
+                                    progress=bar.advance, on_study=described)
+    finally:
+        bar.stop()
+    rate = submission.bytes_uploaded / submission.seconds / 1e6 if submission.seconds > 0 else 0
+    where = (f"dropped in {submission.blob}" if submission.via == "inbox"
+             else "posted to run-requests" + (f" after uploading {submission.blob}" if submission.blob else ""))
+    sent = f": {human_bytes(submission.bytes_uploaded)} in {submission.seconds:.1f} s ({rate:.1f} MB/s)" if submission.bytes_uploaded else ""
+    note(where + sent)
+    click.echo(submission.run_id)
+    if wait_:
+        _wait(session, submission.run_id, timeout)
+
+
+class _ByteProgress:
+    """A byte progress bar on stderr while uploading (only on a terminal: logs and pipes get the summary line)."""
+
+    def __init__(self) -> None:
+        self.progress = None
+        self.task = None
+
+    def start(self, total: int) -> None:
+        console = _console(stderr=True)
+        if not total or not console.is_terminal:
+            return
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self.progress = Progress("uploading", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task("upload", total=total)
+        self.progress.start()
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+# ---- following runs -----------------------------------------------------------------------
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id", required=False)
+@click.option("--limit", default=20, show_default=True, help="How many recent runs to list (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print status.json (or the list of them) as JSON.")
+@click.pass_context
+def status(ctx: click.Context, run_id: str | None, limit: int, as_json: bool) -> None:
+    """Show one run's status.json, or a table of the most recently updated runs."""
+    from dmsbatch.runs import progress
+
+    session = _session(ctx)
+    found = session.status(run_id, limit=limit or None)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if run_id:
+        for line in _status_lines(found):
+            click.echo(line)
+        return
+    if not found:
+        click.echo("no runs yet")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "name", "kind", "state", "tasks", "updated", "reason"):
+        table.add_column(column, no_wrap=column in ("run", "updated"))
+    for doc in found:
+        done, total = progress(doc)
+        table.add_row(doc.get("run_id", ""), doc.get("name") or "", doc.get("kind") or "", doc.get("state") or "",
+                      f"{done}/{total}" if total else "", (doc.get("updated_at") or ""), doc.get("reason") or "")
+    _console().print(table)
+
+
+def _status_lines(doc: dict[str, Any]) -> list[str]:
+    from dmsbatch.runs import progress
+
+    done, total = progress(doc)
+    tasks = doc.get("tasks") or {}
+    lines = [f"run {doc.get('run_id')}: {doc.get('state')}"]
+    if doc.get("name") or doc.get("kind"):
+        lines.append(f"  name: {doc.get('name') or '-'}   kind: {doc.get('kind') or '-'}   pool: {doc.get('pool_id') or '-'}")
+    if total:
+        lines.append(f"  tasks: {done}/{total} done ({', '.join(f'{k} {tasks.get(k, 0)}' for k in ('active', 'running', 'succeeded', 'failed'))})")
+    for state, stamp in (doc.get("timestamps") or {}).items():
+        lines.append(f"  {state}: {stamp}")
+    if doc.get("cancel_requested_at"):
+        lines.append(f"  cancel requested: {doc['cancel_requested_at']} ({doc.get('cancel_reason')})")
+    if doc.get("reason"):
+        lines.append(f"  reason: {doc['reason']}")
+    for error in doc.get("errors") or []:
+        lines.append(f"  error: {error}")
+    if doc.get("manifest_url"):
+        lines.append(f"  manifest: {doc['manifest_url']}")
+    if doc.get("state") == "pending":
+        lines.append("  (its inputs are uploaded; the backend has not taken the request in yet)")
+    return lines
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 1).")
+@click.pass_context
+def wait(ctx: click.Context, run_id: str, timeout: float | None) -> None:
+    """Wait for a run to end, with a progress bar of tasks done; exit 0 only if it succeeded."""
+    _wait(_session(ctx), run_id, timeout)
+
+
+def _wait(session, run_id: str, timeout: float | None) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dmsbatch.runs import describe_end, progress
+
+    console = _console(stderr=True)
+    bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+                   TimeElapsedColumn(), console=console, transient=console.is_terminal)
+    task = bar.add_task("pending", total=None)
+
+    def update(doc: dict[str, Any]) -> None:
+        done, total = progress(doc)
+        bar.update(task, description=str(doc.get("state")), completed=done, total=total or None)
+
+    with bar:
+        try:
+            final = session.wait(run_id, timeout=timeout, on_update=update)
+        except RunFailed as failed:
+            raise RunFailed(describe_end(failed.status), failed.status, failed.lines) from None
+    click.echo(describe_end(final))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.argument("task_id", required=False)
+@click.option("--stderr", "stream", flag_value="stderr", help="stderr instead of stdout.")
+@click.option("--stdout", "stream", flag_value="stdout", default=True, help="stdout (the default).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the task runs (read from its node through Batch).")
+@click.option("--poll", default=1.0, show_default=True, help="With --follow: seconds between reads.")
+@click.pass_context
+def logs(ctx: click.Context, run_id: str, task_id: str | None, stream: str, follow: bool, poll: float) -> None:
+    """Print a task's stdout (or stderr): TASK defaults to main (single, MPI) or master (BeoPEST); a sweep names one."""
+    session = _session(ctx)
+    out = click.get_binary_stream("stdout")
+    if follow:
+        for text in session.follow(run_id, task_id, stream, poll=poll):
+            out.write(text.encode())
+            out.flush()
+        return
+    out.write(session.logs(run_id, task_id, stream).encode())
+    out.flush()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--download", "download", type=click.Path(file_okay=False, path_type=Path),
+              help="Download every output to DIR/<task>/<path>, checking size and MD5 against the manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest's outputs as JSON.")
+@click.pass_context
+def results(ctx: click.Context, run_id: str, download: Path | None, as_json: bool) -> None:
+    """List a finished run's outputs from its manifest, or download and verify them."""
+    session = _session(ctx)
+    if download is not None:
+        files = session.results(run_id, download=download)
+        checked = sum(1 for f in files if f.md5_checked)
+        for item in files:
+            click.echo(str(item.path))
+        note(f"{len(files)} files ({human_bytes(sum(f.size for f in files))}) in {download}: sizes match the manifest, "
+             f"MD5 checked for {checked}")
+        return
+    outputs = session.results(run_id)
+    if as_json:
+        click.echo(json.dumps(outputs, indent=2))
+        return
+    if not outputs:
+        click.echo(f"run {run_id} has no outputs")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("task", "path", "size", "md5", "blob"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    for output in outputs:
+        table.add_row(output["task_id"], output["path"], f"{output['size']:,}", "yes" if output.get("content_md5") else "-",
+                      output["blob"])
+    _console().print(table)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--reason", help="Recorded in status.json and the manifest (`cancelled: <reason>`).")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait for the run to end.")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, reason: str | None, wait_: bool) -> None:
+    """Cancel a run: a run-control message; the backend ends its tasks and finishes it as cancelled."""
+    from shared.status import TERMINAL_STATES
+
+    session = _session(ctx)
+    before = session.cancel(run_id, reason)
+    if before.get("state") in TERMINAL_STATES:
+        click.echo(f"run {run_id} has already ended ({before['state']}); nothing to cancel")
+        return
+    click.echo(f"cancel requested for run {run_id} ({before.get('state')})")
+    if wait_:
+        try:
+            _wait(session, run_id, None)
+        except RunFailed as ended:
+            if ended.status.get("state") != "cancelled":
+                raise
+
+
+# ---- profiles and application packages -------------------------------------------------------
+
+@cli.group(cls=DmsGroup, context_settings=CONTEXT)
+def profiles() -> None:
+    """Reusable model definitions in the profiles container (docs/profiles.md)."""
+
+
+@profiles.command("push", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def profiles_push(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Check and upload profile files (<name>.yaml, or folders of them); unchanged ones are left alone."""
+    from dmsbatch.profilestore import push
+
+    session = _session(ctx)
+    for name, outcome in session.call(push, list(paths)):
+        click.echo(f"{name}: {outcome}")
+
+
+@profiles.command("list", context_settings=CONTEXT)
+@click.pass_context
+def profiles_list(ctx: click.Context) -> None:
+    """List the profiles in the profiles container."""
+    from rich.table import Table
+
+    from dmsbatch.profilestore import list_profiles
+
+    found = _session(ctx).call(list_profiles)
+    if not found:
+        click.echo("no profiles")
+        return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("profile", no_wrap=True)
+    table.add_column("modified", no_wrap=True)
+    table.add_column("description", no_wrap=True, overflow="ellipsis", max_width=80)
+    for item in found:
+        table.add_row(item.name, item.last_modified, item.description)
+    _console().print(table)
+
+
+@cli.group(cls=DmsGroup, context_settings=CONTEXT)
+def apps() -> None:
+    """Application packages (model executables) for pools to reference."""
+
+
+@apps.command("publish", context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("version")
+@click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--default", "default", is_flag=True, help="Make this version the application's default.")
+@click.option("--resource-group", help="Azure: the Batch account's resource group, for the printed commands.")
+@click.pass_context
+def apps_publish(ctx: click.Context, name: str, version: str, zip_path: Path, default: bool, resource_group: str | None) -> None:
+    """Publish ZIP as package VERSION of application NAME.
+
+    On the local stack the package goes into the local Batch service's package store.
+    For Azure Batch, the `az` commands that upload and activate it are printed.
+    """
+    from dmsbatch.apps import azure_commands, is_local_batch, publish_local
+
+    session = _session(ctx)
+    if is_local_batch(session.config):
+        application = publish_local(session.config, name, version, zip_path, default=default)
+        default_note = f", default {application.get('defaultVersion')}" if application.get("defaultVersion") else ""
+        click.echo(f"published {name} {version} to the local Batch service (versions: "
+                   f"{', '.join(application.get('versions') or [])}{default_note})")
+        note(f"a spec's pool uses it with application_packages: [{{id: {name}, version: \"{version}\"}}]")
+        return
+    note("Azure Batch: application packages are managed through Azure Resource Manager; run:")
+    for command in azure_commands(session.config, name, version, zip_path, default=default, resource_group=resource_group):
+        click.echo(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script; also ``python -m dmsbatch``."""
+    try:
+        cli.main(args=argv, prog_name="dmsbatch")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

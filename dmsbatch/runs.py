@@ -1,0 +1,152 @@
+"""Runs as the contracts show them: ``status.json`` to read and wait on, ``run-control`` to cancel.
+
+Nothing here talks to Batch: a run's state, task counts, reason and errors are all
+in ``runs/<run_id>/status.json``, which the backend keeps current (``docs/contracts.md``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from dmsbatch.errors import RunFailed, UnknownRun
+
+STATUS_BLOB = "status.json"
+
+
+def status(clients: Any, run_id: str) -> dict[str, Any]:
+    """The run's ``status.json``; ``UnknownRun`` if there is none (and nothing says the run is on its way)."""
+    from shared.run_store import RunStore
+    from shared.status import read_status
+
+    store = RunStore(clients.runs())
+    found = read_status(store, run_id)
+    if found is not None:
+        return found
+    if store.read(run_id, "intake.json").document is not None or any(True for _ in store.list(f"{run_id}/inputs/")):
+        return {"run_id": run_id, "state": "pending", "tasks": {}}  # inputs uploaded, request not taken in yet
+    raise UnknownRun(f"there is no run {run_id!r} (no runs/{run_id}/status.json); `dmsbatch status` lists recent runs")
+
+
+def status_or_pending(clients: Any, run_id: str, since: float, appear_within: float) -> dict[str, Any]:
+    """The run's status, or a ``pending`` stand-in while it may still appear: its zip is in the inbox, or
+    less than ``appear_within`` seconds have passed since ``since`` (a request just posted to the queue leaves
+    no trace until the backend takes it). ``UnknownRun`` after that."""
+    try:
+        return status(clients, run_id)
+    except UnknownRun:
+        if time.monotonic() - since > appear_within and not _in_inbox(clients, run_id):
+            raise
+        return {"run_id": run_id, "state": "pending", "tasks": {}}
+
+
+def progress(status_doc: dict[str, Any]) -> tuple[int, int]:
+    """(tasks done, tasks in all) from ``status.json``'s ``tasks`` counts."""
+    tasks = status_doc.get("tasks") or {}
+    return int(tasks.get("succeeded") or 0) + int(tasks.get("failed") or 0), int(tasks.get("total") or 0)
+
+
+def list_runs(clients: Any, limit: int | None = 20) -> list[dict[str, Any]]:
+    """The most recently updated runs' statuses, newest first.
+
+    One listing of the runs container's top level (run ids, not their files), one
+    HEAD per run for its status's last change, then ``limit`` reads: a few hundred
+    runs cost a second or two; a run with thousands of outputs costs no more than one
+    with none.
+    """
+    container = clients.runs()
+    run_ids = [prefix.name.rstrip("/") for prefix in container.walk_blobs(delimiter="/") if prefix.name.endswith("/")]
+
+    def changed(run_id: str):
+        try:
+            return container.get_blob_client(f"{run_id}/{STATUS_BLOB}").get_blob_properties().last_modified, run_id
+        except ResourceNotFoundError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = sorted((c for c in pool.map(changed, run_ids) if c is not None), reverse=True)
+        chosen = [run_id for _, run_id in found[: limit or None]]
+
+        def read(run_id: str) -> dict[str, Any] | None:
+            try:
+                return json.loads(container.download_blob(f"{run_id}/{STATUS_BLOB}").readall())
+            except (ResourceNotFoundError, ValueError):
+                return None
+
+        return [s for s in pool.map(read, chosen) if s is not None]
+
+
+def is_over(status_doc: dict[str, Any]) -> bool:
+    """Over for its watchers: terminal, and its run-events message is out (so its manifest, if any, is written)."""
+    from shared.status import TERMINAL_STATES
+
+    return status_doc.get("state") in TERMINAL_STATES and bool(status_doc.get("event_sent_at"))
+
+
+def wait(clients: Any, run_id: str, *, timeout: float | None = None, poll: float = 1.0, check: bool = True,
+         on_update: Callable[[dict[str, Any]], None] | None = None, appear_within: float = 30) -> dict[str, Any]:
+    """Poll ``status.json`` until the run is over; return its final status.
+
+    ``on_update(status)`` is called after every read (for a progress bar). With
+    ``check`` (the default) a run that did not succeed raises ``RunFailed``
+    carrying its status. A run not taken in yet is waited for like any other while
+    its zip is in the inbox; a run id with no trace at all is ``UnknownRun`` after
+    ``appear_within`` seconds (a request just posted to the queue has none yet).
+    """
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    while True:
+        current = status_or_pending(clients, run_id, started, appear_within)
+        if on_update is not None:
+            on_update(current)
+        if is_over(current):
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is still {current.get('state')} after {timeout:.0f}s")
+        time.sleep(poll)
+    if check and current.get("state") != "succeeded":
+        raise RunFailed(describe_end(current), current, list(current.get("errors") or []))
+    return current
+
+
+META_RUN_ID = "dmsbatch_run_id"  # on a zip `submit` drops in the inbox: the run it becomes
+
+
+def _in_inbox(clients: Any, run_id: str) -> bool:
+    """Whether a dropped zip that becomes ``run_id`` is still waiting for intake (the blob trigger can take a while).
+
+    Matches the run id ``submit`` recorded in the blob's metadata, or the one intake
+    derives from the blob's name and ETag (a zip dropped by other means).
+    """
+    from shared.intake import run_id_for_drop
+
+    container = clients.blob_service.get_container_client(clients.settings.inbox_container)
+    for blob in container.list_blobs(include=["metadata"]):
+        if (blob.metadata or {}).get(META_RUN_ID) == run_id or run_id_for_drop(blob.name, blob.etag) == run_id:
+            return True
+    return False
+
+
+def describe_end(status_doc: dict[str, Any]) -> str:
+    done, total = progress(status_doc)
+    text = f"run {status_doc.get('run_id')}: {status_doc.get('state')}"
+    if total:
+        text += f" ({(status_doc.get('tasks') or {}).get('succeeded', 0)}/{total} tasks succeeded)"
+    if status_doc.get("reason"):
+        text += f": {status_doc['reason']}"
+    return text
+
+
+def cancel(clients: Any, run_id: str, reason: str | None = None) -> dict[str, Any]:
+    """Post ``{"action": "cancel", ...}`` to ``run-control``; the reconciler ends the run. Returns the status before."""
+    current = status(clients, run_id)
+    if current.get("state") == "pending":
+        raise UnknownRun(f"run {run_id!r} has not been taken in yet (no status.json); try again in a moment")
+    message = {"action": "cancel", "run_id": run_id}
+    if reason:
+        message["reason"] = reason
+    clients.queue(clients.settings.run_control_queue).send_message(json.dumps(message))
+    return current

@@ -1,0 +1,175 @@
+"""``dmsbatch.connect()``: the verbs bound to one configuration, for notebooks and the command.
+
+Each method is a thin call to the function of the same verb (``dmsbatch.api``),
+inside ``translating(config)``, which turns the Azure SDK's connection and
+authentication errors into the same actionable ``DmsbatchError`` messages the
+command prints (``no local stack at http://127.0.0.1:10000; start it with
+`dmsbatch up```).
+"""
+from __future__ import annotations
+
+import contextlib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from dmsbatch.config import Config, load_config, mask, no_stack_message
+from dmsbatch.errors import CredentialsRefused, DmsbatchError, ServiceUnreachable, UsageProblem
+
+
+@contextlib.contextmanager
+def translating(config: Config) -> Iterator[None]:
+    """Azure SDK failures a modeller can act on, as ``DmsbatchError``s naming the endpoint and the setting to check."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError
+
+    try:
+        yield
+    except DmsbatchError:
+        raise
+    except ServiceRequestError as exc:  # nothing answered: connection refused, name not found, TLS
+        endpoint = _endpoint_of(exc) or config.blob_endpoint
+        if config.is_local or (endpoint and _is_local(endpoint)):
+            raise ServiceUnreachable(no_stack_message(endpoint, config)) from None
+        raise ServiceUnreachable(f"cannot reach {endpoint} ({_first_line(exc)}); check the account name in {config.source} "
+                                 "and the network") from None
+    except ClientAuthenticationError as exc:
+        raise CredentialsRefused(_refused(config, exc)) from None
+    except ResourceNotFoundError as exc:
+        code = getattr(exc, "error_code", None)
+        if code in ("ContainerNotFound", "QueueNotFound"):
+            raise UsageProblem(f"{_endpoint_of(exc) or config.blob_endpoint} has no {'container' if code == 'ContainerNotFound' else 'queue'} "
+                               f"the backend uses ({code}): is it the dmsbatch data account? (the local stack and the "
+                               "Azure deployment create them)") from None
+        raise
+    except HttpResponseError as exc:
+        if exc.status_code in (401, 403):
+            raise CredentialsRefused(_refused(config, exc)) from None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return mask(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+def _endpoint_of(exc: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    request = getattr(getattr(exc, "response", None), "request", None) or getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_local(url: str) -> bool:
+    from dmsbatch.config import is_loopback
+
+    return is_loopback(url)
+
+
+def _refused(config: Config, exc: Any) -> str:
+    endpoint = _endpoint_of(exc) or config.blob_endpoint
+    batch_url = config.app_settings.get("BATCH_ACCOUNT_URL") or ""
+    is_batch = bool(batch_url) and endpoint and batch_url.startswith(endpoint)
+    code = getattr(exc, "error_code", None) or getattr(getattr(exc, "response", None), "status_code", "")
+    code = getattr(code, "value", code)  # the storage SDK's StorageErrorCode enum
+    if "DefaultAzureCredential" in str(exc) or type(exc).__name__ == "CredentialUnavailableError":
+        return (f"no Azure credential is available for {endpoint} ({config.source} gives no key, so "
+                "DefaultAzureCredential is used): sign in with `az login`, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and "
+                "AZURE_CLIENT_SECRET, or give the account key in the config file")
+    if is_batch:
+        what = "the Batch account name and key (_BATCH_ACCOUNT_NAME, _BATCH_ACCOUNT_KEY / BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY)"
+        service = "Batch"
+    else:
+        what = "the storage account name and key (_STORAGE_ACCOUNT_NAME, _STORAGE_ACCOUNT_KEY / DataStorage)"
+        service = "storage"
+    return (f"{service} at {endpoint} refused the credentials ({code or 'authentication failed'}): check {what} in "
+            f"{config.source}; `dmsbatch config show` prints what is in use")
+
+
+class Session:
+    """One configuration's clients and the verbs over them."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    @classmethod
+    def connect(cls, config: str | Path | None = None, data_dir: str | Path | None = None) -> "Session":
+        return cls(load_config(config, data_dir))
+
+    @cached_property
+    def clients(self):
+        """The SDK clients, once storage has answered one request: a wrong key or an absent stack is said at once,
+        not after the SDK's retries (``retry_total=0`` on that one request)."""
+        from shared.clients import Clients
+
+        self.config.check_reachable()
+        clients = Clients(self.config.settings())
+        with translating(self.config):
+            clients.runs().get_container_properties(retry_total=0)
+        return clients
+
+    def call(self, verb: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``verb(clients, *args, **kwargs)`` with the SDK's errors translated."""
+        with translating(self.config):
+            return verb(self.clients, *args, **kwargs)
+
+    # ---- the verbs -------------------------------------------------------------------
+    def submit(self, path: str | Path, **options: Any):
+        """Validate and send a study folder, study zip or spec; returns a ``Submission`` (``str()`` is the run id)."""
+        from dmsbatch.submit import submit
+
+        return self.call(submit, path, **options)
+
+    def validate(self, path: str | Path, profiles_dir: str | Path | None = None) -> dict[str, Any]:
+        """The normalised spec of a study, zip or spec file, as the backend would load it; ``SpecProblem`` if invalid."""
+        from dmsbatch.study import LocalProfiles, open_study, validate
+
+        study = open_study(path)
+        if profiles_dir is not None:
+            return validate(study, LocalProfiles(Path(profiles_dir)), self.config.settings().sweep_max_members)
+        from shared.profiles import ProfileStore
+
+        profiles = ProfileStore.for_clients(self.clients) if study.document.get("profile") else None
+        return self.call(lambda clients: validate(study, profiles, clients.settings.sweep_max_members))
+
+    def status(self, run_id: str | None = None, limit: int | None = 20):
+        """One run's ``status.json``, or the most recent runs' (newest first) when no run id is given."""
+        from dmsbatch.runs import list_runs, status
+
+        return self.call(status, run_id) if run_id else self.call(list_runs, limit)
+
+    def wait(self, run_id: str, timeout: float | None = None, check: bool = True, **options: Any) -> dict[str, Any]:
+        """Wait for the run to end; its final status. Raises ``RunFailed`` if it did not succeed (unless ``check=False``)."""
+        from dmsbatch.runs import wait
+
+        return self.call(wait, str(run_id), timeout=timeout, check=check, **options)
+
+    def logs(self, run_id: str, task_id: str | None = None, stream: str = "stdout") -> str:
+        """A task's stdout (or stderr) as text: the uploaded log, or the live file while the task runs."""
+        from dmsbatch.logs import read_log
+
+        return self.call(read_log, str(run_id), task_id, stream).decode("utf-8", errors="replace")
+
+    def follow(self, run_id: str, task_id: str | None = None, stream: str = "stdout", poll: float = 1.0) -> Iterator[str]:
+        """The log as it grows, until the task has ended (``for text in dms.follow(run): print(text, end="")``)."""
+        from dmsbatch.logs import follow_log
+
+        with translating(self.config):
+            for chunk in follow_log(self.clients, str(run_id), task_id, stream, poll=poll):
+                yield chunk.decode("utf-8", errors="replace")
+
+    def results(self, run_id: str, download: str | Path | None = None) -> list[Any]:
+        """The manifest's outputs; with ``download``, the files downloaded and verified under that folder."""
+        from dmsbatch.results import download_results, results
+
+        if download is not None:
+            return self.call(download_results, str(run_id), download)
+        return self.call(results, str(run_id))
+
+    def cancel(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Ask the backend to cancel the run (``run-control``); returns its status before the request."""
+        from dmsbatch.runs import cancel
+
+        return self.call(cancel, str(run_id), reason)

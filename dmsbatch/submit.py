@@ -1,0 +1,154 @@
+"""``submit``: send a study folder, a study zip or a spec to the backend; return the run id.
+
+Two ways in, as the contracts offer them (``docs/contracts.md``):
+
+- ``inbox`` (the default for zips and zipped folders): the zip is uploaded to
+  ``inbox/<stamp>-<random>/<zip name>`` and the blob trigger's intake takes it from
+  there. The folder in front keeps two modellers' ``historical.zip`` apart; intake
+  names the input after the last part only. The run id is the spec's ``run_id`` (or
+  ``--run-id``, written into the zip's spec) or, as intake derives it, ``<zip
+  stem>-<hash of blob name and ETag>``: known here as soon as the upload is committed.
+- ``queue``: inputs are uploaded under ``runs/<run_id>/inputs/`` (the zip, or each
+  file of an ``inputs/`` folder) and the spec posted to ``run-requests`` with its
+  ``run_id`` (``dmsbatch.api.post_run_request``).
+
+A folder is zipped while it is uploaded (``dmsbatch.zipstream`` into
+``dmsbatch.blockupload``): no copy on disk, memory bounded by the block size and
+the number of blocks in flight. Everything is validated first, with the backend's
+messages, so a bad spec costs no upload.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from dmsbatch.blockupload import DEFAULT_CONCURRENCY, block_size_for, upload_stream
+from dmsbatch.errors import UsageProblem
+from dmsbatch.runs import META_RUN_ID
+from dmsbatch.study import Study, open_study, validate
+from dmsbatch.zipstream import iter_zip
+
+VIAS = ("inbox", "queue")
+FILE_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What was sent: ``run_id`` (also ``str(submission)``), how, and how fast."""
+
+    run_id: str
+    via: str
+    layout: str
+    blob: str | None  # container/name of the uploaded zip, if any
+    bytes_uploaded: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return self.run_id
+
+
+def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: str | None = None, zip_name: str | None = None,
+           exclude: tuple[str, ...] = (), profiles: Any = None, concurrency: int = DEFAULT_CONCURRENCY,
+           block_size: int | None = None, progress: Callable[[int], None] | None = None,
+           on_study: Callable[[Study], None] | None = None) -> Submission:
+    """Validate and send ``path`` (study folder, study zip or spec file); see the module docstring.
+
+    ``progress(n)`` is called as bytes are uploaded; ``on_study(study)`` once the
+    study is read (what it is, its layout), before anything is uploaded.
+    """
+    from shared.ids import is_valid_run_id
+    from shared.profiles import ProfileStore
+    from shared.spec import RUN_ID_RULE
+    from shared.zip_inspect import ZipLimits
+
+    started = time.monotonic()
+    study = open_study(path, zip_name=zip_name, exclude=exclude, limits=ZipLimits.from_settings(clients.settings))
+    via = via or ("inbox" if study.layout == "zip" else "queue")
+    if via not in VIAS:
+        raise UsageProblem(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
+    if via == "inbox" and study.layout != "zip":
+        what = "a spec file" if study.layout == "spec" else "a study whose spec names blobs in its inputs/ folder"
+        raise UsageProblem(f"{path} is {what}: the inbox takes study zips only; send it with --via queue")
+    if run_id is not None and via == "inbox" and study.form == "zip" and study.document.get("run_id") != run_id:
+        raise UsageProblem("--run-id with a zip dropped in the inbox: put run_id in the zip's spec, or use --via queue")
+    if on_study is not None:
+        on_study(study)
+    wanted = run_id or study.document.get("run_id")
+    if wanted is not None and not is_valid_run_id(wanted):
+        raise UsageProblem(f"run id {wanted!r} {RUN_ID_RULE}")
+    profiles = profiles if profiles is not None else ProfileStore.for_clients(clients)
+    spec = validate(study, profiles, clients.settings.sweep_max_members, run_id=wanted)
+    if wanted is not None:
+        _check_unused(clients, wanted)
+    block_size = block_size or block_size_for(study.total_bytes)
+
+    if via == "inbox":
+        blob_name = f"{datetime.now(timezone.utc):%Y%m%dt%H%M%S}-{secrets.token_hex(3)}/{study.zip_name}"
+        blob = clients.blob_service.get_blob_client(clients.settings.inbox_container, blob_name)
+        metadata = {META_RUN_ID: wanted} if wanted else None  # so `wait` knows the drop is on its way (runs._in_inbox)
+        result = upload_stream(blob, _zip_bytes(study, wanted), block_size=block_size, concurrency=concurrency,
+                               progress=progress, overwrite=False, metadata=metadata)
+        from shared.intake import run_id_for_drop
+
+        final = wanted or run_id_for_drop(blob_name, result.etag)
+        return Submission(final, via, study.layout, f"{clients.settings.inbox_container}/{blob_name}", result.size,
+                          time.monotonic() - started)
+
+    from dmsbatch import api  # the module that posts run requests (post_run_request); imported here: it imports this one
+
+    final = wanted or api.new_run_id(spec.get("name") or Path(path).stem)
+    inputs_prefix = f"{final}/inputs/"
+    uploaded, blob_label = 0, None
+    if study.layout == "zip":
+        blob = clients.runs().get_blob_client(inputs_prefix + study.zip_name)
+        result = upload_stream(blob, _zip_bytes(study, None), block_size=block_size, concurrency=concurrency, progress=progress)
+        uploaded, blob_label = result.size, f"{clients.settings.runs_container}/{blob.blob_name}"
+    elif study.layout == "inputs":
+        for file in study.input_files:
+            with open(file.path, "rb") as data:
+                clients.runs().upload_blob(inputs_prefix + file.name, data, overwrite=True, length=file.size,
+                                           max_concurrency=concurrency)
+            uploaded += file.size
+            if progress is not None:
+                progress(file.size)
+    api.post_run_request(clients, study.request_document(final))
+    return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
+
+
+def _zip_bytes(study: Study, run_id: str | None) -> Iterator[bytes]:
+    """The study as zip bytes: a folder zipped on the fly (its spec rewritten if a run id must go in), a zip file as is."""
+    if study.form == "zip":
+        return _file_chunks(study.source)
+    if run_id is not None and study.document.get("run_id") != run_id:
+        document = {**study.document, "run_id": run_id}
+        text = (json.dumps(document, indent=2) if study.spec_name.endswith(".json")
+                else yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+        files = [f for f in study.files if f.name != study.spec_name]
+        return iter_zip(files, extra=[(study.spec_name, text.encode())])
+    return iter_zip(study.files)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(FILE_CHUNK):
+            yield chunk
+
+
+def _check_unused(clients: Any, run_id: str) -> None:
+    """A run id the modeller chose must be new: intake would fail the drop, submission would take it for a redelivery."""
+    from shared.run_store import RunStore
+
+    store = RunStore(clients.runs())
+    for name in ("status.json", "request.json", "intake.json"):
+        document = store.read(run_id, name).document
+        if document is not None:
+            state = document.get("state") if name == "status.json" else None
+            raise UsageProblem(f"run id {run_id!r} is already used by another run" + (f" ({state})" if state else "")
+                               + ": choose another with --run-id, or leave run_id out and one is made up")
