@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from shared import posting
 from shared.clients import Clients
 from shared.ids import is_valid_run_id
 from shared.run_store import RunStore
@@ -69,7 +70,7 @@ def submit_study(clients: Clients, study_dir: Path, run_id: str | None = None) -
 
 def post_run_request(clients: Clients, document: dict[str, Any]) -> None:
     """Post a run request (the spec as written, with its ``run_id``) to ``run-requests``: the one place clients do."""
-    clients.queue(clients.settings.run_requests_queue).send_message(json.dumps(document))
+    posting.post_run_request(clients, document)  # inline, or as runs/<run_id>/request/spec.json when over 64 KiB
 
 
 def wait_for_run(clients: Clients, run_id: str, timeout: float = 600, poll: float = 0.5) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Queue trigger on ``run-requests``: a run message becomes a submitted Batch job.
 
+The message holds the spec, or names a spec blob under ``runs/<run_id>/`` when
+the spec is too big for a message; submission reads it (``shared.spec_blobs``).
+
 Bad input is recorded (failed status + run-events message) and the message is
 consumed, never retried. Transient failures raise so the host retries with
 backoff; on the last attempt the run's status says why it gave up before the

@@ -1,14 +1,25 @@
-"""Decoding run-request queue messages: base64-encoded JSON, as the Functions host expects.
+"""Run-request queue messages: base64-encoded JSON, as the Functions host expects. Pure: no I/O.
 
 The app's host.json sets messageEncoding to "none" so that the adapter, not
 the host, decodes: a message that is not base64 can then be recorded as a
 failed run with a precise reason instead of being retried until it is poisoned.
+
+A message holds a run spec, or, when the spec is too big for a queue message
+(64 KiB of base64, so about 48 KiB of JSON), a reference to a spec blob:
+``{"run_id": "<run id>", "spec_blob": "<run id>/request/spec.json"}``. The blob
+must be in the runs container under the run's own folder (``<run id>/``), so a
+message can make the backend read nothing but what belongs to that run: no
+other run's files, no other container, no URL to another account.
+``shared.spec_blobs`` reads it; ``shared.posting.post_run_request`` is the
+client side that chooses between the two forms.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +28,22 @@ from shared.ids import is_valid_run_id, run_id_for_message
 from shared.spec import RUN_ID_RULE
 
 
+QUEUE_MESSAGE_LIMIT = 64 * 1024  # bytes of a queue message's text, here base64
+SPEC_BLOB_FIELD = "spec_blob"
+REFERENCE_FIELDS = ("run_id", SPEC_BLOB_FIELD)
+SPEC_BLOB_SUFFIXES = (".json", ".yaml", ".yml")
+SPEC_BLOB_PATH = "request/spec.json"  # where post_run_request puts a spec, under runs/<run_id>/
+MAX_BLOB_NAME = 1024
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f?#\\]")
+
+
 @dataclass(frozen=True)
 class RunRequest:
+    """A decoded run request: the spec document, or (``spec_blob``) a reference whose spec is still to be read."""
+
     run_id: str
     document: dict[str, Any]
+    spec_blob: str | None = None  # runs/<spec_blob>, read by shared.spec_blobs before validation
 
 
 class UndecodableMessage(ValueError):
@@ -59,8 +82,79 @@ def decode_run_request(body: bytes, message_id: str) -> RunRequest:
     except UndecodableMessage as exc:
         raise PermanentRunError(fallback, [str(exc)]) from None
     run_id = document.get("run_id")
+    if run_id is not None and not is_valid_run_id(run_id):
+        raise UnusableMessageError(f"run_id {run_id!r} {RUN_ID_RULE}; no status can be recorded for it")
+    if SPEC_BLOB_FIELD in document:
+        return _reference(document, run_id, fallback)
     if run_id is None:
         return RunRequest(fallback, {**document, "run_id": fallback})
-    if not is_valid_run_id(run_id):
-        raise UnusableMessageError(f"run_id {run_id!r} {RUN_ID_RULE}; no status can be recorded for it")
     return RunRequest(run_id, document)
+
+
+def _reference(document: dict[str, Any], run_id: str | None, fallback: str) -> RunRequest:
+    """A reference message: only ``run_id`` and ``spec_blob``, the blob in the run's own folder."""
+    if run_id is None:
+        raise PermanentRunError(fallback, [
+            f"run_id: a message with {SPEC_BLOB_FIELD} must give the run_id, the folder of runs/ its spec blob is in"])
+    errors = []
+    extra = sorted(k for k in document if k not in REFERENCE_FIELDS)
+    if extra:
+        errors.append(f"(message): a message with {SPEC_BLOB_FIELD} holds only run_id and {SPEC_BLOB_FIELD}; "
+                      f"{', '.join(extra)} belong{'s' if len(extra) == 1 else ''} in the spec blob")
+    problem = spec_blob_problem(document[SPEC_BLOB_FIELD], run_id)
+    if problem:
+        errors.append(f"{SPEC_BLOB_FIELD}: {problem}")
+    if errors:
+        raise PermanentRunError(run_id, errors)
+    return RunRequest(run_id, {"run_id": run_id}, spec_blob=document[SPEC_BLOB_FIELD])
+
+
+def spec_blob_problem(name: Any, run_id: str) -> str | None:
+    """Why ``name`` cannot be the spec blob of run ``run_id``, or None.
+
+    It must be a blob name in the runs container under ``<run_id>/``: not a URL
+    (another account), not a path that leaves the folder or is read differently
+    by another tool (``..``, ``.``, empty segments, ``\\``, ``?``, ``#``, control
+    characters), and a JSON or YAML file.
+    """
+    example = f"'{run_id}/{SPEC_BLOB_PATH}'"
+    if not isinstance(name, str) or not name:
+        return f"must be the name of a blob in the runs container, such as {example}"
+    if "://" in name or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", name):
+        return f"must be a blob name in the runs container, not a URL; a spec elsewhere is never read (use {example})"
+    if len(name) > MAX_BLOB_NAME:
+        return f"is {len(name):,} characters; a blob name has at most {MAX_BLOB_NAME:,}"
+    if _UNSAFE_NAME.search(name):
+        return "may not contain '\\', '?', '#' or control characters"
+    segments = name.split("/")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in segments):
+        return "may not start with '/' or contain '.', '..' or empty path segments"
+    if segments[0] != run_id or len(segments) < 2:
+        return f"must be in the run's own folder of the runs container, '{run_id}/' (such as {example}); '{name}' is not"
+    if not name.lower().endswith(SPEC_BLOB_SUFFIXES):
+        return "must be a .json, .yaml or .yml file"
+    return None
+
+
+# ---- the client side (pure parts; shared.posting sends) -----------------------------------------------
+def message_text(document: dict[str, Any]) -> str:
+    """A run request's message text before base64 (compact JSON: more spec fits in a message)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` once base64-encoded, as the queue stores it."""
+    return 4 * math.ceil(len(text.encode("utf-8")) / 3)
+
+
+def fits_in_a_message(text: str) -> bool:
+    return encoded_size(text) <= QUEUE_MESSAGE_LIMIT
+
+
+def spec_blob_name(run_id: str) -> str:
+    """Where a client puts a spec too big for a message: ``runs/<run_id>/request/spec.json``."""
+    return f"{run_id}/{SPEC_BLOB_PATH}"
+
+
+def reference_message(run_id: str, blob_name: str) -> dict[str, str]:
+    return {"run_id": run_id, SPEC_BLOB_FIELD: blob_name}

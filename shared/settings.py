@@ -53,6 +53,8 @@ class Settings:
     zip_max_total_bytes: int = 32 * 1024**3
     zip_max_ratio: int = 200
     zip_max_spec_bytes: int = 64 * 1024
+    # a spec too big for a queue message, posted as runs/<run_id>/... and referenced (shared/spec_blobs.py)
+    spec_blob_max_bytes: int = 16 * 1024**2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -21,6 +21,7 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from shared import spec_blobs
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.errors import PermanentRunError
@@ -50,6 +51,7 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     """
     settings = clients.settings
     store = RunStore(clients.runs())
+    request = spec_blobs.resolve(clients, request)  # a reference message's spec, from runs/<run_id>/...
     run_id = request.run_id
     spec = spec_for_submission(clients, run_id, request.document)  # its profile merged, then load_spec; or PermanentRunError
     spec["run_id"] = run_id
@@ -57,6 +59,8 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     stored = store.read(run_id, REQUEST_BLOB)
     if stored.document is None:
         record = {"run_id": run_id, "accepted_at": now_iso(), "spec": spec}
+        if request.spec_blob:
+            record["spec_blob"] = request.spec_blob  # where the spec came from
         if not store.create_once(run_id, REQUEST_BLOB, record):
             record = store.read(run_id, REQUEST_BLOB).document
     else:

@@ -437,8 +437,11 @@ def _read_spec(
     result.document, result.spec_parsed = document, not problems
 
 
-def parse_spec_text(spec_name: str, raw: bytes) -> tuple[Any, list[str]]:
-    """Parse a spec file's bytes (YAML with ``yaml.safe_load``, or JSON); (document, problems)."""
+def parse_spec_text(spec_name: str, raw: bytes, max_values: int = MAX_SPEC_VALUES) -> tuple[Any, list[str]]:
+    """Parse a spec file's bytes (YAML with ``yaml.safe_load``, or JSON); (document, problems).
+
+    ``max_values`` bounds what the document may expand to (a spec blob, larger than a zip's spec file, allows more).
+    """
     try:
         text = raw.decode("utf-8-sig")  # tolerate the BOM Windows editors write
     except UnicodeDecodeError as exc:
@@ -454,7 +457,7 @@ def parse_spec_text(spec_name: str, raw: bytes) -> tuple[Any, list[str]]:
         return None, [f"{spec_name}: is not valid YAML: {_yaml_error(exc)}"]
     except RecursionError:
         return None, [f"{spec_name}: nests too deeply"]
-    problem = _check_shape(document)
+    problem = _check_shape(document, max_values)
     if problem:
         return None, [f"{spec_name}: {problem}"]
     return document, []
@@ -468,15 +471,15 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
     return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
 
 
-def _check_shape(document: Any) -> str | None:
+def _check_shape(document: Any, max_values: int = MAX_SPEC_VALUES) -> str | None:
     """Bound what a small file can expand to (YAML aliases can make a 1 KiB file mean gigabytes)."""
-    budget = MAX_SPEC_VALUES
+    budget = max_values
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
         value, depth = stack.pop()
         budget -= 1
         if budget < 0:
-            return f"expands to more than {MAX_SPEC_VALUES:,} values (YAML aliases?); a run spec is much smaller"
+            return f"expands to more than {max_values:,} values (YAML aliases?); a run spec is much smaller"
         if depth > MAX_SPEC_DEPTH:
             return f"nests more than {MAX_SPEC_DEPTH} levels deep"
         if isinstance(value, dict):
