@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -46,6 +45,7 @@ from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.ids import is_valid_run_id
 from shared.profiles import ProfileStore, load_run_spec
+from shared.posting import post_run_request
 from shared.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
 from shared.spec import SpecError
@@ -61,7 +61,6 @@ SOURCE_SAS_LIFETIME = timedelta(hours=1)
 # How long one attempt waits for a pending server-side copy before handing back to the
 # trigger's retry (the next attempt picks the same copy up again).
 COPY_WAIT_SECONDS = 300
-QUEUE_MESSAGE_LIMIT = 64 * 1024  # bytes of the (base64) message
 META_DROP = "dmsbatch_drop"  # on the kept zip: the drop it was copied from (its derived run id)
 REJECTED = "the dropped zip is invalid"
 
@@ -236,12 +235,6 @@ def _request_document(inspection: Inspection, run_id: str, zip_name: str, proble
     except SpecError as exc:
         problems.extend(exc.errors)
         return None
-    body = json.dumps(document)
-    encoded = 4 * math.ceil(len(body.encode("utf-8")) / 3)
-    if encoded > QUEUE_MESSAGE_LIMIT:
-        problems.append(f"{spec_name}: is {len(body.encode()):,} bytes as JSON; a run request may be at most "
-                        f"{QUEUE_MESSAGE_LIMIT * 3 // 4:,} (a queue message holds 64 KiB of base64)")
-        return None
     return document
 
 
@@ -294,8 +287,8 @@ def _post_once(clients: Clients, store: RunStore, run_id: str, document: dict[st
     current = store.read(run_id, INTAKE_BLOB)
     if current.document is not None and current.document.get("requested_at"):
         return
-    clients.queue(clients.settings.run_requests_queue).send_message(json.dumps(document))
-    log.info("run %s: run request posted", run_id)
+    posted = post_run_request(clients, document)  # by reference when the spec is too big for a message
+    log.info("run %s: run request posted%s", run_id, f" (spec in {posted.spec_blob})" if posted.spec_blob else "")
     for _ in range(5):
         record = dict(current.document or {})
         record["requested_at"] = now_iso()

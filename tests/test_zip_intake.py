@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import shutil
 import stat
@@ -20,6 +21,7 @@ import zipfile
 from typing import Any
 
 import pytest
+import yaml
 from azure.core.exceptions import ResourceExistsError, ServiceResponseError
 
 from dmsbatch.api import read_manifest
@@ -439,6 +441,14 @@ constraints: {{max_wall_clock: 5m}}
 """
 
 
+# A run.yaml of a few KiB that is ~70 KiB as JSON (YAML aliases): more than a queue message holds, so the
+# intake posts it to run-requests by reference to a spec blob.
+BIG_NOTE = "tidal boundary from the 2009 dry-year historical, " * 40
+BIG_SPEC = GOOD_SPEC.replace("environment: {SCENARIO: dry-year}\n", (
+    "environment:\n  SCENARIO: dry-year\n" + f"  NOTE_0: &note {BIG_NOTE!r}\n"
+    + "".join(f"  NOTE_{i}: *note\n" for i in range(1, 35))))
+
+
 def corrupt(data: bytes) -> bytes:
     at = data.find(b"PK\x01\x02")
     return data[:at] + b"PK\x09\x09" + data[at + 4:]
@@ -473,10 +483,11 @@ def dropped(clients: Clients) -> dict[str, tuple[str, str]]:
     store.write(taken, "status.json", {"schema_version": 1, "run_id": taken, "state": "running", "timestamps": {}}, None)
     cases = {**{case: data for case, (data, _) in HOSTILE.items()},
              "good": study_zip(GOOD_SPEC),
+             "big-spec": study_zip(BIG_SPEC),
              "taken-run-id": study_zip(f"run_id: {taken}\n" + GOOD_SPEC)}
     result = {}
     for case, data in cases.items():
-        name = f"{uuid.uuid4().hex[:8]}/{'study' if case == 'good' else case}.zip"
+        name = f"{uuid.uuid4().hex[:8]}/{'study' if case in ('good', 'big-spec') else case}.zip"
         result[case] = (name, run_id_for_drop(name, drop(clients, inbox, name, data)))
     result["taken"] = ("", taken)
     return result
@@ -498,6 +509,17 @@ def test_a_dropped_study_zip_runs_and_its_outputs_land_beside_its_inputs(clients
     assert [(i["blob"], i["path"]) for i in request["spec"]["inputs"]] == [("study.zip", "study.zip")]
     assert request["spec"]["environment"] == {"SCENARIO": "dry-year"}
     assert store.read(run_id, INTAKE_BLOB).document["source"] == f"{clients.settings.inbox_container}/{name}"
+
+
+def test_a_spec_too_big_for_a_queue_message_is_posted_by_reference_and_runs(clients, store, dropped):
+    _, run_id = dropped["big-spec"]
+    assert len(BIG_SPEC) < 8 * 1024 and len(json.dumps(yaml.safe_load(BIG_SPEC))) > 64 * 1024
+    status = wait_for_final_status(store, run_id, timeout=60)
+
+    assert status["state"] == "succeeded", (status.get("reason"), status.get("errors"))
+    request = store.read(run_id, "request.json").document
+    assert request["spec_blob"] == f"{run_id}/request/spec.json"
+    assert request["spec"]["environment"]["NOTE_34"] == BIG_NOTE
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
