@@ -77,7 +77,7 @@ def _session(ctx: click.Context):
 
 # ---- the group ----------------------------------------------------------------------------
 
-@click.group(cls=DmsGroup, context_settings=CONTEXT, epilog=describe_sources())
+@click.group(name="dmsbatch", cls=DmsGroup, context_settings=CONTEXT, epilog=describe_sources())
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), envvar="DMSBATCH_CONFIG",
               help="A config file: the modellers' INI ([DEFAULT] with _BATCH_ACCOUNT_* and _STORAGE_ACCOUNT_*) or YAML.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DMSBATCH_DATA_DIR",
@@ -372,14 +372,12 @@ def _wait(session, run_id: str, timeout: float | None) -> None:
 def logs(ctx: click.Context, run_id: str, task_id: str | None, stream: str, follow: bool, poll: float) -> None:
     """Print a task's stdout (or stderr): TASK defaults to main (single, MPI) or master (BeoPEST); a sweep names one."""
     session = _session(ctx)
-    out = click.get_binary_stream("stdout")
     if follow:
         for text in session.follow(run_id, task_id, stream, poll=poll):
-            out.write(text.encode())
-            out.flush()
+            click.echo(text, nl=False)
+            sys.stdout.flush()
         return
-    out.write(session.logs(run_id, task_id, stream).encode())
-    out.flush()
+    click.echo(session.logs(run_id, task_id, stream), nl=False)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -503,9 +501,8 @@ def apps_publish(ctx: click.Context, name: str, version: str, zip_path: Path, de
     session = _session(ctx)
     if is_local_batch(session.config):
         application = publish_local(session.config, name, version, zip_path, default=default)
-        default_note = f", default {application.get('defaultVersion')}" if application.get("defaultVersion") else ""
-        click.echo(f"published {name} {version} to the local Batch service (versions: "
-                   f"{', '.join(application.get('versions') or [])}{default_note})")
+        click.echo(f"published {name} {version}{' as the default version' if default else ''} to the local Batch service "
+                   f"(versions: {', '.join(application.get('versions') or [])})")
         note(f"a spec's pool uses it with application_packages: [{{id: {name}, version: \"{version}\"}}]")
         return
     note("Azure Batch: application packages are managed through Azure Resource Manager; run:")

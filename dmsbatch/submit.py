@@ -69,7 +69,8 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     from shared.zip_inspect import ZipLimits
 
     started = time.monotonic()
-    study = open_study(path, zip_name=zip_name, exclude=exclude, limits=ZipLimits.from_settings(clients.settings))
+    limits = ZipLimits.from_settings(clients.settings)
+    study = open_study(path, zip_name=zip_name, exclude=exclude, limits=limits)
     via = via or ("inbox" if study.layout == "zip" else "queue")
     if via not in VIAS:
         raise UsageProblem(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
@@ -93,7 +94,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
         blob_name = f"{datetime.now(timezone.utc):%Y%m%dt%H%M%S}-{secrets.token_hex(3)}/{study.zip_name}"
         blob = clients.blob_service.get_blob_client(clients.settings.inbox_container, blob_name)
         metadata = {META_RUN_ID: wanted} if wanted else None  # so `wait` knows the drop is on its way (runs._in_inbox)
-        result = upload_stream(blob, _zip_bytes(study, wanted), block_size=block_size, concurrency=concurrency,
+        result = upload_stream(blob, _zip_bytes(study, wanted, limits.max_ratio), block_size=block_size, concurrency=concurrency,
                                progress=progress, overwrite=False, metadata=metadata)
         from shared.intake import run_id_for_drop
 
@@ -108,7 +109,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     uploaded, blob_label = 0, None
     if study.layout == "zip":
         blob = clients.runs().get_blob_client(inputs_prefix + study.zip_name)
-        result = upload_stream(blob, _zip_bytes(study, None), block_size=block_size, concurrency=concurrency, progress=progress)
+        result = upload_stream(blob, _zip_bytes(study, None, limits.max_ratio), block_size=block_size, concurrency=concurrency, progress=progress)
         uploaded, blob_label = result.size, f"{clients.settings.runs_container}/{blob.blob_name}"
     elif study.layout == "inputs":
         for file in study.input_files:
@@ -122,7 +123,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
 
 
-def _zip_bytes(study: Study, run_id: str | None) -> Iterator[bytes]:
+def _zip_bytes(study: Study, run_id: str | None, max_ratio: float) -> Iterator[bytes]:
     """The study as zip bytes: a folder zipped on the fly (its spec rewritten if a run id must go in), a zip file as is."""
     if study.form == "zip":
         return _file_chunks(study.source)
@@ -131,8 +132,8 @@ def _zip_bytes(study: Study, run_id: str | None) -> Iterator[bytes]:
         text = (json.dumps(document, indent=2) if study.spec_name.endswith(".json")
                 else yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
         files = [f for f in study.files if f.name != study.spec_name]
-        return iter_zip(files, extra=[(study.spec_name, text.encode())])
-    return iter_zip(study.files)
+        return iter_zip(files, extra=[(study.spec_name, text.encode())], max_ratio=max_ratio)
+    return iter_zip(study.files, max_ratio=max_ratio)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:

@@ -11,7 +11,11 @@ whatever the folder's size.
 Files that would not shrink (tidefiles, DSS, HDF5, zips) are stored instead of
 deflated: the first 256 KiB of each file is compressed as a sample, and a file
 whose sample stays above 95 % of its size is stored. Deflating incompressible data
-is the slowest part of zipping and gains nothing.
+is the slowest part of zipping and gains nothing. Files that would shrink too much
+are stored as well: intake refuses an entry of 1 MiB or more that compresses more
+than ``ZIP_MAX_RATIO`` to 1 (200 by default, its zip-bomb check), and a file of
+blanks or one repeated record does; a sample that compresses more than a quarter of
+that limit is taken as such a file.
 
 Entries keep their Unix mode bits (``unzip`` restores executables) and
 modification times (clamped to 1980, the earliest a zip can hold).
@@ -31,6 +35,7 @@ READ_CHUNK = 1024 * 1024
 SAMPLE_BYTES = 256 * 1024
 STORE_ABOVE_RATIO = 0.95
 COMPRESS_LEVEL = 1  # zlib level 1: about three times faster than the default, most of its gain on model text
+DEFAULT_MAX_RATIO = 200  # intake's ZIP_MAX_RATIO default (shared/settings.py)
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,16 @@ class _Sink:
         yield from parts
 
 
-def compresses(path: Path) -> bool:
-    """Whether deflating the file is worth it, judged on its first ``SAMPLE_BYTES``."""
+def compresses(path: Path, max_ratio: float | None = DEFAULT_MAX_RATIO) -> bool:
+    """Whether to deflate the file, judged on its first ``SAMPLE_BYTES``: it must shrink, but not past ``max_ratio / 4``."""
     with open(path, "rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
     if len(sample) < 64:
         return True
-    return len(zlib.compress(sample, COMPRESS_LEVEL)) < STORE_ABOVE_RATIO * len(sample)
+    compressed = len(zlib.compress(sample, COMPRESS_LEVEL))
+    if max_ratio and len(sample) >= 64 * 1024 and len(sample) / max(compressed, 1) > max_ratio / 4:
+        return False  # intake's zip-bomb check would refuse it deflated (module docstring)
+    return compressed < STORE_ABOVE_RATIO * len(sample)
 
 
 def zip_entry(file: StudyFile, compress: bool) -> zipfile.ZipInfo:
@@ -112,8 +120,12 @@ def zip_entry(file: StudyFile, compress: bool) -> zipfile.ZipInfo:
     return info
 
 
-def iter_zip(files: Iterable[StudyFile], extra: Iterable[tuple[str, bytes]] = (), chunk: int = READ_CHUNK) -> Iterator[bytes]:
-    """The zip of ``files`` (plus ``extra`` (name, bytes) entries first, e.g. a rewritten run.yaml), as it is made."""
+def iter_zip(files: Iterable[StudyFile], extra: Iterable[tuple[str, bytes]] = (), chunk: int = READ_CHUNK,
+             max_ratio: float | None = DEFAULT_MAX_RATIO) -> Iterator[bytes]:
+    """The zip of ``files`` (plus ``extra`` (name, bytes) entries first, e.g. a rewritten run.yaml), as it is made.
+
+    ``max_ratio`` is the intake's per-entry compression limit (``ZipLimits.max_ratio``).
+    """
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL, allowZip64=True) as archive:
         for name, data in extra:
@@ -123,7 +135,7 @@ def iter_zip(files: Iterable[StudyFile], extra: Iterable[tuple[str, bytes]] = ()
             archive.writestr(info, data)
             yield from sink.drain()
         for file in files:
-            info = zip_entry(file, compresses(file.path))
+            info = zip_entry(file, compresses(file.path, max_ratio))
             # sizes known up front; zip64 extras are written when a file might pass 2 GiB (compressed or not)
             with open(file.path, "rb") as source, archive.open(info, "w", force_zip64=file.size > 0x7FFF0000) as target:
                 while block := source.read(chunk):

@@ -21,3 +21,57 @@ def test_the_example_command_prints_a_succeeded_manifest_and_stops_its_stack(tmp
     assert any(line.startswith("manifest: http://127.0.0.1:") and line.endswith("/manifest.json") for line in lines)
     assert "output main/version.txt (14 bytes)" in result.stdout
     assert not (tmp_path / "stack.json").exists(), "the command stops the stack it started"
+
+
+# ---- every block marked `<!-- docs-test -->` in the README, docs/ and examples/*/README.md --------
+#
+# Shell blocks run with bash (set -euo pipefail) and Python blocks with this interpreter, in a
+# scratch directory that links to examples/ and profiles/, with the venv's bin first on PATH
+# and DMSBATCH_DATA_DIR naming the session's stack, so `dmsbatch` commands run as documented
+# against it. Three kinds of line are not run, because the test environment already is their
+# result or they would end it: `./dev ...` (setup; `./dev example hello` is the test above),
+# `. .venv/bin/activate` (PATH is set) and `dmsbatch down` (it would stop the session's stack;
+# tests/test_cli_config.py starts and stops a stack of its own with `dmsbatch up`/`down`).
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+MARK = re.compile(r"<!-- docs-test -->\s*\n```(bash|python)\n(.*?)```", re.DOTALL)
+NOT_RUN = re.compile(r"^\s*(\./dev\b|\. \.venv/bin/activate\b|dmsbatch down\b)")
+DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")),
+             *sorted((REPO_ROOT / "examples").glob("*/README.md"))]
+
+
+def documented_blocks() -> list[tuple[str, str, str]]:
+    found = []
+    for path in DOCUMENTS:
+        for number, match in enumerate(MARK.finditer(path.read_text()), 1):
+            found.append((f"{path.relative_to(REPO_ROOT)}#{number}", match.group(1), match.group(2)))
+    return found
+
+
+def test_the_docs_mark_blocks_for_every_example():
+    marked = {ident.split("#")[0] for ident, _, _ in documented_blocks()}
+    examples = {f"examples/{p.parent.name}/README.md" for p in (REPO_ROOT / "examples").glob("*/README.md")}
+    assert examples <= marked, f"examples whose README runs nothing: {sorted(examples - marked)}"
+    assert {"README.md", "docs/python-api.md"} <= marked
+
+
+@pytest.mark.parametrize("ident,language,body", documented_blocks(), ids=[b[0] for b in documented_blocks()])
+def test_documented_commands_work_as_shown(stack, tmp_path, ident, language, body):
+    (tmp_path / "examples").symlink_to(REPO_ROOT / "examples")
+    (tmp_path / "profiles").symlink_to(REPO_ROOT / "profiles")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DMSBATCH_CONFIG", "DataStorage", "BATCH_ACCOUNT_URL", "DataStorage__blobServiceUri")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(REPO_ROOT),
+               DMSBATCH_DATA_DIR=str(stack.config.data_dir), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    if language == "bash":
+        script = "\n".join(line for line in body.splitlines() if not NOT_RUN.match(line))
+        argv = ["bash", "-c", "set -euo pipefail\n" + script]
+    else:
+        argv = [sys.executable, "-c", body]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=280, env=env)
+    assert result.returncode == 0, f"{ident} failed:\n{body}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert "Traceback" not in result.stderr
