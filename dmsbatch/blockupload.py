@@ -67,15 +67,21 @@ def upload_stream(blob: BlobClient, chunks: Iterable[bytes], *, block_size: int 
             slots.release()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stage-block") as pool:
-        def submit(data: bytes) -> None:
+        def submit(length: int) -> None:
+            """Stage the buffer's first ``length`` bytes as the next block, once a slot is free."""
             if len(ids) >= MAX_BLOCKS:
                 raise ValueError(f"the stream needs more than {MAX_BLOCKS:,} blocks of {block_size:,} bytes; use a larger block size")
-            block_id = base64.b64encode(f"{len(ids):08d}".encode()).decode()
-            ids.append(block_id)
-            slots.acquire()  # waits while `concurrency` blocks are in flight: the producer slows to the upload's pace
+            # wait while `concurrency` blocks are in flight, before copying the next out of the buffer:
+            # the producer slows to the upload's pace and no finished block waits in memory for a slot
+            slots.acquire()
             for done in [f for f in futures if f.done()]:
                 done.result()  # a failed block fails the upload now, not after the whole stream
                 futures.remove(done)
+            with memoryview(buffer) as view:
+                data = bytes(view[:length])
+            del buffer[:length]
+            block_id = base64.b64encode(f"{len(ids):08d}".encode()).decode()
+            ids.append(block_id)
             futures.append(pool.submit(stage, block_id, data))
 
         try:
@@ -84,13 +90,9 @@ def upload_stream(blob: BlobClient, chunks: Iterable[bytes], *, block_size: int 
                 size += len(chunk)
                 buffer += chunk
                 while len(buffer) >= block_size:
-                    with memoryview(buffer) as view:
-                        block = bytes(view[:block_size])
-                    del buffer[:block_size]
-                    submit(block)
+                    submit(block_size)
             if buffer:
-                submit(bytes(buffer))
-                buffer = bytearray()
+                submit(len(buffer))
             for future in futures:
                 future.result()
         except BaseException:

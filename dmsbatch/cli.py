@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from dmsbatch.config import describe_sources
-from dmsbatch.errors import DmsbatchError, RunFailed
+from dmsbatch.errors import DmsbatchError, RunFailed, ServiceUnreachable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -179,8 +179,14 @@ def validate(ctx: click.Context, path: Path, profiles_dir: Path | None, as_json:
         spec = validate_study(open_study(path), LocalProfiles(profiles_dir), DEFAULT_MAX_SWEEP_MEMBERS)
     else:
         study = open_study(path)
-        spec = (_session(ctx).validate(path) if study.document.get("profile")
-                else validate_study(study, None, _max_members(ctx)))
+        if study.document.get("profile"):
+            try:
+                spec = _session(ctx).validate(path)
+            except ServiceUnreachable as error:
+                raise ServiceUnreachable(f"{error} (the spec names profile {study.document['profile']!r}, read from the "
+                                         "profiles container; --profiles DIR reads it from a folder instead)") from None
+        else:
+            spec = validate_study(study, None, _max_members(ctx))
     if as_json:
         click.echo(json.dumps(spec, indent=2))
     else:

@@ -114,10 +114,18 @@ def compresses(path: Path, max_ratio: float | None = DEFAULT_MAX_RATIO) -> bool:
 def zip_entry(file: StudyFile, compress: bool) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo.from_file(file.path, arcname=file.name, strict_timestamps=False)
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    _set_level(info)
     # the mode of what was read (a link's target), as a regular file: unzip restores executables, never links
     mode = stat.S_IMODE(os.stat(file.path).st_mode) or 0o644
     info.external_attr = (stat.S_IFREG | mode) << 16
     return info
+
+
+def _set_level(info: zipfile.ZipInfo) -> None:
+    """``ZipFile.open(info, "w")`` compresses at the entry's own level, not the archive's (zlib's default 6 if unset)."""
+    info._compresslevel = COMPRESS_LEVEL  # Python 3.11-3.12; 3.13 names it compress_level
+    if hasattr(info, "compress_level"):
+        info.compress_level = COMPRESS_LEVEL
 
 
 def iter_zip(files: Iterable[StudyFile], extra: Iterable[tuple[str, bytes]] = (), chunk: int = READ_CHUNK,
@@ -131,6 +139,7 @@ def iter_zip(files: Iterable[StudyFile], extra: Iterable[tuple[str, bytes]] = ()
         for name, data in extra:
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
+            _set_level(info)
             info.external_attr = (stat.S_IFREG | 0o644) << 16
             archive.writestr(info, data)
             yield from sink.drain()

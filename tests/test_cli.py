@@ -11,16 +11,15 @@ import hashlib
 import io
 import re
 import subprocess
-import time
 import zipfile
-from pathlib import Path
+import zlib
 
 import click
 import pytest
 
 from dmsbatch.cli import cli
 from shared.status import read_status
-from tests.cli_helpers import dms, dms_process, dmsbatch_argv, process_env, write_study
+from tests.cli_helpers import dms, dmsbatch_argv, process_env, write_study
 from tests.conftest import REPO_ROOT, blob_exists, unique_run_id, wait_until
 
 HISTORICAL = REPO_ROOT / "examples" / "historical"
@@ -280,7 +279,7 @@ def test_results_of_an_unfinished_run_say_to_wait(stack, clients, store, tmp_pat
     run_id = run_id_of(dms("submit", spec, stack=stack))
     wait_until(lambda: read_status(store, run_id), 30, what="the request to be taken in")
     outcome = dms("results", run_id, stack=stack)
-    assert outcome.exit_code == 2 and f"has no manifest yet" in outcome.stderr and f"`dmsbatch wait {run_id}`" in outcome.stderr
+    assert outcome.exit_code == 2 and "has no manifest yet" in outcome.stderr and f"`dmsbatch wait {run_id}`" in outcome.stderr
     assert dms("wait", run_id, stack=stack).exit_code == 0
 
 
@@ -371,6 +370,10 @@ def test_streamed_upload_of_a_folder_holds_a_few_blocks_in_memory(clients, tmp_p
         assert archive.testzip() is None
         assert archive.getinfo("tidefile/part0.h5").compress_type == zipfile.ZIP_STORED
         assert archive.getinfo("output.txt").compress_type == zipfile.ZIP_DEFLATED
+        level1 = zlib.compressobj(1, zlib.DEFLATED, -15)
+        text = (folder / "output.txt").read_bytes()
+        expected = len(level1.compress(text) + level1.flush())
+        assert abs(archive.getinfo("output.txt").compress_size - expected) < expected * 0.01, "deflated at level 1"
         assert archive.getinfo("blanks.dat").compress_type == zipfile.ZIP_STORED
         assert archive.read("tidefile/part2.h5") == (folder / "tidefile" / "part2.h5").read_bytes()
         inspection = inspect_zip(io.BytesIO(data), zip_name="big.zip", limits=ZipLimits())
