@@ -243,7 +243,9 @@ def submit(ctx: click.Context, path: Path, wait_: bool, run_id: str | None, via:
     rate = submission.bytes_uploaded / submission.seconds / 1e6 if submission.seconds > 0 else 0
     where = (f"dropped in {submission.blob}" if submission.via == "inbox"
              else "posted to run-requests" + (f" after uploading {submission.blob}" if submission.blob else ""))
-    sent = f": {human_bytes(submission.bytes_uploaded)} in {submission.seconds:.1f} s ({rate:.1f} MB/s)" if submission.bytes_uploaded else ""
+    # a rate says something only for an upload that takes a while; "0.0 MB/s" for a small study reads as a fault
+    shown_rate = f" ({rate:.1f} MB/s)" if submission.bytes_uploaded >= 10_000_000 else ""
+    sent = f": {human_bytes(submission.bytes_uploaded)} in {submission.seconds:.1f} s{shown_rate}" if submission.bytes_uploaded else ""
     note(where + sent)
     click.echo(submission.run_id)
     if wait_:

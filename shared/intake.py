@@ -51,6 +51,7 @@ from shared.sas import SasIssuer
 from shared.spec import SpecError
 from shared.status import STATUS_BLOB, now_iso
 from shared.submission import REQUEST_BLOB, reject_run
+from shared.zip_extract import copy_out_named_files, named_files
 from shared.zip_inspect import Inspection, ZipLimits, inspect_blob
 
 log = logging.getLogger("dmsbatch.intake")
@@ -148,9 +149,12 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
         if run_id == derived:
             _claim(store, derived, record, check_other_runs=False)  # the id carries this drop's hash: no other run has it
 
-        document = _request_document(inspection, run_id, zip_name, problems, ProfileStore.for_clients(clients))
+        document, spec = _request_document(inspection, run_id, zip_name, problems, ProfileStore.for_clients(clients))
 
         _keep_zip(clients, source, container, blob_name, etag, run_id, derived)
+        if spec is not None and not problems:  # the study's own files the spec names: out of the zip, beside it
+            problems += copy_out_named_files(source, etag, properties.size, named_files(spec, zip_name), clients.runs(),
+                                             store.inputs_prefix(run_id), derived, clients.settings.zip_extract_max_bytes)
         if problems:
             log.warning("%s/%s rejected as run %s: %s", container, blob_name, run_id, "; ".join(problems))
             reject_run(clients, PermanentRunError(run_id, problems, reason=REJECTED))
@@ -210,20 +214,21 @@ def _claim(store: RunStore, run_id: str, record: dict[str, Any], *, check_other_
 
 
 def _request_document(inspection: Inspection, run_id: str, zip_name: str, problems: list[str],
-                      profiles: ProfileStore | None = None) -> dict[str, Any] | None:
-    """The run request to post: the spec as written, with ``run_id`` and the zip among its inputs."""
+                      profiles: ProfileStore | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The run request to post (the spec as written, with ``run_id`` and the zip among its inputs) and the
+    spec it validates to; (None, None) with ``problems`` saying why when there is none."""
     if not inspection.spec_parsed:
-        return None  # the inspection said why
+        return None, None  # the inspection said why
     if not isinstance(inspection.document, dict):
         found = "nothing" if inspection.document is None else f"a {type(inspection.document).__name__}"
         problems.append(f"{inspection.spec_name}: must hold a mapping of fields (command, outputs, ...), not {found}")
-        return None
+        return None, None
     spec_name = inspection.spec_name
     try:  # YAML dates and the like become text, as they would in JSON
         document = json.loads(json.dumps(inspection.document, default=str, allow_nan=False))
     except (TypeError, ValueError) as exc:
         problems.append(f"{spec_name}: holds something JSON cannot (a non-text key, NaN or infinity): {exc}")
-        return None
+        return None, None
     document["run_id"] = run_id
     inputs = document.get("inputs")
     if inputs is None:
@@ -231,11 +236,11 @@ def _request_document(inspection: Inspection, run_id: str, zip_name: str, proble
     if isinstance(inputs, list) and not any(item == zip_name or (isinstance(item, dict) and item.get("blob") == zip_name) for item in inputs):
         inputs.append({"blob": zip_name, "path": zip_name})
     try:
-        load_run_spec(document, profiles)  # with its profile merged, if it names one (shared.profiles)
+        spec = load_run_spec(document, profiles)  # with its profile merged, if it names one (shared.profiles)
     except SpecError as exc:
         problems.extend(exc.errors)
-        return None
-    return document
+        return None, None
+    return document, spec
 
 
 def _keep_zip(clients: Clients, source: BlobClient, container: str, blob_name: str, etag: str, run_id: str, drop: str) -> None:

@@ -53,6 +53,9 @@ class Settings:
     zip_max_total_bytes: int = 32 * 1024**3
     zip_max_ratio: int = 200
     zip_max_spec_bytes: int = 64 * 1024
+    # the largest file a dropped zip's spec names (a sweep's CSV, a shared tidefile) that intake copies
+    # out of the zip into the run's inputs (shared/zip_extract.py); bigger ones are uploaded beside the run
+    zip_extract_max_bytes: int = 4 * 1024**3
     # a spec too big for a queue message, posted as runs/<run_id>/... and referenced (shared/spec_blobs.py)
     spec_blob_max_bytes: int = 16 * 1024**2
 

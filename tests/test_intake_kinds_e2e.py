@@ -2,11 +2,11 @@
 
 The zips are built from examples/ptm-sweep, examples/mpi and examples/beopest:
 their inputs at the zip root beside a run.yaml. The intake keeps the zip under
-runs/<run_id>/inputs/ and adds it to the spec's inputs, but it does not unpack
-it, so the examples' own run.yaml (whose inputs name blobs that only
-``submit_study`` uploads) cannot be used as they are: each zip carries a variant
-of its example's run.yaml whose command unzips the study first and whose inputs
-are left to the intake (the zip). Everything else is kept from the example.
+runs/<run_id>/inputs/ and adds it to the spec's inputs. The first three zips
+carry a variant of their example's run.yaml whose command unzips the study
+itself and whose inputs are left to the intake (the zip); another carries the
+ptm-sweep example's own run.yaml, whose inputs, shared tidefile and members CSV
+are files of the zip that the intake copies out into the run's inputs.
 
 The second part starts a stack of its own, posts a 1,000-member sweep on a pool
 of no nodes, kills the Functions host (SIGKILL on its process group) while the
@@ -16,6 +16,7 @@ with exactly the 1,000 members.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 from azure.batch import models as bm
+from azure.core.exceptions import ResourceExistsError
 
 from local import stack as local_stack
 from local.batch.admin import BatchAdmin
@@ -37,7 +39,7 @@ from shared.clients import Clients
 from shared.settings import Settings
 from shared.status import read_status
 from shared.run_store import RunStore
-from shared.intake import run_id_for_drop
+from shared.intake import accept_dropped_zip, run_id_for_drop
 from tests.conftest import blob_exists, REPO_ROOT, post_raw, wait_for_final_status, wait_until
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -126,6 +128,60 @@ def test_a_dropped_sweep_zip_runs_twelve_members(clients, store, batch, drops):
     assert sorted({o.split("/")[2] for o in outputs}) == [f"m-{i:05d}" for i in range(12)], "every member wrote its fate file"
     text = clients.runs().download_blob(next(o for o in outputs if "/m-00005/" in o)).readall().decode()
     assert text.startswith("start_date=01FEB2020 insertion_row=2 study=historical"), text
+
+
+MEMBERS_CSV = "START_DATE,INSERTION_ROW\n01JAN2020,7\n15JUN2020,2\n01OCT2020,5\n"
+
+
+def test_a_dropped_study_naming_its_own_files_runs_them_from_the_zip(clients, store, batch):
+    """The example's own run.yaml, unchanged but for a members.csv shipped in the zip: the program, its .inp,
+    the shared tidefile and the CSV are all files of the zip, copied out into the run's inputs by the intake."""
+    spec = example_spec("ptm-sweep")
+    spec["sweep"] = {"csv": "members.csv"}
+    data = zip_of(spec, "ptm-sweep")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as archive:
+        for info in source.infolist():
+            archive.writestr(info, source.read(info))
+        archive.writestr("members.csv", MEMBERS_CSV)
+    name = f"{uuid.uuid4().hex[:8]}/ptm-study.zip"
+    etag = clients.blob_service.get_blob_client(clients.settings.inbox_container, name).upload_blob(
+        buffer.getvalue(), overwrite=True)["etag"]
+    run_id = run_id_for_drop(name, etag)
+    status = wait_for_final_status(store, run_id, timeout=90)
+
+    assert status["state"] == "succeeded", (status.get("reason"), status.get("errors"))
+    inputs = sorted(b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/inputs/"))
+    assert inputs == [f"{run_id}/inputs/{n}" for n in ("members.csv", "ptm", "ptm-study.zip", "ptm.inp", "tidefile/hist_v82.h5")]
+    tidefile = (EXAMPLES / "ptm-sweep" / "inputs" / "tidefile" / "hist_v82.h5").read_bytes()
+    assert clients.runs().download_blob(f"{run_id}/inputs/tidefile/hist_v82.h5").readall() == tidefile
+    outputs = [b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/outputs/")]
+    fates = sorted(o.rsplit("/", 1)[-1] for o in outputs)
+    assert fates == ["fate_01JAN2020_row7.txt", "fate_01OCT2020_row5.txt", "fate_15JUN2020_row2.txt"], outputs
+
+
+def test_a_named_file_bigger_than_the_copy_out_limit_fails_the_drop_with_what_to_do(clients, store):
+    """Called directly (not through the host) to run intake with a 100-byte ZIP_EXTRACT_MAX_BYTES."""
+    container = "direct-kinds"
+    try:
+        clients.blob_service.create_container(container)
+    except ResourceExistsError:
+        pass
+    name = f"{uuid.uuid4().hex[:8]}/too-big.zip"
+    etag = clients.blob_service.get_blob_client(container, name).upload_blob(
+        zip_of(example_spec("ptm-sweep"), "ptm-sweep"), overwrite=True)["etag"]
+    small = Clients(dataclasses.replace(clients.settings, zip_extract_max_bytes=1000))
+
+    run_id = accept_dropped_zip(small, container, name, etag)
+    status = read_status(store, run_id)
+    assert status["state"] == "failed" and status["reason"] == "the dropped zip is invalid"
+    program_size = (EXAMPLES / "ptm-sweep" / "inputs" / "ptm").stat().st_size
+    assert program_size > 1000  # ptm.inp and the stand-in tidefile are smaller, and are not mentioned
+    assert status["errors"] == [
+        f"inputs[0].blob: 'ptm' is {program_size:,} bytes in the zip; files the spec names are copied out of a dropped "
+        "zip up to 1,000 bytes (setting ZIP_EXTRACT_MAX_BYTES). Upload it beside the run instead (dmsbatch submit "
+        "--via queue), or leave it out of the spec and unpack it from the zip in the command"]
+    assert not blob_exists(clients, clients.settings.runs_container, f"{run_id}/request.json"), "never submitted"
 
 
 def test_a_dropped_mpi_zip_runs_one_task_with_a_subtask(clients, store, batch, drops):
