@@ -220,9 +220,10 @@ def submit(ctx: click.Context, path: Path, wait_: bool, run_id: str | None, via:
 
     \b
     A folder with run.yaml at its root is zipped as it is uploaded and dropped in the
-    inbox; the command unpacks <folder>.zip on the node. A folder whose spec names
-    blobs kept in its inputs/ folder has each file uploaded as that blob instead, and
-    the spec posted to run-requests (as the repository's examples do).
+    inbox. A spec without inputs gets <folder>.zip, which the command unpacks; a spec
+    that lists inputs (files of the folder) gets exactly those. A folder whose spec
+    names blobs kept in its inputs/ folder has each file uploaded as that blob instead,
+    and the spec posted to run-requests (as the repository's examples do).
     """
     session = _session(ctx)
     bar = _ByteProgress()

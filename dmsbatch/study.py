@@ -57,17 +57,21 @@ class Study:
         As ``shared.intake`` does for a dropped zip, so a study sent through the queue
         runs exactly as the same study dropped in the inbox.
         """
+        from shared.zip_extract import with_zip_as_input
+
         document = json.loads(json.dumps(self.document))
         if run_id is not None:
             document["run_id"] = run_id
         if self.layout == "zip":
-            inputs = document.get("inputs")
-            if inputs is None:
-                inputs = document["inputs"] = []
-            if isinstance(inputs, list) and not any(item == self.zip_name or (isinstance(item, dict) and item.get("blob") == self.zip_name)
-                                                    for item in inputs):
-                inputs.append({"blob": self.zip_name, "path": self.zip_name})
+            with_zip_as_input(document, self.zip_name)
         return document
+
+    def member_names(self) -> set[str]:
+        """The files the zip holds (zip layout): what a spec may name as an input to be copied out of it."""
+        if self.form == "zip":
+            with zipfile.ZipFile(self.source) as archive:
+                return {info.filename for info in archive.infolist() if not info.is_dir()}
+        return {f.name for f in self.files}
 
 
 def open_study(path: str | Path, *, zip_name: str | None = None, exclude: tuple[str, ...] = (), limits: Any = None) -> Study:
@@ -179,16 +183,20 @@ def _check_zip_limits(root: Path, files: list[StudyFile], limits: Any) -> None:
 
 
 def check_inputs_for_layout(study: Study, spec: dict[str, Any]) -> None:
-    """A zipped study brings one input, the zip: any other input blob the spec names would be missing at submission."""
+    """A zipped study brings the zip and the files of it the spec names (``shared.zip_extract``): a name
+    that is neither would be missing at submission, so say so before anything is uploaded."""
     if study.layout != "zip":
         return
-    others = [item["blob"] for key in ("inputs", "shared_inputs") for item in spec.get(key) or [] if item["blob"] != study.zip_name]
+    from shared.zip_extract import named_files
+
+    members = study.member_names()
+    others = [f.name for f in named_files(spec, study.zip_name) if f.name not in members]
     if others:
         listed = ", ".join(repr(b) for b in others)
         raise SpecProblem(f"{study.spec_name} names inputs that a zipped study does not bring", [
-            f"inputs: names {listed}, but only {study.zip_name!r} (the study, zipped) reaches the run's inputs; "
-            "put those files in an inputs/ folder beside the spec to upload each as the blob it names, "
-            "or leave them in the study and unpack the zip in the command (--zip-name sets the zip's name)"])
+            f"inputs: names {listed}, which {'is' if len(others) == 1 else 'are'} not in the study; a zipped study brings "
+            f"{study.zip_name!r} and the files of it the spec names. Add the files to the study folder, or put them in an "
+            "inputs/ folder beside the spec to upload each as the blob it names"])
 
 
 def validate(study: Study, profiles: Any, max_sweep_members: int, run_id: str | None = None) -> dict[str, Any]:

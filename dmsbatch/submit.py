@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,6 +112,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
         blob = clients.runs().get_blob_client(inputs_prefix + study.zip_name)
         result = upload_stream(blob, _zip_bytes(study, None, limits.max_ratio), block_size=block_size, concurrency=concurrency, progress=progress)
         uploaded, blob_label = result.size, f"{clients.settings.runs_container}/{blob.blob_name}"
+        uploaded += _upload_named_files(clients, study, spec, inputs_prefix, concurrency)
     elif study.layout == "inputs":
         for file in study.input_files:
             with open(file.path, "rb") as data:
@@ -121,6 +123,30 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
                 progress(file.size)
     api.post_run_request(clients, study.request_document(final))
     return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
+
+
+def _upload_named_files(clients: Any, study: Study, spec: dict[str, Any], inputs_prefix: str, concurrency: int) -> int:
+    """What intake does for a dropped zip (``shared.zip_extract``), done here for a zip sent through the queue:
+    each file of the study the spec names, uploaded as the blob it names. Returns the bytes sent."""
+    from shared.zip_extract import named_files
+
+    wanted = {f.name for f in named_files(spec, study.zip_name)}
+    if not wanted:
+        return 0
+    sent = 0
+    if study.form == "zip":
+        with zipfile.ZipFile(study.source) as archive:
+            for info in (i for i in archive.infolist() if i.filename in wanted):
+                with archive.open(info) as data:
+                    clients.runs().upload_blob(inputs_prefix + info.filename, data, overwrite=True, length=info.file_size,
+                                               max_concurrency=concurrency)
+                sent += info.file_size
+    else:
+        for file in (f for f in study.files if f.name in wanted):
+            with open(file.path, "rb") as data:
+                clients.runs().upload_blob(inputs_prefix + file.name, data, overwrite=True, length=file.size, max_concurrency=concurrency)
+            sent += file.size
+    return sent
 
 
 def _zip_bytes(study: Study, run_id: str | None, max_ratio: float) -> Iterator[bytes]:

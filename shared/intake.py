@@ -51,7 +51,7 @@ from shared.sas import SasIssuer
 from shared.spec import SpecError
 from shared.status import STATUS_BLOB, now_iso
 from shared.submission import REQUEST_BLOB, reject_run
-from shared.zip_extract import copy_out_named_files, named_files
+from shared.zip_extract import copy_out_named_files, named_files, with_zip_as_input
 from shared.zip_inspect import Inspection, ZipLimits, inspect_blob
 
 log = logging.getLogger("dmsbatch.intake")
@@ -230,11 +230,7 @@ def _request_document(inspection: Inspection, run_id: str, zip_name: str, proble
         problems.append(f"{spec_name}: holds something JSON cannot (a non-text key, NaN or infinity): {exc}")
         return None, None
     document["run_id"] = run_id
-    inputs = document.get("inputs")
-    if inputs is None:
-        inputs = document["inputs"] = []
-    if isinstance(inputs, list) and not any(item == zip_name or (isinstance(item, dict) and item.get("blob") == zip_name) for item in inputs):
-        inputs.append({"blob": zip_name, "path": zip_name})
+    with_zip_as_input(document, zip_name)
     try:
         spec = load_run_spec(document, profiles)  # with its profile merged, if it names one (shared.profiles)
     except SpecError as exc:

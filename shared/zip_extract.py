@@ -38,6 +38,20 @@ class NamedFile:
     name: str  # the blob name under runs/<run_id>/inputs/, which is its path in the zip
 
 
+def with_zip_as_input(document: dict[str, Any], zip_name: str) -> dict[str, Any]:
+    """A study zip's run request: a spec that lists no ``inputs`` gets the zip as its one input.
+
+    The command then unpacks it. A spec that lists its inputs gets exactly those
+    (copied out of the zip here, or uploaded beside the run), and the zip only if it
+    names it: a sweep's members download the files they need, not the whole study
+    each. One rule for a dropped zip (``shared.intake``) and a zip sent through the
+    queue by the client (``dmsbatch``), so the same study runs the same either way.
+    """
+    if not document.get("inputs"):
+        document["inputs"] = [{"blob": zip_name, "path": zip_name}]
+    return document
+
+
 def named_files(spec: dict[str, Any], zip_name: str) -> list[NamedFile]:
     """Every file a normalised spec names among the run's inputs, except the zip itself."""
     named = [NamedFile(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("inputs") or [])]

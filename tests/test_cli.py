@@ -212,10 +212,30 @@ def test_validate_reads_specs_folders_and_zips_as_the_backend_does(tmp_path):
 
 
 def test_inputs_a_zipped_study_cannot_bring_are_refused(stack, tmp_path):
-    study = write_study(tmp_path / "named", "name: named\ncommand: ./hydro\ninputs: [hydro]\n", {"hydro": "#!/bin/sh\n"})
+    study = write_study(tmp_path / "named", "name: named\ncommand: ./hydro\ninputs: [hydro, tide.h5]\n", {"hydro": "#!/bin/sh\n"})
     outcome = dms("submit", study, stack=stack)
     assert outcome.exit_code == 2, outcome
-    assert "inputs: names 'hydro', but only 'named.zip' (the study, zipped) reaches the run's inputs" in outcome.stderr
+    assert "inputs: names 'tide.h5', which is not in the study; a zipped study brings 'named.zip' and the files of it " \
+           "the spec names" in outcome.stderr
+
+
+HYDRO_ECHO = "#!/bin/sh\necho \"hydro read $(cat hydro.inp)\" > output/hydro.out\n"
+
+
+@pytest.mark.parametrize("via", ["inbox", "queue"])
+def test_a_zipped_study_naming_its_own_files_gets_exactly_those(stack, clients, store, tmp_path, via):
+    """The spec lists its inputs, files of the study: each task gets them (copied out of the zip by intake, or
+    uploaded by the client for --via queue), and not the whole zip."""
+    study = write_study(tmp_path / f"own-{via}", "name: own\ncommand: mkdir -p output && ./hydro\n"
+                        "inputs: [{blob: bin/hydro, path: hydro, mode: '0755'}, hydro.inp]\noutputs: [output/*]\n",
+                        {"bin/hydro": HYDRO_ECHO, "hydro.inp": "CHANNELS 3", "big/unused.dat": "x" * 5000})
+    outcome = dms("submit", study, "--via", via, "--wait", "--timeout", "120", stack=stack)
+    assert outcome.exit_code == 0, outcome
+    run_id = outcome.stdout.strip().splitlines()[0]
+    request = store.read(run_id, "request.json").document
+    assert [i["blob"] for i in request["spec"]["inputs"]] == ["bin/hydro", "hydro.inp"]
+    [output] = [b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/outputs/")]
+    assert output.endswith("/hydro.out") and clients.runs().download_blob(output).readall() == b"hydro read CHANNELS 3\n"
 
 
 # ---- logs --follow, sweeps, cancel ---------------------------------------------------------------

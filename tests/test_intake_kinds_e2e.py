@@ -155,6 +155,12 @@ def test_a_dropped_study_naming_its_own_files_runs_them_from_the_zip(clients, st
     assert inputs == [f"{run_id}/inputs/{n}" for n in ("members.csv", "ptm", "ptm-study.zip", "ptm.inp", "tidefile/hist_v82.h5")]
     tidefile = (EXAMPLES / "ptm-sweep" / "inputs" / "tidefile" / "hist_v82.h5").read_bytes()
     assert clients.runs().download_blob(f"{run_id}/inputs/tidefile/hist_v82.h5").readall() == tidefile
+    # the spec lists its inputs, so members get those two files, not the whole study zip; the tidefile goes
+    # to each node once, through the job preparation task
+    tasks = list(batch.list_tasks(f"run-{run_id}", select=["id", "resourceFiles"]))
+    assert len(tasks) == 3 and all(sorted(r.file_path for r in t.resource_files) == ["ptm", "ptm.inp"] for t in tasks)
+    prep = batch.get_job(f"run-{run_id}").job_preparation_task
+    assert [r.file_path for r in prep.resource_files] == ["hist_v82.h5"]
     outputs = [b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/outputs/")]
     fates = sorted(o.rsplit("/", 1)[-1] for o in outputs)
     assert fates == ["fate_01JAN2020_row7.txt", "fate_01OCT2020_row5.txt", "fate_15JUN2020_row2.txt"], outputs
