@@ -84,6 +84,12 @@ OPEN_MPI_DEFAULTS = {
     "OMPI_MCA_btl": "self,tcp",
     "OMPI_MCA_btl_tcp_if_include": "lo",
     "OMPI_MCA_oob_tcp_if_include": "lo",
+    # Open MPI 4.1's orted shares the node's hwloc topology through a file mapped at a "hole" it picks in
+    # its address space, in a session directory named after the host. Here every node is the same host, so
+    # the nodes' orteds use the same file, and about one start in thirty an orted died of SIGSEGV in
+    # hwloc_shmem_topology_write ("ORTE was unable to reliably start one or more daemons"). Without the
+    # shared topology each orted reads its own, as on separate machines.
+    "OMPI_MCA_rtc_hwloc_vmhole": "none",
 }
 
 
