@@ -99,6 +99,21 @@ def wait_for_final_status(store: RunStore, run_id: str, timeout: float = 90) -> 
     return status
 
 
+def run_story(store: RunStore, run_id: str, status: dict[str, Any] | None) -> str:
+    """Why a run ended as it did, for an assertion message: its reason and errors, and each unsuccessful task's
+    exit code, failure and stderr tail from the manifest (a flaky end-to-end failure in CI is diagnosable from this alone)."""
+    status = status or {}
+    lines = [f"run {run_id}: state={status.get('state')} reason={status.get('reason')!r} errors={status.get('errors')!r}"]
+    manifest = store.read(run_id, "manifest.json").document or {}
+    for task in manifest.get("tasks", []):
+        if task.get("result") != "success" or task.get("exit_code") not in (0, None):
+            lines.append(f"task {task.get('id')}: exit_code={task.get('exit_code')} result={task.get('result')} "
+                         f"failure={task.get('failure')}")
+            if task.get("stderr_tail"):
+                lines.append("  stderr tail:\n    " + task["stderr_tail"].replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
 def check_manifest(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run's manifest, which must exist and validate against docs/manifest.schema.json."""
     manifest = store.read(run_id, "manifest.json").document

@@ -13,7 +13,7 @@ import stat
 import zipfile
 
 from local.batch import app_packages
-from tests.conftest import post_spec, unique_run_id, wait_for_final_status
+from tests.conftest import post_spec, unique_run_id, run_story, wait_for_final_status
 
 HYDRO = """#!/bin/sh
 # a stand-in for a model executable at the package's root
@@ -55,7 +55,7 @@ def test_a_run_calls_its_application_packages_executables_by_bare_name(stack, cl
     })
 
     status = wait_for_final_status(store, run_id, timeout=90)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["pool_id"] == f"pool-{run_id}", "packages are installed on a pool of the run's own"
     outputs = {o["path"]: o["blob"] for o in store.read(run_id, "manifest.json").document["outputs"]}
     assert set(outputs) == {"hydro.txt", "qual.txt"}

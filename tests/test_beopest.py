@@ -31,7 +31,7 @@ from shared.reconcile import RunObservation, _final_state, decide
 from shared.settings import Settings
 from shared.spec import SpecError, load_spec
 from shared.submission import submit_run
-from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, wait_for_final_status
+from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, run_story, wait_for_final_status
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -255,7 +255,7 @@ def test_workers_chain_to_the_host_the_master_prints_talk_tcp_across_nodes_and_e
     status = wait_for_final_status(store, run_id, timeout=60)
     manifest = store.read(run_id, "manifest.json").document
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     tasks = {t["id"]: t for t in manifest["tasks"]}
     assert sorted(tasks) == ["master", "w-000", "w-001"]

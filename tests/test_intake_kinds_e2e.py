@@ -40,7 +40,7 @@ from shared.settings import Settings
 from shared.status import read_status
 from shared.run_store import RunStore
 from shared.intake import accept_dropped_zip, run_id_for_drop
-from tests.conftest import blob_exists, REPO_ROOT, post_raw, wait_for_final_status, wait_until
+from tests.conftest import blob_exists, REPO_ROOT, post_raw, run_story, wait_for_final_status, wait_until
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -121,7 +121,7 @@ def test_a_dropped_sweep_zip_runs_twelve_members(clients, store, batch, drops):
     name, run_id = drops["ptm-sweep"]
     status = wait_for_final_status(store, run_id, timeout=90)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["tasks"]["total"] == 12 and status["tasks"]["succeeded"] == 12
     assert sorted(t.id for t in batch.list_tasks(f"run-{run_id}", select=["id"])) == [f"m-{i:05d}" for i in range(12)]
     outputs = check_kept_and_outputs(clients, run_id, name)
@@ -194,7 +194,7 @@ def test_a_dropped_mpi_zip_runs_one_task_with_a_subtask(clients, store, batch, d
     name, run_id = drops["mpi"]
     status = wait_for_final_status(store, run_id, timeout=120)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     [task] = batch.list_tasks(f"run-{run_id}", select=["id"])
     assert task.id == "main"
     subtasks = list(batch.list_subtasks(f"run-{run_id}", "main"))
@@ -206,7 +206,7 @@ def test_a_dropped_beopest_zip_runs_a_master_and_its_workers(clients, store, bat
     name, run_id = drops["beopest"]
     status = wait_for_final_status(store, run_id, timeout=120)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert sorted(t.id for t in batch.list_tasks(f"run-{run_id}", select=["id"])) == ["master", "w-000", "w-001", "w-002"]
     outputs = check_kept_and_outputs(clients, run_id, name)
     assert f"{run_id}/outputs/master/results.csv" in outputs

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from dmsbatch.api import read_manifest, submit_study, wait_for_run
-from tests.conftest import REPO_ROOT, post_spec, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import REPO_ROOT, post_spec, unique_run_id, run_story, wait_for_final_status, wait_until
 
 
-def test_mpi_example_runs_one_rank_on_each_of_two_nodes(clients, batch):
+def test_mpi_example_runs_one_rank_on_each_of_two_nodes(clients, batch, store):
     run_id = submit_study(clients, REPO_ROOT / "examples" / "mpi")
     status = wait_for_run(clients, run_id, timeout=120)
     manifest = read_manifest(clients, run_id)
 
     [task] = manifest["tasks"]
-    assert status["state"] == "succeeded", (status.get("reason"), task.get("stderr_tail"), task.get("failure"))
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     stdout = clients.runs().download_blob(task["logs"]["stdout"]).readall().decode()
     ranks = sorted(line for line in stdout.splitlines() if line.startswith("rank "))
     assert [line.split(" on node ")[0] for line in ranks] == ["rank 0 of 2", "rank 1 of 2"]

@@ -27,7 +27,7 @@ from shared.intake import run_id_for_drop
 from shared.profiles import (PROFILE_ETAG_FIELD, ProfileError, ProfileStore, load_run_spec, merge, parse_profile,
                              seed_repo_profiles, spec_for_submission)
 from shared.spec import SpecError, load_spec
-from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, wait_for_final_status
+from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, run_story, wait_for_final_status
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 REPO_PROFILES = sorted(p.stem for p in (REPO_ROOT / "profiles").glob("*.yaml"))
@@ -299,7 +299,7 @@ def test_a_run_naming_a_profile_succeeds_with_the_merged_spec_recorded(clients: 
     name, runs = e2e
     run_id = runs["queued"]
     status = wait_for_final_status(store, run_id, timeout=45)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
 
     manifest = read_manifest(clients, run_id)
     [output] = manifest["outputs"]
@@ -319,7 +319,7 @@ def test_a_dropped_zip_naming_a_profile_runs_with_it(clients: Clients, store, e2
     name, runs = e2e
     run_id = runs["dropped"]
     status = wait_for_final_status(store, run_id, timeout=45)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     request = store.read(run_id, "request.json").document["spec"]
     assert request["profile"] == name and request["environment"]["LEVEL"] == "4"
     [output] = read_manifest(clients, run_id)["outputs"]
@@ -363,7 +363,7 @@ def test_the_dsm2_profile_runs_hydro_then_qual_from_its_application_package(clie
     _, runs = e2e
     run_id = runs["dsm2"]
     status = wait_for_final_status(store, run_id, timeout=45)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     outputs = {o["path"]: o["blob"] for o in read_manifest(clients, run_id)["outputs"]}
     assert set(outputs) == {"delta/output/hydro.out", "delta/output/qual.out"}
     assert clients.runs().download_blob(outputs["delta/output/qual.out"]).readall().decode() == "qual 8.2.2 read qual_do.inp (1 lines) in delta\n"

@@ -18,7 +18,7 @@ from shared.provision import ensure_storage
 from shared.run_store import RunStore
 from shared.settings import Settings
 from shared.status import read_status
-from tests.conftest import REPO_ROOT, check_manifest, events_for, post_spec, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import REPO_ROOT, check_manifest, events_for, post_spec, unique_run_id, run_story, wait_for_final_status, wait_until
 
 
 def test_a_member_on_a_preempted_low_priority_node_is_requeued_to_the_dedicated_node(clients, store, batch, stack):
@@ -68,7 +68,7 @@ def test_the_beopest_example_runs_a_master_and_three_workers(clients, store, bat
     status = wait_for_run(clients, run_id, timeout=120)
     manifest = check_manifest(store, run_id)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     tasks = {t["id"]: t for t in manifest["tasks"]}
     assert sorted(tasks) == ["master", "w-000", "w-001", "w-002"]
     assert tasks["master"]["exit_code"] == 0 and tasks["master"]["result"] == "success"
@@ -102,7 +102,7 @@ def test_a_functions_host_restart_between_ticks_finishes_the_run_once(tmp_path):
         local_stack.start_functions_host(own)
         status = wait_for_final_status(store, run_id, timeout=60)
 
-        assert status["state"] == "succeeded", status
+        assert status["state"] == "succeeded", run_story(store, run_id, status)
         manifest = check_manifest(store, run_id)
         assert manifest["status"] == "succeeded" and [t["id"] for t in manifest["tasks"]] == ["main"]
         assert [b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/manifest")] == [f"{run_id}/manifest.json"]

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from dmsbatch.api import read_manifest, submit_study, wait_for_run
-from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, wait_for_final_status
+from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, run_story, wait_for_final_status
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 
@@ -78,7 +78,7 @@ def test_inputs_environment_and_outputs_reach_the_task(clients, store):
     status = wait_for_final_status(store, run_id)
     manifest = read_manifest(clients, run_id)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     paths = {o["path"]: o for o in manifest["outputs"]}
     assert set(paths) == {"study/output/lines.txt", "study/output/scenario.txt"}
     assert blob_text(clients, paths["study/output/scenario.txt"]["blob"]).strip() == "dry-year"

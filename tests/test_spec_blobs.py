@@ -28,7 +28,7 @@ from shared.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_siz
 from shared.posting import post_run_request
 from shared.settings import Settings
 from shared.status import read_status
-from tests.conftest import events_for, unique_run_id, wait_for_final_status
+from tests.conftest import events_for, unique_run_id, run_story, wait_for_final_status
 
 BLOB_REJECTED = "the run's spec blob cannot be used"
 
@@ -272,7 +272,7 @@ def test_a_sweep_too_big_for_a_queue_message_runs_end_to_end(clients, store, tmp
     assert json.loads(clients.runs().download_blob(spec_blob).readall()) == document
 
     status = wait_for_final_status(store, run_id, timeout=90)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["tasks"]["succeeded"] == 3
     manifest = store.read(run_id, "manifest.json").document
     seen = sorted(clients.runs().download_blob(o["blob"]).readall().decode() for o in manifest["outputs"])

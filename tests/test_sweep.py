@@ -28,7 +28,7 @@ from shared.settings import Settings
 from shared.spec import SpecError, load_spec
 from shared.submission import submit_run
 from shared.sweep import generate_members, member_environment, member_task_id, parse_csv
-from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, run_story, wait_for_final_status, wait_until
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -328,7 +328,7 @@ def test_sweep_end_to_end_on_the_default_pool(clients, store, batch):
     status = wait_for_final_status(store, run_id, timeout=50)
     manifest = store.read(run_id, "manifest.json").document
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["tasks"] == {"total": 12, "active": 0, "running": 0, "succeeded": 12, "failed": 0}
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     assert sorted(t["id"] for t in manifest["tasks"]) == [f"m-{i:05d}" for i in range(12)]

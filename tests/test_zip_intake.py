@@ -33,7 +33,7 @@ from shared.run_store import RunStore
 from shared.intake import INTAKE_BLOB, IntakeRetry, accept_dropped_zip, note_failed_attempt, run_id_for_drop
 from shared.status import read_status
 from shared.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob, inspect_zip
-from tests.conftest import blob_exists, events_for, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import blob_exists, events_for, unique_run_id, run_story, wait_for_final_status, wait_until
 
 SMALL = ZipLimits(max_entries=5, max_total_bytes=10_000, max_ratio=20, max_spec_bytes=200)
 DIRECT = "intake-direct"  # a container no trigger watches: the tests drive intake themselves
@@ -344,7 +344,7 @@ def test_redelivery_after_a_crash_before_the_delete_makes_one_run(clients, store
     assert accept_dropped_zip(clients, DIRECT, name, etag) is None, "once taken in, a redelivery has nothing to do"
 
     status = wait_for_final_status(store, run_id)
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert [j.id for j in batch.list_jobs(select=["id"]) if j.id == f"run-{run_id}"] == [f"run-{run_id}"]
     assert [t.id for t in batch.list_tasks(f"run-{run_id}", select=["id"])] == ["main"]
     record = store.read(run_id, INTAKE_BLOB).document
@@ -498,7 +498,7 @@ def test_a_dropped_study_zip_runs_and_its_outputs_land_beside_its_inputs(clients
     status = wait_for_final_status(store, run_id, timeout=60)
     manifest = read_manifest(clients, run_id)
 
-    assert status["state"] == "succeeded", status
+    assert status["state"] == "succeeded", run_story(store, run_id, status)
     outputs = {o["path"]: o["blob"] for o in manifest["outputs"]}
     assert set(outputs) == {"study/output/hydro.out", "study/output/qual.out"}
     qual = clients.runs().download_blob(outputs["study/output/qual.out"]).readall().decode()
