@@ -203,7 +203,7 @@ class BatchAccount:
             except StopIteration:
                 raise BatchServiceError(409, "AccountNodeLimitReached", "No loopback addresses left for nodes.") from None
             root = self.data_dir / "nodes" / node_id
-            for sub in ("shared", "startup", "applications", "workitems", "fsmounts"):
+            for sub in ("shared", "startup", "applications", "workitems", "fsmounts", "tmp"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             node = Node(id=node_id, pool_id=pool.id, ip_address=address, root_dir=root, is_dedicated=dedicated)
             pool.nodes[node_id] = node

@@ -137,6 +137,11 @@ class Node:
     def shared_dir(self) -> Path:
         return self.root_dir / "shared"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The node's /tmp (its processes' TMPDIR): nodes share one machine here, but not their temporary files."""
+        return self.root_dir / "tmp"
+
     def task_dir(self, job_id: str, task_id: str) -> Path:
         return self.root_dir / "workitems" / job_id / "job-1" / task_id
 

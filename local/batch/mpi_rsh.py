@@ -12,7 +12,9 @@ HOST must be the address (or node id) of one of the task's instances. The
 command runs as sshd would run it (``/bin/sh -c`` over the joined words), but
 with that instance's environment (its ``AZ_BATCH_*`` variables, among them
 ``AZ_BATCH_NODE_ID``, and ``LOCAL_BATCH_NODE_IP``) and in its working
-directory, so what Open MPI starts there sees the node it was sent to. Only the
+directory, so what Open MPI starts there sees the node it was sent to. Its
+TMPDIR is the node's, one level down (``<node>/tmp/rsh``): the daemon Open MPI
+starts on the primary must not share session directories with mpirun there. Only the
 standard library is used: the agent runs under whatever python3 the task has.
 """
 from __future__ import annotations
@@ -56,7 +58,14 @@ def main(argv: list[str]) -> None:
         os.chdir(target["cwd"])
     except OSError as exc:
         _fail(f"cannot enter {target['cwd']} on {host}: {exc.strerror}")
-    os.execve("/bin/sh", ["/bin/sh", "-c", " ".join(command)], target["env"])
+    env = dict(target["env"])
+    if env.get("TMPDIR"):
+        # Open MPI keeps a daemon's session directory under TMPDIR, named after the host. mpirun on the primary
+        # node is itself that node's daemon on Batch; here it also starts one there through this agent. Both
+        # in one tree, either may remove directories the other is creating as it starts or ends.
+        env["TMPDIR"] = os.path.join(env["TMPDIR"], "rsh")
+        os.makedirs(env["TMPDIR"], exist_ok=True)
+    os.execve("/bin/sh", ["/bin/sh", "-c", " ".join(command)], env)
 
 
 if __name__ == "__main__":

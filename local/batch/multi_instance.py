@@ -91,6 +91,14 @@ OPEN_MPI_DEFAULTS = {
     # shared topology each orted reads its own, as on separate machines.
     "OMPI_MCA_rtc_hwloc_vmhole": "none",
 }
+# Open MPI keeps a daemon's session directories under TMPDIR, named after the host and the job family
+# (``ompi.<host>.<uid>/jf.<n>``). On Batch each node has its own /tmp; here every node has the same host
+# name, and with one shared /tmp the daemons of one job removed, as they ended, directories another was
+# creating: about one start in 150 failed ("A call to mkdir was unable to create the desired directory ...
+# File exists", then "ORTE was unable to reliably start one or more daemons"). So every node's processes
+# have the node's own TMPDIR (``Node.tmp_dir``), and ``mpi_rsh.py`` puts the daemons it starts one level
+# down, apart from mpirun on the primary. Not ``OMPI_MCA_orte_tmpdir_base``: mpirun passes its own MCA
+# settings on to every daemon's command line, which would put every node back in the primary's directory.
 
 
 # ---- the task's settings -----------------------------------------------------------

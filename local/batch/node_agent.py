@@ -212,6 +212,7 @@ class NodeAgent:
             "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.is_dedicated else "false",
             "AZ_BATCH_NODE_ROOT_DIR": str(node.root_dir),
             "AZ_BATCH_NODE_SHARED_DIR": str(node.shared_dir),
+            "TMPDIR": str(node.tmp_dir),
             "AZ_BATCH_NODE_STARTUP_DIR": str(node.root_dir / "startup"),
             "AZ_BATCH_NODE_MOUNTS_DIR": str(node.root_dir / "fsmounts"),
             "AZ_BATCH_CERTIFICATES_DIR": str(node.root_dir / "certs"),

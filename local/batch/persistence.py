@@ -283,6 +283,7 @@ def restore_account(account: BatchAccount, document: dict[str, Any], codec: Code
             for node in pool.nodes.values():
                 node.running_tasks = []
                 node.running_task_slots = 0
+                node.tmp_dir.mkdir(parents=True, exist_ok=True)  # its TMPDIR; a snapshot's node may predate it
                 if node.state in RESUMABLE_NODE_STATES:
                     node.set_state("idle")
                 elif node.state in BOOTING_NODE_STATES:

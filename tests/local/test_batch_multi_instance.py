@@ -23,7 +23,7 @@ from tests.local.batch_support import POLL, BatchEnv, Storage, bash, processes_u
 
 MI_VARS = ("AZ_BATCH_HOST_LIST", "AZ_BATCH_NODE_LIST", "AZ_BATCH_MASTER_NODE", "AZ_BATCH_IS_CURRENT_NODE_MASTER",
            "AZ_BATCH_TASK_SHARED_DIR", "AZ_BATCH_TASK_DIR", "AZ_BATCH_TASK_WORKING_DIR", "AZ_BATCH_NODE_ID",
-           "AZ_BATCH_TASK_ID", "AZ_BATCH_JOB_ID", "CCP_NODES", "SCENARIO")
+           "AZ_BATCH_TASK_ID", "AZ_BATCH_JOB_ID", "CCP_NODES", "SCENARIO", "TMPDIR")
 MPI_HELLO = r"""
 #include <mpi.h>
 #include <stdio.h>
@@ -133,6 +133,8 @@ def test_coordination_runs_on_every_node_and_the_application_only_on_the_primary
         assert env["AZ_BATCH_TASK_SHARED_DIR"] == env["AZ_BATCH_TASK_DIR"]
         assert env["AZ_BATCH_TASK_DIR"].endswith(f"/{node.id}/workitems/job/job-1/mi")
         assert env["AZ_BATCH_TASK_WORKING_DIR"] == env["AZ_BATCH_TASK_DIR"] + "/wd"
+        # Each node has a /tmp of its own (where Open MPI's daemons keep their session directories).
+        assert env["TMPDIR"].endswith(f"/{node.id}/tmp") and Path(env["TMPDIR"]).is_dir()
 
     # When the primary ends, the subtasks end: the daemon left on the other node is gone and both nodes are free.
     wait_for(lambda: not processes_under(batch.data_dir / "nodes"), "the coordination daemons to be terminated", timeout=5)
