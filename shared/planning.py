@@ -60,6 +60,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     defines_pool = any(pool.get(k) is not None for k in ("vm_size", "dedicated_nodes", "image", "node_agent_sku")) or bool(
         pool.get("inter_node_communication"))
     defines_pool = defines_pool or bool(pool.get("application_packages"))  # packages need a pool made for them
+    # a formula or a start task is a property of the pool itself: the shared default pool cannot take them
+    defines_pool = defines_pool or pool.get("autoscale_formula") is not None or pool.get("start_task") is not None
     windows = pool.get("os") == WINDOWS
     defines_pool = defines_pool or windows  # the shared default pool runs Linux
     if pool.get("id"):
@@ -73,6 +75,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     dedicated = pool["dedicated_nodes"] if pool.get("dedicated_nodes") is not None else settings.default_dedicated_nodes
     if spec.get("mpi") and pool.get("dedicated_nodes") is None:
         dedicated = spec["mpi"]["nodes"]  # a pool made for an MPI run has one node per instance
+    formula = pool.get("autoscale_formula")
+    interval = pool.get("autoscale_interval")
     metadata = [bm.BatchMetadataItem(name="created_by", value="dmsbatch")]
     if owned:
         metadata.append(bm.BatchMetadataItem(name=META_POOL_OWNER, value=run_id))
@@ -86,15 +90,48 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
             node_agent_sku_id=pool.get("node_agent_sku") or (
                 settings.default_windows_node_agent_sku if windows else settings.default_node_agent_sku),
         ),
-        target_dedicated_nodes=dedicated,
-        target_low_priority_nodes=pool.get("low_priority_nodes") or 0,
+        # Batch rejects target counts beside a formula: the formula alone sizes an autoscaled pool
+        target_dedicated_nodes=None if formula is not None else dedicated,
+        target_low_priority_nodes=None if formula is not None else pool.get("low_priority_nodes") or 0,
+        enable_auto_scale=True if formula is not None else None,
+        auto_scale_formula=formula,
+        auto_scale_evaluation_interval=timedelta(seconds=interval) if formula is not None and interval else None,
         task_slots_per_node=pool.get("task_slots_per_node") or 1,
         enable_inter_node_communication=bool(pool.get("inter_node_communication")),
         application_package_references=[bm.BatchApplicationPackageReference(application_id=p["id"], version=p.get("version"))
                                         for p in pool.get("application_packages") or []] or None,
+        start_task=start_task_for(spec),
         metadata=metadata,
     )
     return pool_id, create, owned
+
+
+def start_task_for(spec: dict[str, Any]) -> bm.BatchStartTask | None:
+    """The pool's start task, wrapped for the pool's OS exactly as the run's tasks are.
+
+    The command gets the same shell (``set -e -o pipefail`` on Linux, ``cmd /s /c``
+    on Windows) and the pool's application packages on PATH (Batch installs a
+    pool's packages before its start task runs), so it can call them by bare
+    name. Its ``environment`` travels as environment settings, never in the
+    command line; ``DMSBATCH_APP_PACKAGES`` is the backend's and wins, as for
+    tasks. ``elevated`` runs it as the pool-wide admin auto-user, the identity
+    Batch documents for start tasks that install software; otherwise Batch's
+    default, a non-admin auto-user, applies.
+    """
+    start = spec["pool"].get("start_task")
+    if start is None:
+        return None
+    os_family = spec["pool"]["os"]
+    packages = package_environment(package_variables(spec["pool"].get("application_packages") or [], os_family))
+    environment = {**start.get("environment", {}), **packages}
+    return bm.BatchStartTask(
+        command_line=task_command_line(spec, start["command"]),
+        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted(environment.items())] or None,
+        wait_for_success=start.get("wait_for_success", True),
+        max_task_retry_count=start.get("max_retries", 0),
+        user_identity=bm.UserIdentity(auto_user=bm.AutoUserSpecification(
+            scope=bm.AutoUserScope.POOL, elevation_level=bm.ElevationLevel.ADMIN)) if start.get("elevated") else None,
+    )
 
 
 def _outputs(spec: dict[str, Any], run_id: str, task_id: str, container_url: str, runs_prefix: str) -> list[bm.OutputFile]:

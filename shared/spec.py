@@ -155,6 +155,42 @@ class ApplicationPackageSchema(StrictSchema):
                             validate=validate.Regexp(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", error="must be 1-64 letters, digits, '.', '-' or '_'"))
 
 
+# Batch's limits on a pool's autoscale evaluation interval (Pool - Add: autoScaleEvaluationInterval)
+AUTOSCALE_INTERVAL_MIN_SECONDS = 5 * 60
+AUTOSCALE_INTERVAL_MAX_SECONDS = 168 * 3600
+# what a formula must assign for the pool ever to get nodes: Batch's targets, not `==` comparisons
+AUTOSCALE_TARGET = re.compile(r"\$Target(?:Dedicated(?:Nodes)?|LowPriorityNodes)\s*=(?!=)")
+
+
+class StartTaskSchema(StrictSchema):
+    """A command every node of a pool the run creates runs when it joins the pool, before any of the run's tasks.
+
+    For what every task needs on the node and no input gives: installing a
+    runtime, unpacking a library into ``$AZ_BATCH_NODE_SHARED_DIR``. It runs
+    in the same shell as tasks (bash on Linux, cmd on Windows), with the pool's
+    application packages on PATH; ``environment`` values reach it as
+    environment variables, never pasted into the command. With
+    ``wait_for_success`` (the default) no task starts on a node until its start
+    task has succeeded, retried up to ``max_retries`` times; ``elevated`` runs
+    it as the pool's administrator (Batch's pool-wide admin auto-user), e.g.
+    for a package manager. A pool named by ``id`` that already exists keeps its
+    own start task.
+    """
+
+    command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    environment = EnvironmentField(load_default=dict)
+    wait_for_success = fields.Boolean(load_default=True)
+    max_retries = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0, max=100, error="must be from 0 to 100"))
+    elevated = fields.Boolean(load_default=False)
+
+
+def _assigns_a_target(formula: str) -> None:
+    """A formula that sets neither target leaves the pool at zero nodes: the run would wait forever."""
+    if not AUTOSCALE_TARGET.search(formula):
+        raise ValidationError("must set $TargetDedicatedNodes or $TargetLowPriorityNodes (e.g. '$TargetDedicatedNodes = 2;'), "
+                              "or the pool never gets a node")
+
+
 class PoolSchema(StrictSchema):
     """Which pool runs the tasks: an existing one by id, or one to create."""
 
@@ -170,6 +206,14 @@ class PoolSchema(StrictSchema):
     inter_node_communication = fields.Boolean(load_default=False)
     # installed on each node when it joins a pool the run creates (not added to an existing pool)
     application_packages = fields.List(fields.Nested(ApplicationPackageSchema), load_default=list)
+    # instead of node counts: Batch evaluates the formula every autoscale_interval (Batch's default 15m when not given)
+    autoscale_formula = fields.String(load_default=None, validate=[
+        validate.Length(min=1, max=8192, error="must be a Batch autoscale formula of 1-8192 characters"), _assigns_a_target])
+    autoscale_interval = Duration(load_default=None, validate=validate.Range(
+        min=AUTOSCALE_INTERVAL_MIN_SECONDS, max=AUTOSCALE_INTERVAL_MAX_SECONDS,
+        error="must be from 5 minutes to 168 hours (Batch's limits), e.g. '5m' or '1h'"))
+    # run by every node of a pool the run creates as it joins (not added to an existing pool)
+    start_task = fields.Nested(StartTaskSchema, load_default=None)
 
 
 # Batch's documented MS-MPI coordination: start the smpd daemon on every node, in the background
@@ -229,8 +273,15 @@ class BeopestSchema(StrictSchema):
     host_timeout = Duration(load_default=600)  # from the master's start; default 10m
 
 
+# Batch ends any task 180 days after it was added ("Batch service quotas and limits": maximum task
+# lifetime), so a longer limit could never be reached; it also keeps the run's deadline (and the SAS
+# expiry derived from it) a date Python can represent, where 10**13 seconds would overflow.
+MAX_WALL_CLOCK_SECONDS = 180 * 24 * 3600
+
+
 class ConstraintsSchema(StrictSchema):
-    max_wall_clock = Duration(load_default=None)
+    max_wall_clock = Duration(load_default=None, validate=validate.Range(
+        max=MAX_WALL_CLOCK_SECONDS, error="must be at most 180 days ('180d'), the longest a Batch task may live"))
     max_task_retries = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100))
 
 
@@ -494,6 +545,38 @@ class RunSpecSchema(StrictSchema):
                 errors.setdefault("pool", {})["dedicated_nodes"] = [f"the pool has fewer nodes than the {nodes} the MPI run needs"]
         if errors:
             raise ValidationError(errors)
+
+    @validates_schema(skip_on_field_errors=False)
+    def autoscale_fits_pool(self, data, **kwargs):
+        """A formula sets the pool's size: not node counts besides it, not a resize, not an MPI run.
+
+        Batch rejects a pool with both a formula and target node counts, and
+        refuses to resize a pool whose size a formula sets (so ``scale_to_zero``
+        could never release it). An MPI task needs all its nodes in the pool at
+        once, which a formula that starts from zero cannot promise.
+        ``low_priority_nodes`` of 0 is its default, so it is allowed (a stored,
+        normalised spec carries it and must load again).
+        """
+        pool = data.get("pool") or {}
+        errors: dict[str, list[str]] = {}
+        if pool.get("autoscale_formula") is None:
+            if pool.get("autoscale_interval") is not None:
+                errors["autoscale_interval"] = ["only a pool with an autoscale_formula is evaluated at an interval; "
+                                                "add a formula or remove autoscale_interval"]
+        else:
+            counts = "a pool with an autoscale_formula gets its node count from the formula; give one or the other"
+            if pool.get("dedicated_nodes") is not None:
+                errors["dedicated_nodes"] = [f"{counts} (set $TargetDedicatedNodes in the formula)"]
+            if pool.get("low_priority_nodes"):
+                errors["low_priority_nodes"] = [f"{counts} (set $TargetLowPriorityNodes in the formula)"]
+            if pool.get("when_done") == "scale_to_zero":
+                errors["when_done"] = ["Batch does not resize a pool whose size an autoscale_formula sets; "
+                                       "choose delete or keep, and let the formula go to zero nodes when no tasks are pending"]
+            if data.get("kind") == "mpi":
+                errors["autoscale_formula"] = ["an MPI run needs all its nodes in the pool when its task starts; "
+                                               "give dedicated_nodes instead of an autoscale_formula"]
+        if errors:
+            raise ValidationError({"pool": errors})
 
     @post_load(pass_original=True)
     def mpi_section_only_for_mpi(self, data, original_data, **kwargs):

@@ -57,7 +57,22 @@ def _validators(field: fields.Field, out: dict[str, Any]) -> None:
             out["pattern"] = rule.regex.pattern
 
 
+def _duration_schema(field: fields.Field) -> dict[str, Any]:
+    """A duration, with its field's bounds (in seconds) on the whole-seconds form; text is checked by marshmallow only."""
+    out = json.loads(json.dumps(CUSTOM[spec_module.Duration]))
+    seconds = out["oneOf"][1]
+    for rule in field.validators:
+        if isinstance(rule, validate.Range):
+            if rule.min is not None:
+                seconds["minimum"] = max(seconds["minimum"], rule.min)
+            if rule.max is not None:
+                seconds["maximum"] = rule.max
+    return out
+
+
 def field_schema(field: fields.Field) -> dict[str, Any]:
+    if isinstance(field, spec_module.Duration):
+        return _duration_schema(field)
     for kind, schema in CUSTOM.items():
         if isinstance(field, kind):
             return dict(schema)

@@ -11,7 +11,9 @@ with a unified diff. After an intended change, regenerate and review the diff:
 Each spec is written as a modeller would for that OS (``tar -xf`` and
 ``%VAR%`` on Windows, ``unzip`` and ``$VAR`` on Linux), with two application
 packages (one a default version), an environment value full of shell
-metacharacters and inputs with a file mode. Beside the goldens, structural
+metacharacters and inputs with a file mode; the ``autoscaled`` case is a single
+run on a pool sized by an autoscale formula, whose nodes run an elevated start
+task. Beside the goldens, structural
 checks state what must hold for Windows whatever the goldens say: every
 command line goes through ``cmd /s /c``, nothing the planner adds is a
 bash-ism, packages use Windows variable names, and no spec value is in a
@@ -60,7 +62,11 @@ COMMANDS = {
             "windows": "mpiexec -c 1 -wdir %AZ_BATCH_TASK_SHARED_DIR% pschism.exe 2"},
     "master": {"linux": 'hostname -i\nbeopest64 case /h ":$BEOPEST_PORT"', "windows": "hostname\nbeopest64.exe case /h :%BEOPEST_PORT%"},
     "worker": {"linux": 'beopest64 case /h "$BEOPEST_MASTER"', "windows": "beopest64.exe case /h %BEOPEST_MASTER%"},
+    "start": {"linux": 'mkdir -p "$AZ_BATCH_NODE_SHARED_DIR/netcdf"\nnetcdf-install --to "$AZ_BATCH_NODE_SHARED_DIR/netcdf"',
+              "windows": "mkdir %AZ_BATCH_NODE_SHARED_DIR%\\netcdf\nnetcdf-install.exe --to %AZ_BATCH_NODE_SHARED_DIR%\\netcdf"},
 }
+FORMULA = "$TargetDedicatedNodes = min(3, $PendingTasks.GetSample(1));\n$NodeDeallocationOption = taskcompletion;"
+KINDS = ("single", "sweep", "mpi", "beopest", "autoscaled")
 
 
 def spec_for(kind: str, os_family: str) -> dict[str, Any]:
@@ -80,6 +86,12 @@ def spec_for(kind: str, os_family: str) -> dict[str, Any]:
     if kind == "mpi":
         return {**base, "kind": "mpi", "command": COMMANDS["mpi"][os_family], "inputs": ["schism.in"],
                 "mpi": {"nodes": 2}, "pool": {**pool, "inter_node_communication": True}}
+    if kind == "autoscaled":
+        autoscaled = {k: v for k, v in pool.items() if k != "dedicated_nodes"}
+        return {**base, "command": COMMANDS["single"][os_family], "inputs": ["study.zip"],
+                "pool": {**autoscaled, "autoscale_formula": FORMULA, "autoscale_interval": "10m",
+                         "start_task": {"command": COMMANDS["start"][os_family], "elevated": True, "max_retries": 2,
+                                        "environment": {"NOTE": HOSTILE, "NETCDF_VERSION": "4.9.2"}}}}
     if kind == "beopest":
         return {**base, "kind": "beopest", "inputs": ["case.pst", {"blob": "model.tpl", "mode": "0755"}],
                 "beopest": {"workers": 2, "port": 4004, "master_command": COMMANDS["master"][os_family],
@@ -109,7 +121,7 @@ def golden_text(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-CASES = [(kind, os_family) for kind in ("single", "sweep", "mpi", "beopest") for os_family in OSES]
+CASES = [(kind, os_family) for kind in KINDS for os_family in OSES]
 
 
 @pytest.mark.parametrize("kind, os_family", CASES, ids=[f"{o}-{k}" for k, o in CASES])
@@ -144,6 +156,8 @@ def command_lines(kind: str, os_family: str) -> dict[str, str]:
     for task in plan.tasks:
         if task.multi_instance_settings:
             found[f"task {task.id} coordination"] = task.multi_instance_settings.coordination_command_line
+    if plan.pool.start_task:
+        found["pool start task"] = plan.pool.start_task.command_line
     if plan.job.job_preparation_task:
         found["job preparation"] = plan.job.job_preparation_task.command_line
         found["job release"] = plan.job.job_release_task.command_line
@@ -158,7 +172,7 @@ def planner_added(line: str, kind: str, os_family: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("kind", ["single", "sweep", "mpi", "beopest"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_windows_command_lines_are_cmd_with_nothing_of_bash(kind: str):
     for where, line in command_lines(kind, "windows").items():
         assert re.fullmatch(r'cmd /s /c ".*"', line, re.DOTALL), f"{where}: {line}"
@@ -170,25 +184,41 @@ def test_windows_command_lines_are_cmd_with_nothing_of_bash(kind: str):
 
 
 @pytest.mark.parametrize("os_family", OSES)
-@pytest.mark.parametrize("kind", ["single", "sweep", "mpi", "beopest"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_spec_values_stay_out_of_command_lines(kind: str, os_family: str):
     _, plan, workers = plan_of(kind, os_family)
     for where, line in command_lines(kind, os_family).items():
         assert "rm -rf /" not in line and "del /q" not in line, f"{where}: {line}"
-    for task in [*plan.tasks, *workers]:
+    for task in [*plan.tasks, *workers, *([plan.pool.start_task] if plan.pool.start_task else [])]:
         assert {e.name: e.value for e in task.environment_settings}["NOTE"] == HOSTILE
 
 
-@pytest.mark.parametrize("kind", ["single", "sweep", "mpi", "beopest"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_windows_tasks_put_packages_on_path_by_their_windows_names(kind: str):
     _, plan, workers = plan_of(kind, "windows")
-    for task in [*plan.tasks, *workers]:
+    for task in [*plan.tasks, *workers, *([plan.pool.start_task] if plan.pool.start_task else [])]:
         assert task.command_line.startswith(
             'cmd /s /c "set "PATH=%AZ_BATCH_APP_PACKAGE_DSM2#8.2.2%;%AZ_BATCH_APP_PACKAGE_DSM2#8.2.2%\\bin;'
             '%AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS%;%AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS%\\bin;%PATH%" && '), task.command_line
         assert {e.name: e.value for e in task.environment_settings}["DMSBATCH_APP_PACKAGES"] == (
             "AZ_BATCH_APP_PACKAGE_DSM2#8.2.2 AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS")
         assert all(r.file_mode is None for r in task.resource_files or []), "Windows ignores file modes"
+
+
+@pytest.mark.parametrize("os_family", OSES)
+def test_an_autoscaled_pool_has_its_formula_no_node_counts_and_an_admin_start_task(os_family: str):
+    _, plan, _ = plan_of("autoscaled", os_family)
+    pool = plan.pool
+    assert plan.pool_id == f"pool-{RUN_ID}"
+    assert (pool.enable_auto_scale, pool.auto_scale_formula) == (True, FORMULA)
+    assert pool.auto_scale_evaluation_interval.total_seconds() == 600
+    assert pool.target_dedicated_nodes is None and pool.target_low_priority_nodes is None, "Batch rejects counts beside a formula"
+    start = pool.start_task
+    wrapped = {"linux": "/bin/bash -c 'set -e -o pipefail; ", "windows": 'cmd /s /c "set "PATH='}[os_family]
+    assert start.command_line.startswith(wrapped), start.command_line
+    assert (start.wait_for_success, start.max_task_retry_count) == (True, 2)
+    assert (start.user_identity.auto_user.scope, start.user_identity.auto_user.elevation_level) == ("pool", "admin")
+    assert {e.name: e.value for e in start.environment_settings}["NETCDF_VERSION"] == "4.9.2"
 
 
 def test_a_windows_pool_gets_a_windows_image_and_the_mpi_run_starts_ms_mpi():

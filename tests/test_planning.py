@@ -157,3 +157,68 @@ def test_mpi_coordination_commands_get_the_packages_too_and_windows_starts_smpd_
         'start cmd /c ""%MSMPI_BIN%\\smpd.exe"" -d"')
     [linux] = plan(**{**spec, "pool": {**spec["pool"], "os": "linux"}}).tasks
     assert linux.multi_instance_settings.coordination_command_line.endswith("; true'")
+
+
+# ---- pools: autoscale formula and start task ------------------------------------------------
+FORMULA = "$TargetDedicatedNodes = max(1, $PendingTasks.GetSample(1));"
+
+
+@pytest.mark.parametrize("pool", [{"autoscale_formula": FORMULA}, {"start_task": {"command": "true"}}],
+                         ids=["formula", "start-task"])
+def test_a_formula_or_a_start_task_alone_gives_the_run_its_own_pool(pool):
+    result = plan(pool=pool)
+    assert result.pool_id == "pool-r1", "the shared default pool cannot take a formula or a start task"
+    assert {m.name: m.value for m in result.job.metadata}[META_WHEN_DONE] == "delete"
+
+
+def test_an_autoscaled_pool_sends_the_formula_and_interval_and_no_node_counts():
+    pool = plan(pool={"autoscale_formula": FORMULA, "autoscale_interval": "1h"}).pool
+    sent = pool.as_dict()
+    assert (sent["enableAutoScale"], sent["autoScaleFormula"]) == (True, FORMULA)
+    assert pool.auto_scale_evaluation_interval == timedelta(hours=1)
+    assert "targetDedicatedNodes" not in sent and "targetLowPriorityNodes" not in sent
+    assert "autoScaleEvaluationInterval" not in plan(pool={"autoscale_formula": FORMULA}).pool.as_dict(), \
+        "without an interval Batch's default (15 minutes) applies"
+
+
+def test_a_fixed_size_pool_sends_no_autoscale_and_no_start_task():
+    sent = plan(pool={"dedicated_nodes": 2}).pool.as_dict()
+    assert sent["targetDedicatedNodes"] == 2 and sent["targetLowPriorityNodes"] == 0
+    assert not {"enableAutoScale", "autoScaleFormula", "startTask"} & set(sent)
+
+
+def test_a_named_pool_with_a_definition_carries_it_for_when_batch_must_create_that_pool():
+    result = plan(pool={"id": "shared-a", "autoscale_formula": FORMULA, "start_task": {"command": "true"}})
+    assert result.pool_id == "shared-a" and result.pool.auto_scale_formula == FORMULA and result.pool.start_task
+    assert {m.name: m.value for m in result.job.metadata}[META_WHEN_DONE] == "keep", "a named pool is not the run's to delete"
+
+
+def test_the_start_task_is_wrapped_like_a_task_with_its_environment_out_of_the_command_line():
+    hostile = "it's; rm -rf / $(id)"
+    start = plan(pool={"start_task": {"command": 'mkdir -p "$AZ_BATCH_NODE_SHARED_DIR/lib"', "environment": {"NOTE": hostile},
+                                      "wait_for_success": False, "max_retries": 3}}).pool.start_task
+    assert start.command_line == command_line('mkdir -p "$AZ_BATCH_NODE_SHARED_DIR/lib"', "linux")
+    assert hostile not in start.command_line
+    assert [(e.name, e.value) for e in start.environment_settings] == [("NOTE", hostile)]
+    assert (start.wait_for_success, start.max_task_retry_count) == (False, 3)
+    assert start.user_identity is None, "not elevated: Batch's default non-admin auto-user"
+
+
+def test_an_elevated_windows_start_task_runs_in_cmd_as_the_pool_admin_with_packages_on_path():
+    start = plan(pool={"os": "windows", "application_packages": [{"id": "msmpi", "version": "10.1"}],
+                       "start_task": {"command": "msmpisetup.exe -unattend", "elevated": True}}).pool.start_task
+    assert start.command_line == ('cmd /s /c "set "PATH=%AZ_BATCH_APP_PACKAGE_MSMPI#10.1%;%AZ_BATCH_APP_PACKAGE_MSMPI#10.1%\\bin;'
+                                  '%PATH%" && msmpisetup.exe -unattend"')
+    assert [(e.name, e.value) for e in start.environment_settings] == [("DMSBATCH_APP_PACKAGES", "AZ_BATCH_APP_PACKAGE_MSMPI#10.1")]
+    assert start.as_dict()["userIdentity"] == {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
+    assert start.wait_for_success is True and start.max_task_retry_count == 0
+
+
+def test_the_linux_start_task_command_line_runs_in_bash_with_its_environment(tmp_path):
+    """The planned command line, run as Batch would run it (no shell of its own), sees the environment setting."""
+    start = plan(pool={"start_task": {"command": 'echo "lib $LIB" > "$AZ_BATCH_NODE_SHARED_DIR/ready.txt"',
+                                      "environment": {"LIB": "a b; $(false)"}}}).pool.start_task
+    env = {"PATH": "/usr/bin:/bin", "AZ_BATCH_NODE_SHARED_DIR": str(tmp_path),
+           **{e.name: e.value for e in start.environment_settings}}
+    subprocess.run(shlex.split(start.command_line), env=env, check=True)
+    assert (tmp_path / "ready.txt").read_text() == "lib a b; $(false)\n"

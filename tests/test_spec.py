@@ -83,3 +83,103 @@ def test_run_id_rule_is_explained():
 
 def test_a_spec_must_be_a_mapping():
     assert errors_of(["command", "x"]) == ["(spec): must be a mapping of fields, not list"]
+
+
+# ---- pool: autoscale formula and start task ---------------------------------------------------
+FORMULA = "$TargetDedicatedNodes = min(4, $PendingTasks.GetSample(1));"
+
+
+def test_an_autoscale_formula_and_a_start_task_load_with_their_defaults():
+    pool = load_spec({"command": "x", "pool": {
+        "autoscale_formula": FORMULA, "autoscale_interval": "10m",
+        "start_task": {"command": "tar -xf lib.tar -C \"$AZ_BATCH_NODE_SHARED_DIR\"", "environment": {"LIB": "netcdf", "N": 4}},
+    }})["pool"]
+    assert pool["autoscale_formula"] == FORMULA and pool["autoscale_interval"] == 600
+    assert pool["dedicated_nodes"] is None and pool["low_priority_nodes"] == 0
+    assert pool["start_task"] == {"command": "tar -xf lib.tar -C \"$AZ_BATCH_NODE_SHARED_DIR\"",
+                                  "environment": {"LIB": "netcdf", "N": "4"},
+                                  "wait_for_success": True, "max_retries": 0, "elevated": False}
+
+
+def test_a_pool_without_them_normalises_to_none_and_a_normalised_spec_loads_to_itself():
+    spec = load_spec({"command": "x"})
+    assert (spec["pool"]["autoscale_formula"], spec["pool"]["autoscale_interval"], spec["pool"]["start_task"]) == (None, None, None)
+    autoscaled = load_spec({"command": "x", "pool": {"autoscale_formula": FORMULA, "start_task": {"command": "true", "elevated": True}}})
+    assert load_spec(autoscaled) == autoscaled, "request.json's spec, re-posted, must load again (low_priority_nodes: 0 included)"
+
+
+@pytest.mark.parametrize("interval, seconds", [("5m", 300), ("168h", 604800), ("1d", 86400), (900, 900)])
+def test_autoscale_intervals_are_durations_within_batchs_limits(interval, seconds):
+    pool = load_spec({"command": "x", "pool": {"autoscale_formula": FORMULA, "autoscale_interval": interval}})["pool"]
+    assert pool["autoscale_interval"] == seconds
+
+
+@pytest.mark.parametrize("interval", ["4m", "169h", 60, "soon"])
+def test_autoscale_intervals_outside_batchs_limits_are_rejected(interval):
+    [error] = errors_of({"command": "x", "pool": {"autoscale_formula": FORMULA, "autoscale_interval": interval}})
+    assert error.startswith("pool.autoscale_interval: must be")
+
+
+def test_a_formula_beside_node_counts_an_mpi_run_or_scale_to_zero_is_rejected_all_at_once():
+    assert errors_of({
+        "command": "mpirun schism", "kind": "mpi", "mpi": {"nodes": 2},
+        "pool": {"inter_node_communication": True, "autoscale_formula": FORMULA,
+                 "dedicated_nodes": 2, "low_priority_nodes": 1, "when_done": "scale_to_zero"},
+    }) == [
+        "pool.autoscale_formula: an MPI run needs all its nodes in the pool when its task starts; "
+        "give dedicated_nodes instead of an autoscale_formula",
+        "pool.dedicated_nodes: a pool with an autoscale_formula gets its node count from the formula; "
+        "give one or the other (set $TargetDedicatedNodes in the formula)",
+        "pool.low_priority_nodes: a pool with an autoscale_formula gets its node count from the formula; "
+        "give one or the other (set $TargetLowPriorityNodes in the formula)",
+        "pool.when_done: Batch does not resize a pool whose size an autoscale_formula sets; "
+        "choose delete or keep, and let the formula go to zero nodes when no tasks are pending",
+    ]
+
+
+def test_a_formula_must_set_a_target_and_an_interval_needs_a_formula():
+    assert errors_of({"command": "x", "pool": {"autoscale_formula": "$TargetDedicatedNodes == 2;"}}) == [
+        "pool.autoscale_formula: must set $TargetDedicatedNodes or $TargetLowPriorityNodes (e.g. '$TargetDedicatedNodes = 2;'), "
+        "or the pool never gets a node"]
+    assert errors_of({"command": "x", "pool": {"dedicated_nodes": 2, "autoscale_interval": "10m"}}) == [
+        "pool.autoscale_interval: only a pool with an autoscale_formula is evaluated at an interval; "
+        "add a formula or remove autoscale_interval"]
+
+
+def test_a_formula_with_the_id_of_a_pool_is_the_definition_used_if_that_pool_is_missing():
+    """As for every pool definition beside an id (pool_for): the named pool is created with it if it does not exist."""
+    pool = load_spec({"command": "x", "pool": {"id": "shared-autoscaled", "autoscale_formula": FORMULA}})["pool"]
+    assert pool["id"] == "shared-autoscaled" and pool["autoscale_formula"] == FORMULA
+
+
+def test_every_start_task_problem_is_reported_at_once_with_its_path():
+    assert errors_of({"command": "x", "pool": {"start_task": {
+        "command": "", "environment": {"9LIVES": "x"}, "max_retries": 101, "elevated": "sometimes", "user": "root"}}}) == [
+        "pool.start_task.command: must not be empty",
+        "pool.start_task.elevated: Not a valid boolean.",
+        "pool.start_task.environment: '9LIVES' is not a valid environment variable name "
+        "(letters, digits and '_', not starting with a digit)",
+        "pool.start_task.max_retries: must be from 0 to 100",
+        "pool.start_task.user: is not a field here; check its spelling and indentation",
+    ]
+    assert errors_of({"command": "x", "pool": {"start_task": {"wait_for_success": False}}}) == [
+        "pool.start_task.command: Missing data for required field."]
+
+
+# ---- constraints.max_wall_clock is bounded -------------------------------------------------------
+@pytest.mark.parametrize("limit", [10**13, "181d", "4400h"])
+def test_a_wall_clock_limit_beyond_batchs_task_lifetime_is_an_error_not_an_overflow(limit):
+    assert errors_of({"command": "x", "constraints": {"max_wall_clock": limit}}) == [
+        "constraints.max_wall_clock: must be at most 180 days ('180d'), the longest a Batch task may live"]
+
+
+def test_the_longest_wall_clock_limit_plans_a_deadline():
+    from datetime import datetime, timezone
+
+    from shared.planning import deadline_for
+    from shared.settings import Settings
+
+    spec = load_spec({"command": "x", "constraints": {"max_wall_clock": "180d"}})
+    settings = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
+    accepted = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    assert deadline_for(spec, settings, accepted).date().isoformat() == "2027-05-23"
