@@ -118,6 +118,28 @@ def test_null_in_the_spec_removes_the_profile_value(profile_container):
     assert merge({"a": {"b": 1}}, {"a": {"c": None}, "d": None}) == {"a": {"b": 1}}, "null where the profile has nothing: left out"
 
 
+def test_a_profiles_start_task_merges_like_any_mapping_the_specs_command_replacing_its_command():
+    profile = {"pool": {"start_task": {"command": "install-netcdf", "environment": {"NETCDF": "4.9", "PREFIX": "/opt"},
+                                       "elevated": True}}}
+    merged = load_spec(merge({"command": "x", **profile},
+                             {"pool": {"start_task": {"command": "install-hdf5", "environment": {"PREFIX": None, "HDF5": "1.14"}}}}))
+    assert merged["pool"]["start_task"] == {"command": "install-hdf5", "environment": {"NETCDF": "4.9", "HDF5": "1.14"},
+                                            "elevated": True, "wait_for_success": True, "max_retries": 0}
+    assert load_spec(merge({"command": "x", **profile}, {"pool": {"start_task": None}}))["pool"]["start_task"] is None
+
+
+def test_an_autoscale_formula_over_a_profiles_node_count_says_where_the_count_came_from(profile_container):
+    formula = "$TargetDedicatedNodes = 2;"
+    with pytest.raises(SpecError) as error:
+        load_run_spec({"profile": "base", "pool": {"autoscale_formula": formula}}, store_over(profile_container))
+    assert error.value.errors == [
+        "pool.dedicated_nodes: a pool with an autoscale_formula gets its node count from the formula; give one or the other "
+        "(set $TargetDedicatedNodes in the formula) (from profile 'base')"]
+    spec = load_run_spec({"profile": "base", "pool": {"autoscale_formula": formula, "dedicated_nodes": None}},
+                         store_over(profile_container))
+    assert spec["pool"]["autoscale_formula"] == formula and spec["pool"]["dedicated_nodes"] is None
+
+
 def test_the_normalised_spec_records_the_profile_and_its_etag(profile_container):
     spec = load_run_spec({"profile": "other", PROFILE_ETAG_FIELD: "ignored on input"}, store_over(profile_container))
     etag = profile_container.get_blob_client("other.yaml").get_blob_properties().etag.strip('"')
