@@ -3,11 +3,13 @@
 Every tick derives what to do from Batch job metadata and the run's blobs
 alone, and each action is safe to repeat, so a restart, a second instance or
 an overlapping tick does no harm. Per active run a quiet tick costs one Batch
-request (task counts) beyond the shared job listing.
+request (task counts) beyond the shared job listing, and one look at each pool
+that a run is waiting on before any of its tasks has started.
 """
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -19,16 +21,17 @@ from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event
 from shared.manifest import build_manifest, output_entry, task_entry
-from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
+from shared.planning import pool_for, META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_store import RunStore
 from shared.status import is_terminal, now_iso, read_status, update_status
-from shared.submission import REQUEST_BLOB
+from shared.submission import REQUEST_BLOB, grow_idle_pool
 
 log = logging.getLogger("dmsbatch.reconcile")
 
 MANIFEST_BLOB = "manifest.json"
 STDERR_TAIL_BYTES = 4096
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
+TERMINATE_IN_PARALLEL = 16
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class RunObservation:
     expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
     kind: str = "single"  # the run kind (job metadata)
     beopest: beopest.BeopestObservation | None = None  # a BeoPEST run's master, when this tick looked at it
+    pool_without_nodes: bool = False  # nothing has started, and its fixed-size pool has no nodes to come
 
 
 @dataclass
@@ -61,36 +65,62 @@ def observe(clients: Clients) -> list[RunObservation]:
     batch = clients.batch
     store = RunStore(clients.runs())
     runs = []
+    empty_pools: dict[str, bool] = {}  # one look per pool and tick, however many runs wait on it
     for job in batch.list_jobs(filter="state eq 'active'", select=["id", "metadata", "poolInfo"]):
         meta = {m.name: m.value for m in job.metadata or []}
         run_id = meta.get(META_RUN_ID)
         if not run_id:
             continue  # not one of ours
-        counts = batch.get_job_task_counts(job.id).task_counts
-        deadline = datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None
-        counted = {"active": counts.active, "running": counts.running, "completed": counts.completed,
-                   "succeeded": counts.succeeded, "failed": counts.failed}
-        status = read_status(store, run_id) or {}
-        kind = meta.get(META_KIND, "single")
-        runs.append(RunObservation(
-            run_id=run_id, job_id=job.id, pool_id=job.pool_info.pool_id if job.pool_info else None,
-            deadline=deadline, when_done=meta.get(META_WHEN_DONE, "keep"),
-            counts=counted,
-            status=status,
-            expected_tasks=int(meta.get(META_TASKS) or 0),
-            kind=kind,
-            beopest=beopest.observe(batch, job.id, meta, counted, status) if kind == "beopest" and not is_terminal(status) else None,
-        ))
+        try:
+            runs.append(_observe_run(batch, store, job, meta, run_id, empty_pools))
+        except Exception:  # one run that cannot be observed (a bad status blob, a failing call) must not stall the others
+            log.exception("run %s: could not be observed; will retry next tick", run_id)
     return runs
+
+
+def _observe_run(batch: Any, store: RunStore, job: Any, meta: dict[str, str], run_id: str,
+                 empty_pools: dict[str, bool]) -> RunObservation:
+    """One active run: its job's task counts and metadata, its status, a BeoPEST master's state, and, for
+    a run none of whose tasks has started, whether its pool has any nodes to come."""
+    counts = batch.get_job_task_counts(job.id).task_counts
+    deadline = datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None
+    counted = {"active": counts.active, "running": counts.running, "completed": counts.completed,
+               "succeeded": counts.succeeded, "failed": counts.failed}
+    status = read_status(store, run_id) or {}
+    kind = meta.get(META_KIND, "single")
+    pool_id = job.pool_info.pool_id if job.pool_info else None
+    waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not is_terminal(status)
+    if waiting and pool_id and pool_id not in empty_pools:
+        empty_pools[pool_id] = _has_no_nodes_to_come(batch, pool_id)
+    return RunObservation(
+        run_id=run_id, job_id=job.id, pool_id=job.pool_info.pool_id if job.pool_info else None,
+        deadline=deadline, when_done=meta.get(META_WHEN_DONE, "keep"),
+        counts=counted,
+        status=status,
+        expected_tasks=int(meta.get(META_TASKS) or 0),
+        kind=kind,
+        beopest=beopest.observe(batch, job.id, meta, counted, status) if kind == "beopest" and not is_terminal(status) else None,
+        pool_without_nodes=waiting and empty_pools.get(pool_id or "", False),
+    )
+
+
+def _has_no_nodes_to_come(batch: Any, pool_id: str) -> bool:
+    try:
+        pool = batch.get_pool(pool_id, select=["id", "enableAutoScale", "targetDedicatedNodes", "targetLowPriorityNodes"])
+    except ResourceNotFoundError:
+        return False  # nothing to grow; the run times out at its deadline
+    return not pool.enable_auto_scale and (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0) == 0
 
 
 # ---- decide (pure) -----------------------------------------------------------------------
 def decide(run: RunObservation, now: datetime) -> str | None:
-    """One of: 'finish', 'time_out', 'cancel', 'progress', or None when nothing changed."""
+    """One of: 'finish', 'time_out', 'end_tasks', 'grow_pool', 'progress', a BeoPEST step, or None when nothing changed."""
     counts = run.counts
     total = counts["active"] + counts["running"] + counts["completed"]
     if is_terminal(run.status):
-        return "finish"  # finished before; the job was not yet terminated
+        # Ended before: by this reconciler (the job was not yet terminated), or elsewhere (a submission that
+        # failed after its job existed). Tasks still going are ended first, so the manifest is written last.
+        return "finish" if counts["completed"] == total else "end_tasks"
     if run.kind == "beopest" and not run.status.get("cancel_requested_at") and (run.deadline is None or now <= run.deadline):
         # chain the workers to the master's host, end them when the master ends, or fail the run (shared.beopest)
         action = beopest.decide(run, now)
@@ -100,13 +130,15 @@ def decide(run: RunObservation, now: datetime) -> str | None:
         return "finish"
     if run.status.get("cancel_requested_at"):
         # keep ending tasks until none is left unfinished (a task added after the first pass included)
-        return "finish" if counts["completed"] == total else "cancel"
+        return "finish" if counts["completed"] == total else "end_tasks"
     overdue = run.deadline is not None and now > run.deadline
-    if overdue and not run.status.get("deadline_passed_at"):
-        return "time_out"
+    if overdue and (counts["completed"] < total or not run.status.get("deadline_passed_at")):
+        return "time_out"  # again on every tick until no task is left: a pass cut short must not leave any running
     if total == 0 or (overdue and counts["completed"] == total):
         # tasks not (all) added yet: the (re)delivered request will add them, unless the run is out of time
         return "finish" if overdue else None
+    if run.pool_without_nodes and not run.status.get("cancel_requested_at"):
+        return "grow_pool"
     tasks = dict(run.status.get("tasks") or {})
     observed = task_summary(run)
     started = counts["running"] + counts["completed"] > 0
@@ -126,11 +158,12 @@ def _fail_beopest(clients: Clients, run: RunObservation) -> None:
 ACTIONS: dict[str, tuple[Callable[[Clients, RunObservation], None], str]] = {
     "finish": (lambda clients, run: finish_run(clients, run), "finished"),
     "time_out": (lambda clients, run: time_out_run(clients, run), "timed_out"),
-    "cancel": (lambda clients, run: end_unfinished_tasks(clients, run), "cancelling"),
+    "end_tasks": (lambda clients, run: end_unfinished_tasks(clients, run), "cancelling"),
     "progress": (lambda clients, run: record_progress(clients, run), "progressed"),
     "beopest_chain": (lambda clients, run: beopest.chain_workers(clients, run), "progressed"),
     "beopest_end_workers": (lambda clients, run: end_unfinished_tasks(clients, run), "progressed"),
     "beopest_fail": (_fail_beopest, "progressed"),
+    "grow_pool": (lambda clients, run: grow_pool(clients, run), "progressed"),
 }
 
 
@@ -180,13 +213,27 @@ def time_out_run(clients: Clients, run: RunObservation) -> None:
 
 
 def end_unfinished_tasks(clients: Clients, run: RunObservation) -> None:
-    """Terminate the run's tasks that have not completed (one filtered list, one call per such task)."""
+    """Terminate the run's tasks that have not completed: one filtered list, then one call per such task,
+    ``TERMINATE_IN_PARALLEL`` at a time (Batch has no call that ends many tasks and keeps the job active, which
+    the reconciler needs until the manifest is written). A task that ends meanwhile is not an error."""
     batch = clients.batch
-    for task in batch.list_tasks(run.job_id, filter="state ne 'completed'", select=["id"]):
+    task_ids = [task.id for task in batch.list_tasks(run.job_id, filter="state ne 'completed'", select=["id"])]
+
+    def terminate(task_id: str) -> None:
         try:
-            batch.terminate_task(run.job_id, task.id)
+            batch.terminate_task(run.job_id, task_id)
         except ResourceNotFoundError:
             pass
+        except HttpResponseError as exc:
+            if getattr(exc.error, "code", None) != "TaskCompleted":
+                raise
+
+    if len(task_ids) <= 1:
+        for task_id in task_ids:
+            terminate(task_id)
+        return
+    with ThreadPoolExecutor(max_workers=min(TERMINATE_IN_PARALLEL, len(task_ids))) as pool:
+        list(pool.map(terminate, task_ids))  # the first failure is raised; the next tick retries what is left
 
 
 def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
@@ -205,6 +252,8 @@ def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
 
 def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None,
                  kind: str | None = None) -> tuple[str, str | None]:
+    if is_terminal(status):  # ended before the tasks did (a submission that failed after its job existed): it stands
+        return status["state"], status.get("reason")
     if status.get("cancel_requested_at"):
         return "cancelled", cancelled_reason(status)
     if kind == "beopest":  # the run follows its master; workers are ended with it, and one that fails does no harm
@@ -291,13 +340,15 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> d
 
 
 def _release_pool(clients: Clients, run: RunObservation) -> None:
-    """Delete or shrink a pool the run asked to release, once no other active job uses it."""
+    """Delete or shrink a pool the run asked to release, once no other active job uses it.
+
+    A run submitted between the listing and the shrink waits on a pool with no nodes; the next ticks see
+    it waiting there and grow the pool back (``decide`` -> ``grow_pool``).
+    """
     if run.when_done == "keep" or not run.pool_id:
         return
     batch = clients.batch
-    others = [j for j in batch.list_jobs(filter="state eq 'active'", select=["id", "poolInfo"])
-              if j.id != run.job_id and j.pool_info and j.pool_info.pool_id == run.pool_id]
-    if others:
+    if _other_active_jobs(batch, run):
         return
     try:
         if run.when_done == "delete":
@@ -309,3 +360,20 @@ def _release_pool(clients: Clients, run: RunObservation) -> None:
     except HttpResponseError as exc:
         if getattr(exc.error, "code", None) not in ("PoolBeingDeleted",):
             raise
+
+
+def grow_pool(clients: Clients, run: RunObservation) -> None:
+    """Give a run waiting on a pool with no nodes the nodes its spec asks for (a pool shrunk by another
+    run's ``when_done: scale_to_zero``, or by hand). A pool still shrinking refuses the resize (409); the
+    next tick tries again."""
+    request = RunStore(clients.runs()).read(run.run_id, REQUEST_BLOB).document
+    if not request:
+        return
+    _, pool, _ = pool_for(request["spec"], run.run_id, clients.settings)
+    if pool.id == run.pool_id:
+        grow_idle_pool(clients.batch, pool, run.run_id)
+
+
+def _other_active_jobs(batch: Any, run: RunObservation) -> list[str]:
+    return [j.id for j in batch.list_jobs(filter="state eq 'active'", select=["id", "poolInfo"])
+            if j.id != run.job_id and j.pool_info and j.pool_info.pool_id == run.pool_id]

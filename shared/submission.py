@@ -21,7 +21,7 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from shared import spec_blobs
+from shared import batch_ops, spec_blobs
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.errors import PermanentRunError
@@ -32,7 +32,7 @@ from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
 from shared.sas import SasIssuer
 from shared.spec import SpecError
-from shared.status import is_terminal, now_iso, update_status
+from shared.status import is_terminal, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.submission")
 
@@ -51,23 +51,9 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     """
     settings = clients.settings
     store = RunStore(clients.runs())
-    request = spec_blobs.resolve(clients, request)  # a reference message's spec, from runs/<run_id>/...
     run_id = request.run_id
-    spec = spec_for_submission(clients, run_id, request.document)  # its profile merged, then load_spec; or PermanentRunError
-    spec["run_id"] = run_id
-
-    stored = store.read(run_id, REQUEST_BLOB)
-    if stored.document is None:
-        record = {"run_id": run_id, "accepted_at": now_iso(), "spec": spec}
-        if request.spec_blob:
-            record["spec_blob"] = request.spec_blob  # where the spec came from
-        if not store.create_once(run_id, REQUEST_BLOB, record):
-            record = store.read(run_id, REQUEST_BLOB).document
-    else:
-        record = stored.document
-    if record["spec"] != spec:
-        log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
-        spec = record["spec"]
+    record = _stored_request(clients, store, request)
+    spec = record["spec"]
 
     status = update_status(store, run_id, "accepted", lambda s: s.update(name=spec.get("name") or run_id, kind=spec["kind"]))
     if is_terminal(status) or (status.get("timestamps") or {}).get("submitted"):
@@ -111,11 +97,21 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
             if getattr(exc.error, "code", None) == "InvalidApplicationPackageReferences":  # ... packages the account lacks
                 raise PermanentRunError(run_id, [f"pool.application_packages: Batch cannot install them: {_error_details(exc)}"],
                                         reason="Batch refused the run's pool") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 400:  # a VM size, image or node agent Batch does not offer: no retry will change it
+                raise PermanentRunError(run_id, [f"pool: Batch refused to create pool '{plan.pool_id}': {_error_details(exc)}"],
+                                        reason="Batch refused the run's pool") from None
+            raise
     try:
         batch.create_job(plan.job)
     except ResourceExistsError:
         log.info("run %s: job %s already exists; completing its submission", run_id, plan.job.id)
     add_missing_tasks(batch, plan.job.id, plan.tasks, run_id)
+    try:
+        grow_idle_pool(batch, plan.pool, run_id)
+    except HttpResponseError as exc:  # still shrinking: the reconciler grows it once it is steady
+        if getattr(exc.error, "code", None) != "PoolBeingResized":
+            raise
 
     def submitted(s: dict[str, Any]) -> None:
         s.update(job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat())
@@ -123,6 +119,50 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
 
     return update_status(store, run_id, "submitted", submitted)
+
+
+def grow_idle_pool(batch: BatchClient, pool: bm.BatchPoolCreateOptions, run_id: str = "") -> bool:
+    """Resize a fixed-size pool that has been shrunk to no nodes back to the run's node counts; True if it did.
+
+    A run's ``when_done: scale_to_zero`` (or a modeller, by hand) leaves a pool at zero nodes; the next
+    run on it would otherwise wait for nodes until its deadline. Called after the job exists, so a
+    release that shrinks the pool meanwhile sees the job and grows it back (``shared.reconcile``).
+    An autoscaled pool is left to its formula.
+    """
+    current = batch.get_pool(pool.id, select=["id", "enableAutoScale", "targetDedicatedNodes", "targetLowPriorityNodes"])
+    if current.enable_auto_scale or (current.target_dedicated_nodes or 0) + (current.target_low_priority_nodes or 0) > 0:
+        return False
+    dedicated, low_priority = pool.target_dedicated_nodes or 0, pool.target_low_priority_nodes or 0
+    if dedicated + low_priority == 0:
+        return False
+    batch_ops.resize_pool(batch, pool.id, dedicated, low_priority)
+    log.info("run %s: pool %s had no nodes; resized to %d dedicated and %d low-priority", run_id, pool.id, dedicated, low_priority)
+    return True
+
+
+def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> dict[str, Any]:
+    """The run's recorded request: the one stored by its first delivery, or this message's once validated.
+
+    Once a run has a request, a later message with its id (a redelivery, a duplicate, a client re-posting)
+    changes nothing, and is not even validated again: a spec or spec blob that has since gone bad must not
+    fail a run that is under way or done. Raises ``PermanentRunError`` only for a run not yet recorded.
+    """
+    run_id = request.run_id
+    stored = store.read(run_id, REQUEST_BLOB).document
+    if stored is not None:
+        log.info("run %s: its request is already recorded; this message (a redelivery or a duplicate) uses it", run_id)
+        return stored
+    request = spec_blobs.resolve(clients, request)  # a reference message's spec, from runs/<run_id>/...
+    spec = spec_for_submission(clients, run_id, request.document)  # its profile merged, then load_spec; or PermanentRunError
+    spec["run_id"] = run_id
+    record = {"run_id": run_id, "accepted_at": now_iso(), "spec": spec}
+    if request.spec_blob:
+        record["spec_blob"] = request.spec_blob  # where the spec came from
+    if not store.create_once(run_id, REQUEST_BLOB, record):
+        record = store.read(run_id, REQUEST_BLOB).document  # a concurrent delivery recorded it first
+        if record["spec"] != spec:
+            log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
+    return record
 
 
 def add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str = "") -> int:
@@ -190,8 +230,16 @@ def _read_sweep_csv(store: RunStore, run_id: str, spec: dict[str, Any]) -> str |
 
 
 def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:
-    """End a run that never reached Batch: final status with the reason, then one run-events message."""
+    """End a run that never reached Batch: final status with the reason, then one run-events message.
+
+    A run that is already over, or whose submission completed, is left as it is: a late or duplicate
+    message must not turn a run under way into a failed one (the reconciler alone ends submitted runs).
+    """
     store = RunStore(clients.runs())
+    current = read_status(store, run_id)
+    if current and (is_terminal(current) or (current.get("timestamps") or {}).get("submitted")):
+        log.info("run %s: already %s; not marking it %s (%s)", run_id, current.get("state"), state, reason)
+        return current
 
     def end(status: dict[str, Any]) -> None:
         status.setdefault("reason", reason)

@@ -32,16 +32,24 @@ def test_a_job_with_no_tasks_yet_is_left_alone():
     assert decide(observe(status={"state": "accepted"}), NOW) is None
 
 
-def test_past_the_deadline_the_run_times_out_once():
+def test_past_the_deadline_unfinished_tasks_are_ended_on_every_tick_until_none_is_left():
     late = observe(running=1, deadline=NOW - timedelta(seconds=1), status={"state": "running", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}})
     assert decide(late, NOW) == "time_out"
-    already = observe(running=1, deadline=NOW - timedelta(seconds=1),
-                      status={"state": "running", "deadline_passed_at": "x", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}})
-    assert decide(already, NOW) is None
+    marked = {"state": "running", "deadline_passed_at": "x", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}}
+    # a first pass that was cut short (throttling, a host that stopped) left the task running: end it again
+    assert decide(observe(running=1, deadline=NOW - timedelta(seconds=1), status=marked), NOW) == "time_out"
+    assert decide(observe(completed=1, failed=1, deadline=NOW - timedelta(seconds=1), status=marked), NOW) == "finish"
 
 
 def test_a_run_already_marked_finished_is_finished_again_until_its_job_ends():
-    assert decide(observe(running=1, status={"state": "succeeded"}), NOW) == "finish"
+    assert decide(observe(completed=1, succeeded=1, status={"state": "succeeded"}), NOW) == "finish"
+
+
+def test_a_run_failed_elsewhere_while_its_tasks_run_has_them_ended_before_its_manifest():
+    # e.g. its submission failed for good after the job and some tasks existed
+    failed = {"state": "failed", "reason": "Batch refused the run's tasks"}
+    assert decide(observe(running=1, active=3, status=failed), NOW) == "end_tasks"
+    assert decide(observe(completed=4, failed=4, status=failed), NOW) == "finish"
 
 
 def test_a_run_that_never_got_its_tasks_times_out_and_then_finishes():
@@ -63,8 +71,16 @@ def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_
     assert _final_state([_task(result="success", code=None, exit_code=0)], {}, limit_seconds=600) == ("succeeded", None)
 
 
+def test_a_run_failed_before_its_tasks_ended_keeps_its_state_and_reason_in_the_manifest():
+    from shared.reconcile import _final_state
+
+    status = {"state": "failed", "reason": "Batch refused the run's tasks"}
+    assert _final_state([], status, limit_seconds=None) == ("failed", "Batch refused the run's tasks")
+    assert _final_state([_task(result="success", code=None, exit_code=0)], status, None) == ("failed", "Batch refused the run's tasks")
+
+
 def test_a_cancel_request_ends_unfinished_tasks_then_finishes_the_run():
     wanted = {"state": "running", "cancel_requested_at": "x", "tasks": {}}
-    assert decide(observe(running=1, status=wanted), NOW) == "cancel"
+    assert decide(observe(running=1, status=wanted), NOW) == "end_tasks"
     assert decide(observe(completed=1, failed=1, status=wanted), NOW) == "finish"
     assert decide(observe(status={"state": "submitted", "cancel_requested_at": "x"}), NOW) == "finish", "no tasks yet: nothing to end"
