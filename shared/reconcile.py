@@ -35,6 +35,14 @@ TERMINATE_IN_PARALLEL = 16
 
 
 @dataclass(frozen=True)
+class PoolOutlook:
+    """Whether a pool can still run a waiting run's tasks."""
+
+    no_nodes_to_come: bool = False  # fixed size, zero nodes: it will not grow by itself
+    start_task_failure: str | None = None  # every node failed its start task (waitForSuccess): none will take tasks
+
+
+@dataclass(frozen=True)
 class RunObservation:
     """What one tick knows about one active run."""
 
@@ -48,7 +56,7 @@ class RunObservation:
     expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
     kind: str = "single"  # the run kind (job metadata)
     beopest: beopest.BeopestObservation | None = None  # a BeoPEST run's master, when this tick looked at it
-    pool_without_nodes: bool = False  # nothing has started, and its fixed-size pool has no nodes to come
+    pool: PoolOutlook = field(default_factory=PoolOutlook)  # looked at only while none of its tasks has started
 
 
 @dataclass
@@ -65,23 +73,23 @@ def observe(clients: Clients) -> list[RunObservation]:
     batch = clients.batch
     store = RunStore(clients.runs())
     runs = []
-    empty_pools: dict[str, bool] = {}  # one look per pool and tick, however many runs wait on it
+    pools: dict[str, PoolOutlook] = {}  # one look per pool and tick, however many runs wait on it
     for job in batch.list_jobs(filter="state eq 'active'", select=["id", "metadata", "poolInfo"]):
         meta = {m.name: m.value for m in job.metadata or []}
         run_id = meta.get(META_RUN_ID)
         if not run_id:
             continue  # not one of ours
         try:
-            runs.append(_observe_run(batch, store, job, meta, run_id, empty_pools))
+            runs.append(_observe_run(batch, store, job, meta, run_id, pools))
         except Exception:  # one run that cannot be observed (a bad status blob, a failing call) must not stall the others
             log.exception("run %s: could not be observed; will retry next tick", run_id)
     return runs
 
 
 def _observe_run(batch: Any, store: RunStore, job: Any, meta: dict[str, str], run_id: str,
-                 empty_pools: dict[str, bool]) -> RunObservation:
+                 pools: dict[str, PoolOutlook]) -> RunObservation:
     """One active run: its job's task counts and metadata, its status, a BeoPEST master's state, and, for
-    a run none of whose tasks has started, whether its pool has any nodes to come."""
+    a run none of whose tasks has started, whether its pool can still run them."""
     counts = batch.get_job_task_counts(job.id).task_counts
     deadline = datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None
     counted = {"active": counts.active, "running": counts.running, "completed": counts.completed,
@@ -90,8 +98,8 @@ def _observe_run(batch: Any, store: RunStore, job: Any, meta: dict[str, str], ru
     kind = meta.get(META_KIND, "single")
     pool_id = job.pool_info.pool_id if job.pool_info else None
     waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not is_terminal(status)
-    if waiting and pool_id and pool_id not in empty_pools:
-        empty_pools[pool_id] = _has_no_nodes_to_come(batch, pool_id)
+    if waiting and pool_id and pool_id not in pools:
+        pools[pool_id] = _look_at_pool(batch, pool_id)
     return RunObservation(
         run_id=run_id, job_id=job.id, pool_id=job.pool_info.pool_id if job.pool_info else None,
         deadline=deadline, when_done=meta.get(META_WHEN_DONE, "keep"),
@@ -100,21 +108,37 @@ def _observe_run(batch: Any, store: RunStore, job: Any, meta: dict[str, str], ru
         expected_tasks=int(meta.get(META_TASKS) or 0),
         kind=kind,
         beopest=beopest.observe(batch, job.id, meta, counted, status) if kind == "beopest" and not is_terminal(status) else None,
-        pool_without_nodes=waiting and empty_pools.get(pool_id or "", False),
+        pool=pools.get(pool_id or "", PoolOutlook()) if waiting else PoolOutlook(),
     )
 
 
-def _has_no_nodes_to_come(batch: Any, pool_id: str) -> bool:
+def _look_at_pool(batch: Any, pool_id: str) -> PoolOutlook:
     try:
-        pool = batch.get_pool(pool_id, select=["id", "enableAutoScale", "targetDedicatedNodes", "targetLowPriorityNodes"])
+        pool = batch.get_pool(pool_id, select=["id", "enableAutoScale", "targetDedicatedNodes", "targetLowPriorityNodes",
+                                               "allocationState"])
     except ResourceNotFoundError:
-        return False  # nothing to grow; the run times out at its deadline
-    return not pool.enable_auto_scale and (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0) == 0
+        return PoolOutlook()  # nothing to grow; the run times out at its deadline
+    targets = (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
+    if not pool.enable_auto_scale and targets == 0:
+        return PoolOutlook(no_nodes_to_come=True)
+    if str(getattr(pool.allocation_state, "value", pool.allocation_state)) != "steady":
+        return PoolOutlook()  # nodes still coming or going
+    nodes = list(batch.list_nodes(pool_id, select=["id", "state", "startTaskInfo"]))
+    states = {str(getattr(n.state, "value", n.state)) for n in nodes}
+    if not nodes or not states <= {"starttaskfailed", "unusable"} or "starttaskfailed" not in states:
+        return PoolOutlook()
+    failed = next(n for n in nodes if str(getattr(n.state, "value", n.state)) == "starttaskfailed")
+    info = failed.start_task_info
+    detail = f"exit code {info.exit_code}" if info and info.exit_code is not None else (
+        (info.failure_info.message if info and info.failure_info else None) or "no exit code")
+    return PoolOutlook(start_task_failure=(
+        f"the start task of pool '{pool_id}' failed on every node, so no node can run the run's tasks "
+        f"(node {failed.id}: {detail}; its output is in the node's startup/stdout.txt and stderr.txt)"))
 
 
 # ---- decide (pure) -----------------------------------------------------------------------
 def decide(run: RunObservation, now: datetime) -> str | None:
-    """One of: 'finish', 'time_out', 'end_tasks', 'grow_pool', 'progress', a BeoPEST step, or None when nothing changed."""
+    """One of: 'finish', 'time_out', 'end_tasks', 'grow_pool', 'fail_on_pool', 'progress', a BeoPEST step, or None."""
     counts = run.counts
     total = counts["active"] + counts["running"] + counts["completed"]
     if is_terminal(run.status):
@@ -137,7 +161,9 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     if total == 0 or (overdue and counts["completed"] == total):
         # tasks not (all) added yet: the (re)delivered request will add them, unless the run is out of time
         return "finish" if overdue else None
-    if run.pool_without_nodes and not run.status.get("cancel_requested_at"):
+    if run.pool.start_task_failure:
+        return "fail_on_pool"
+    if run.pool.no_nodes_to_come:
         return "grow_pool"
     tasks = dict(run.status.get("tasks") or {})
     observed = task_summary(run)
@@ -164,6 +190,7 @@ ACTIONS: dict[str, tuple[Callable[[Clients, RunObservation], None], str]] = {
     "beopest_end_workers": (lambda clients, run: end_unfinished_tasks(clients, run), "progressed"),
     "beopest_fail": (_fail_beopest, "progressed"),
     "grow_pool": (lambda clients, run: grow_pool(clients, run), "progressed"),
+    "fail_on_pool": (lambda clients, run: fail_on_pool(clients, run), "progressed"),
 }
 
 
@@ -372,6 +399,14 @@ def grow_pool(clients: Clients, run: RunObservation) -> None:
     _, pool, _ = pool_for(request["spec"], run.run_id, clients.settings)
     if pool.id == run.pool_id:
         grow_idle_pool(clients.batch, pool, run.run_id)
+
+
+def fail_on_pool(clients: Clients, run: RunObservation) -> None:
+    """A pool that cannot run anything fails the run now, not at its deadline; the next ticks end its
+    tasks and write the manifest as for any run that ended before its tasks did."""
+    reason = run.pool.start_task_failure
+    update_status(RunStore(clients.runs()), run.run_id, "failed", lambda s: s.setdefault("reason", reason))
+    log.warning("run %s: %s", run.run_id, reason)
 
 
 def _other_active_jobs(batch: Any, run: RunObservation) -> list[str]:

@@ -73,3 +73,18 @@ def test_a_bad_or_duplicate_message_for_a_run_under_way_changes_nothing(clients,
     assert [t.id for t in batch.list_tasks(f"run-{run_id}", select=["id"])] == ["main"]
     assert batch.get_job(f"run-{run_id}").state == bm.BatchJobState.COMPLETED or wait_until(
         lambda: batch.get_job(f"run-{run_id}").state == bm.BatchJobState.COMPLETED, 20, what="the job to end")
+
+
+def test_a_start_task_that_fails_on_every_node_fails_the_run_at_once_not_at_its_deadline(clients, store, batch):
+    run_id = unique_run_id("badstart")
+    post_spec(clients, {"run_id": run_id, "command": "echo never", "constraints": {"max_wall_clock": "1h"},
+                        "pool": {"dedicated_nodes": 2, "start_task": {"command": "echo installing; exit 3"}}})
+    status = wait_for_final_status(store, run_id, timeout=60)
+
+    assert status["state"] == "failed"
+    assert status["reason"].startswith(f"the start task of pool 'pool-{run_id}' failed on every node")
+    assert "exit code 3" in status["reason"]
+    manifest = store.read(run_id, "manifest.json").document
+    assert (manifest["status"], manifest["reason"]) == ("failed", status["reason"])
+    [task] = manifest["tasks"]
+    assert task["started_at"] is None, "the task never ran"

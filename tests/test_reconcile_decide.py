@@ -84,3 +84,14 @@ def test_a_cancel_request_ends_unfinished_tasks_then_finishes_the_run():
     assert decide(observe(running=1, status=wanted), NOW) == "end_tasks"
     assert decide(observe(completed=1, failed=1, status=wanted), NOW) == "finish"
     assert decide(observe(status={"state": "submitted", "cancel_requested_at": "x"}), NOW) == "finish", "no tasks yet: nothing to end"
+
+
+def test_a_run_waiting_on_a_pool_that_cannot_run_it_grows_the_pool_or_fails():
+    from dataclasses import replace
+
+    from shared.reconcile import PoolOutlook
+
+    waiting = observe(active=1)
+    assert decide(replace(waiting, pool=PoolOutlook(no_nodes_to_come=True)), NOW) == "grow_pool"
+    assert decide(replace(waiting, pool=PoolOutlook(start_task_failure="start task failed")), NOW) == "fail_on_pool"
+    assert decide(waiting, NOW) is None, "a pool with nodes to come: wait"
