@@ -25,13 +25,20 @@ def _iso(value) -> str | None:
 
 
 def strip_secrets(spec: dict[str, Any]) -> dict[str, Any]:
-    """The request with values of secret-looking environment variables replaced."""
-    clean = json.loads(json.dumps(spec))
-    env = clean.get("environment") or {}
-    for name in env:
-        if SECRET_NAME.search(name):
-            env[name] = REDACTED
-    return clean
+    """The request with the values of secret-looking names replaced, wherever they are.
+
+    Names become environment variables in several places (``environment``, a start task's, a sweep's
+    parameters in ``product``, ``zip``, ``members``, ``random``), so the rule is applied at every depth
+    rather than to one known section."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: REDACTED if isinstance(k, str) and SECRET_NAME.search(k) and not isinstance(v, dict) else clean(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+
+    return clean(json.loads(json.dumps(spec)))
 
 
 def digest(document: dict[str, Any]) -> str:
