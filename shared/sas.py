@@ -13,6 +13,12 @@ from datetime import datetime, timedelta, timezone
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerSasPermissions, generate_blob_sas, generate_container_sas
 
 CLOCK_SKEW = timedelta(minutes=5)
+# Azure signs a user delegation key for at most seven days from now, so a SAS signed with one cannot outlive that.
+USER_DELEGATION_MAX = timedelta(days=7)
+
+
+class SasLifetimeError(ValueError):
+    """The run needs its SAS URLs longer than the signing method allows: a property of the run, not a glitch."""
 
 
 class SasIssuer:
@@ -26,6 +32,10 @@ class SasIssuer:
         account_key = getattr(credential, "account_key", None)
         if account_key:
             return {"account_key": account_key}
+        if expiry - datetime.now(timezone.utc) > USER_DELEGATION_MAX:
+            raise SasLifetimeError(
+                f"with managed identity a run's SAS URLs can live at most {USER_DELEGATION_MAX.days} days (Azure's limit "
+                f"for user delegation keys), and this run's would need to live until {expiry:%Y-%m-%d %H:%M} UTC")
         if self._delegation_key is None or self._delegation_expiry < expiry:
             start = datetime.now(timezone.utc) - CLOCK_SKEW
             self._delegation_key = self.blob_service.get_user_delegation_key(start, expiry)

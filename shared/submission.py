@@ -30,7 +30,7 @@ from shared.messages import RunRequest
 from shared.planning import RunUrls, deadline_for, plan_run
 from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
-from shared.sas import SasIssuer
+from shared.sas import SasIssuer, SasLifetimeError
 from shared.spec import SpecError
 from shared.status import is_terminal, now_iso, read_status, update_status
 
@@ -72,11 +72,15 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
 
     issuer = SasIssuer(clients.blob_service)
     expiry = max(deadline, datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
-    urls = RunUrls(
-        inputs={item["blob"]: issuer.blob_read_url(settings.runs_container, store.inputs_prefix(run_id) + item["blob"], expiry)
-                for item in [*spec["inputs"], *spec.get("shared_inputs", [])]},
-        results_container=issuer.container_write_url(settings.runs_container, expiry),
-    )
+    try:
+        urls = RunUrls(
+            inputs={item["blob"]: issuer.blob_read_url(settings.runs_container, store.inputs_prefix(run_id) + item["blob"], expiry)
+                    for item in [*spec["inputs"], *spec.get("shared_inputs", [])]},
+            results_container=issuer.container_write_url(settings.runs_container, expiry),
+        )
+    except SasLifetimeError as exc:
+        raise PermanentRunError(run_id, [f"constraints.max_wall_clock: {exc}; give the run a shorter limit "
+                                         "(or split it), or run it where the storage account allows shared keys"]) from None
     try:
         plan = plan_run(spec, run_id, settings, urls, deadline, sweep_csv=sweep_csv)
     except SpecError as exc:  # a sweep's CSV file that cannot be used
