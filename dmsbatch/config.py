@@ -22,6 +22,8 @@ No key: ``DefaultAzureCredential`` (``shared/clients.py`` decides, as in the bac
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import configparser
 import ipaddress
 import os
@@ -80,7 +82,8 @@ class Config:
     source: str
     app_settings: dict[str, str]
     mapped: list[MappedSetting] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # unknown keys that look like setting names
+    ignored_lines: list[int | None] = field(default_factory=list)  # unknown "keys" that do not (never printed)
     local_data_dir: Path | None = None  # set when this is the local stack's configuration
     local_running: bool | None = None
 
@@ -125,7 +128,7 @@ class Config:
 
     def batch_credential_kind(self) -> str:
         if not self.app_settings.get("BATCH_ACCOUNT_URL"):
-            return "not configured (only `logs --follow` of a running task needs it)"
+            return "not configured (only logs of a running task, and `apps publish` on the local stack, need it)"
         return "shared key" if self.app_settings.get("BATCH_ACCOUNT_KEY") else "DefaultAzureCredential (no Batch key given)"
 
     def require_batch(self) -> None:
@@ -160,6 +163,10 @@ class Config:
             lines.append(f"local stack: {self.local_data_dir} ({state})")
         for key in self.ignored:
             lines.append(f"ignored: {key} (not a setting dmsbatch reads)")
+        for number in self.ignored_lines:
+            where = f"line {number}" if number else "a key"
+            lines.append(f"ignored: {where} (not a setting name; a value wrapped onto the next line? write each value on "
+                         "its key's line)")
         return lines
 
 
@@ -221,21 +228,96 @@ def _from_ini(path: Path, text: str) -> Config:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        raise UsageProblem(f"{path} is not a readable INI file: {exc}") from None
+        raise UsageProblem(f"{path} is not a readable INI file: {_ini_problem(exc)}") from None
     values = {key: _unquote(value) for key, value in parser.defaults().items()}
     if not values:
         raise UsageProblem(f"{path} has no [DEFAULT] section with _BATCH_ACCOUNT_* and _STORAGE_ACCOUNT_* keys")
-    return map_keys(values, f"INI file {path}")
+    return map_keys(values, f"INI file {path}", lines=text.splitlines())
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """What is wrong and where, never the line itself (it may hold a key; configparser's messages quote it)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a setting before any section; start the file with [DEFAULT]"
+    if isinstance(exc, configparser.ParsingError):
+        numbers = ", ".join(str(number) for number, _ in exc.errors)
+        return (f"line {numbers}: not `NAME = value` (a value wrapped onto the next line? write each value on its "
+                "key's line)")
+    if isinstance(exc, configparser.DuplicateOptionError):
+        name = exc.option if looks_like_setting_name(exc.option) else "a name"
+        return f"line {exc.lineno}: {name} is given twice"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: a section is given twice"
+    return type(exc).__name__
 
 
 def _from_yaml(path: Path, text: str) -> Config:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageProblem(f"{path} is not valid YAML: {exc}") from None
+        raise UsageProblem(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(document, dict):
         raise UsageProblem(f"{path} must hold a mapping (batch_account_url: ..., storage_account_name: ...)")
-    return map_keys({str(k): "" if v is None else str(v) for k, v in document.items()}, f"config file {path}")
+    return map_keys({str(k): "" if v is None else str(v) for k, v in document.items()}, f"config file {path}",
+                    lines=text.splitlines())
+
+
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Line, column and what is wrong; never the offending line (PyYAML's message prints it, key included)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "not YAML"
+    # the problem names tokens ('<stream end>', ',') but may quote a tag or an alias taken from the text: not those
+    problem = _QUOTED.sub(lambda m: m.group(0) if len(m.group(1) or m.group(2) or "") <= 2 or
+                          (m.group(1) or m.group(2) or "").startswith("<") else "'...'", str(problem))
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem + (f" ({context})" if context and context != problem else "")
+
+
+_SETTING_NAME = re.compile(r"_*[A-Z][A-Z0-9]*(?:_+[A-Z0-9]+)+|_*[a-z][a-z0-9]*(?:_+[a-z0-9]+)+")
+
+
+def looks_like_setting_name(name: str) -> bool:
+    """Whether an unknown key may be echoed: words in one case joined by ``_`` (``_POOL_SIZE``, ``runs_container``).
+
+    Standard base64 has no ``_``, so no piece of an account key looks like this: a key wrapped onto
+    the next line of an INI file is read as a name of its own, and is never printed.
+    """
+    return bool(_SETTING_NAME.fullmatch(name))
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def check_key(value: str, name: str, source: str, hint: str = "") -> None:
+    """``UsageProblem`` naming ``name`` (never showing the value) unless ``value`` is base64, as account keys are.
+
+    The SDKs decode keys only when they sign a request: a malformed one would be a traceback from
+    deep in the Batch SDK, or a storage "authentication failed" for a request never sent.
+    """
+    if any(c.isspace() for c in value):
+        why = "it spans lines or holds spaces (write it on one line, as copied)"
+    elif not _BASE64.fullmatch(value):
+        why = "it holds characters other than A-Z, a-z, 0-9, '+', '/' and a final '='"
+    else:
+        try:
+            base64.b64decode(value, validate=True)
+            return
+        except (binascii.Error, ValueError):
+            why = f"its {len(value)} characters do not make whole base64 groups (an account key is 88, ending in '==')"
+    raise UsageProblem(f"{source}: {name} is not valid base64, so it cannot be an account key: {why}{hint}; copy the "
+                       "key again (the account's keys in the Azure portal); nothing was sent")
+
+
+def check_connection_string_key(value: str, name: str, source: str, hint: str = "") -> None:
+    """``check_key`` for a connection string's ``AccountKey`` (SAS and endpoint-only strings have none)."""
+    for part in value.split(";"):
+        key, _, rest = part.partition("=")
+        if key.strip().lower() == "accountkey":
+            check_key(rest.strip(), f"{name} (its AccountKey)", source, hint)
 
 
 def _unquote(value: str) -> str:
@@ -248,8 +330,12 @@ def _normal(key: str) -> str:
     return ALIASES.get(key, key)
 
 
-def map_keys(values: Mapping[str, str], source: str) -> Config:
-    """Map modeller-facing keys (INI or YAML) onto app settings; see the module docstring."""
+def map_keys(values: Mapping[str, str], source: str, lines: list[str] | None = None) -> Config:
+    """Map modeller-facing keys (INI or YAML) onto app settings; see the module docstring.
+
+    Account keys must be base64 (``check_key``). ``lines`` (the file's text) only place an ignored
+    name that does not look like a setting name, which is reported by its line number alone.
+    """
     from shared.settings import Settings
 
     by_key: dict[str, tuple[str, str]] = {}
@@ -273,6 +359,21 @@ def map_keys(values: Mapping[str, str], source: str) -> Config:
     # storage
     name, key, conn = val("storage_account_name"), val("storage_account_key"), val("storage_connection_string")
     blob_url, queue_url = val("storage_blob_url"), val("storage_queue_url")
+    # keys: base64, or said now (with any line that may be the rest of one, wrapped)
+    unknown = [original for k, (original, _) in by_key.items() if k not in known]
+    ignored = sorted(name for name in unknown if looks_like_setting_name(name))
+    ignored_lines = sorted((_line_of(name, lines) for name in unknown if not looks_like_setting_name(name)),
+                           key=lambda n: n or 0)
+    hint = ""
+    if ignored_lines:
+        numbers = ", ".join(str(n) for n in ignored_lines if n) or "a line"
+        hint = f" (line {numbers} of the file is no setting: the rest of a key, wrapped onto the next line?)"
+    if conn:
+        check_connection_string_key(conn, src("storage_connection_string")[0], source, hint)
+    elif key:
+        check_key(key, src("storage_account_key")[0], source, hint)
+    if val("batch_account_key"):
+        check_key(val("batch_account_key"), src("batch_account_key")[0], source, hint)  # type: ignore[arg-type]
     if conn:
         app["DataStorage"] = conn
         mapped.append(MappedSetting("DataStorage", src("storage_connection_string"), conn, secret=True))
@@ -317,8 +418,16 @@ def map_keys(values: Mapping[str, str], source: str) -> Config:
         if k in settings_fields:
             app[k.upper()] = by_key[k][1]
             mapped.append(MappedSetting(k.upper(), src(k), by_key[k][1]))
-    ignored = sorted(original for k, (original, _) in by_key.items() if k not in known)
-    return Config(source=source, app_settings=app, mapped=mapped, ignored=ignored)
+    return Config(source=source, app_settings=app, mapped=mapped, ignored=ignored, ignored_lines=ignored_lines)
+
+
+def _line_of(name: str, lines: list[str] | None) -> int | None:
+    """The number of the line where ``name`` is given (``NAME =``, ``NAME:``), if the text is known."""
+    for number, line in enumerate(lines or [], 1):
+        text = line.strip()
+        if text.startswith(name) and text[len(name):].lstrip()[:1] in ("=", ":", ""):
+            return number
+    return None
 
 
 def from_app_settings(env: Mapping[str, str]) -> Config:
@@ -329,6 +438,10 @@ def from_app_settings(env: Mapping[str, str]) -> Config:
     names += [f.name.upper() for f in fields(Settings) if f.name.upper() not in names
               and f.name not in ("storage_connection_string", "blob_service_url", "queue_service_url")]
     app = {name: env[name] for name in names if env.get(name)}
+    if app.get("DataStorage"):
+        check_connection_string_key(app["DataStorage"], "DataStorage", "the environment")
+    if app.get("BATCH_ACCOUNT_KEY"):
+        check_key(app["BATCH_ACCOUNT_KEY"], "BATCH_ACCOUNT_KEY", "the environment")
     mapped = [MappedSetting(name, (name,), value, secret=name in ("DataStorage", "BATCH_ACCOUNT_KEY"))
               for name, value in app.items()]
     return Config(source="environment variables", app_settings=app, mapped=mapped)
@@ -365,4 +478,4 @@ def as_dict(config: Config) -> dict[str, Any]:
             "settings": {m.setting: m.shown for m in config.mapped},
             "from": {m.setting: list(m.sources) for m in config.mapped},
             "storage": config.storage_credential_kind(), "batch": config.batch_credential_kind(),
-            "ignored": config.ignored}
+            "ignored": config.ignored, "ignored_lines": config.ignored_lines}

@@ -194,3 +194,119 @@ def test_up_and_down_start_and_stop_a_stack(tmp_path):
         down = dms_process("--data-dir", data_dir, "down")
     assert down.exit_code == 0 and down.stdout.strip() == "local stack stopped"
     assert dms_process("--data-dir", data_dir, "down").stdout.strip() == "local stack was not running"
+
+
+# ---- mistakes in a config file: said by place, never by printing the key ----------------------
+
+# a made-up 64-byte account key (88 base64 characters, like the portal's), and its two halves as a
+# modeller's editor may wrap it: the second half ends in '==', so an INI reads it as a name of its own
+# (cut at 48 characters, the first half is itself base64; cut elsewhere, it is not)
+FAKE_KEY = "q7NsPz4xVbUe2kYd9TfW1mLc8RgHj3AiQo6XnBrE5wCtMy0SaKvDlFuJ7pZeG2hI4sOb9cNx1qWzVyT8rUkLmA=="
+FIRST_HALF, SECOND_HALF = FAKE_KEY[:48], FAKE_KEY[48:]
+
+
+def no_part_of_the_key(text: str, key: str = FAKE_KEY, width: int = 6) -> None:
+    """Not the key, nor any run of ``width`` of its characters (a piece of a key is still a leak)."""
+    pieces = {key[i:i + width] for i in range(len(key) - width + 1)}
+    leaked = sorted(piece for piece in pieces if piece.strip("=") == piece and piece in text)
+    assert not leaked, f"part of the key was printed: {leaked[:3]}"
+
+
+def test_a_yaml_config_that_does_not_parse_says_line_and_column_never_the_line(tmp_path):
+    for name, text, where in (
+        ("colon.yaml", f"storage_account_name: dwrmodels\nstorage_account_key: {FAKE_KEY}: extra\n", "line 2, column "),
+        ("flow.yaml", f"storage_account_name: dwrmodels\nstorage_account_key: [{FAKE_KEY}\n", "line 3, column 1"),
+        ("tag.yaml", f"storage_account_name: dwrmodels\nstorage_account_key: !{FAKE_KEY}\n", "line 2, column "),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        outcome = dms("--config", path, "config", "show")
+        assert outcome.exit_code == 2, outcome
+        assert outcome.stderr.startswith(f"error: {path} is not valid YAML: {where}"), outcome
+        no_part_of_the_key(outcome.output)
+
+
+def test_an_ini_key_wrapped_onto_the_next_line_is_named_by_its_line_only(tmp_path):
+    wrapped = tmp_path / "wrapped.ini"  # the second half has '=' in it: read as an option of its own
+    wrapped.write_text(f"[DEFAULT]\n_STORAGE_ACCOUNT_NAME = dwrmodels\n_STORAGE_ACCOUNT_KEY = {FIRST_HALF}\n{SECOND_HALF}\n"
+                       "_POOL_SIZE = 4\n")
+    outcome = dms("--config", wrapped, "config", "show")
+    assert outcome.exit_code == 0, outcome
+    assert "ignored: line 4 (not a setting name; a value wrapped onto the next line? write each value on its key's line)" \
+        in outcome.stdout.splitlines()
+    assert "ignored: _POOL_SIZE (not a setting dmsbatch reads)" in outcome.stdout.splitlines()
+    no_part_of_the_key(outcome.output)
+    as_json = dms("--config", wrapped, "config", "show", "--json")
+    assert json.loads(as_json.stdout)["ignored_lines"] == [4]
+    no_part_of_the_key(as_json.output)
+
+    cut_elsewhere = tmp_path / "cut.ini"  # the first half is not base64 then: an error, pointing at the wrapped line
+    cut_elsewhere.write_text(wrapped.read_text().replace(f"{FIRST_HALF}\n{SECOND_HALF}", f"{FAKE_KEY[:50]}\n{FAKE_KEY[50:]}"))
+    outcome = dms("--config", cut_elsewhere, "config", "show")
+    assert outcome.exit_code == 2, outcome
+    assert outcome.stderr.startswith(f"error: INI file {cut_elsewhere}: _STORAGE_ACCOUNT_KEY is not valid base64"), outcome
+    assert "(line 4 of the file is no setting: the rest of a key, wrapped onto the next line?)" in outcome.stderr
+    no_part_of_the_key(outcome.output)
+
+    unparsable = tmp_path / "unparsable.ini"  # no '=' on the wrapped line: configparser refuses the file
+    unparsable.write_text(f"[DEFAULT]\n_STORAGE_ACCOUNT_NAME = dwrmodels\n_STORAGE_ACCOUNT_KEY = {FIRST_HALF}\n"
+                          f"{SECOND_HALF.rstrip('=')}\n")
+    outcome = dms("--config", unparsable, "config", "show")
+    assert outcome.exit_code == 2, outcome
+    assert outcome.stderr.strip() == (f"error: {unparsable} is not a readable INI file: line 4: not `NAME = value` (a value "
+                                      "wrapped onto the next line? write each value on its key's line)")
+    no_part_of_the_key(outcome.output)
+
+    before_section = tmp_path / "nosection.ini"
+    before_section.write_text(f"_STORAGE_ACCOUNT_KEY = {FAKE_KEY}\n[DEFAULT]\n")
+    outcome = dms("--config", before_section, "config", "show")
+    assert outcome.exit_code == 2 and "line 1: a setting before any section; start the file with [DEFAULT]" in outcome.stderr
+    no_part_of_the_key(outcome.output)
+
+
+# ---- account keys that are not base64: a configuration error, before anything is sent ----------
+
+NOT_BASE64 = "q7NsPz4xVbUe2kYd9TfW1mLc8RgHj3AiQo6XnBrE5wCtMy0SaKvDlFuJ7pZeG2hI4sOb9cNx1qWzVyT8rUkLm"  # cut short
+
+
+def test_a_key_that_is_not_base64_is_a_config_error_naming_the_setting(stack, tmp_path):
+    outcomes = {
+        "_STORAGE_ACCOUNT_KEY": dms("--config", ini_for(stack, tmp_path / "s.ini", storage_key=NOT_BASE64), "status"),
+        "_BATCH_ACCOUNT_KEY": dms("--config", ini_for(stack, tmp_path / "b.ini", batch_key=NOT_BASE64 + "!"), "status"),
+        "BATCH_ACCOUNT_KEY": dms("status", env={**stack.app_settings(), "BATCH_ACCOUNT_KEY": NOT_BASE64}),
+        "DataStorage (its AccountKey)": dms("status", env={"DataStorage": stack.app_settings()["DataStorage"].replace(
+            AZURITE_KEY, NOT_BASE64)}),
+    }
+    for setting, outcome in outcomes.items():
+        assert outcome.exit_code == 2, outcome
+        assert f": {setting} is not valid base64, so it cannot be an account key: " in outcome.stderr, outcome
+        assert "nothing was sent" in outcome.stderr and "refused" not in outcome.stderr
+        no_part_of_the_key(outcome.output, NOT_BASE64)
+    assert "its 85 characters do not make whole base64 groups" in outcomes["_STORAGE_ACCOUNT_KEY"].stderr
+    assert "characters other than A-Z, a-z, 0-9, '+', '/'" in outcomes["_BATCH_ACCOUNT_KEY"].stderr
+
+    spread = tmp_path / "spread.ini"  # an indented continuation: configparser joins the lines
+    spread.write_text(ini_for(stack, tmp_path / "x.ini").read_text().replace(
+        f"_STORAGE_ACCOUNT_KEY = {AZURITE_KEY}", f"_STORAGE_ACCOUNT_KEY = {AZURITE_KEY[:40]}\n    {AZURITE_KEY[40:]}"))
+    outcome = dms("--config", spread, "status")
+    assert outcome.exit_code == 2 and "it spans lines or holds spaces" in outcome.stderr, outcome
+    no_secrets(outcome.output)
+
+
+def test_logs_of_a_running_task_with_a_malformed_batch_key_is_a_config_error_not_a_traceback(stack, store, tmp_path):
+    """The reported case: the Batch SDK decodes the key only when it signs the node read (binascii.Error)."""
+    from shared.status import read_status
+    from tests.conftest import wait_until
+
+    spec = tmp_path / "slow.yaml"
+    spec.write_text("name: slow\ncommand: for i in $(seq 1 30); do echo \"step $i\"; sleep 1; done\n")
+    run_id = dms("submit", spec, stack=stack).stdout.splitlines()[0]
+    wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
+    ini = ini_for(stack, tmp_path / "badbatch.ini", batch_key=NOT_BASE64)
+    for argv in (["logs", run_id], ["logs", run_id, "--follow"]):
+        outcome = dms_process("--config", ini, *argv, timeout=60)
+        assert outcome.exit_code == 2, outcome
+        assert outcome.stderr.startswith(f"error: INI file {ini}: _BATCH_ACCOUNT_KEY is not valid base64"), outcome
+        assert "Traceback" not in outcome.output
+        no_part_of_the_key(outcome.output, NOT_BASE64)
+    assert dms("cancel", run_id, stack=stack).exit_code == 0
