@@ -89,8 +89,8 @@ def cli(config: Path | None, data_dir: Path | None) -> None:
     \b
     dmsbatch up                                  start the local stack
     dmsbatch submit examples/historical --wait   zip, upload, run, wait
-    dmsbatch logs RUN                            the task's stdout
-    dmsbatch results RUN --download out/         outputs, size and MD5 checked
+    dmsbatch logs RUN_ID                         the task's stdout
+    dmsbatch results RUN_ID --download out/      outputs, size and MD5 checked
     """
     import logging
 
@@ -199,7 +199,7 @@ def _max_members(ctx: click.Context) -> int:
     from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
 
     try:
-        return _session(ctx).config.settings().sweep_max_members
+        return _session(ctx).max_sweep_members()
     except DmsbatchError:
         return DEFAULT_MAX_SWEEP_MEMBERS
 
@@ -250,7 +250,7 @@ def submit(ctx: click.Context, path: Path, wait_: bool, run_id: str | None, via:
     note(where + sent)
     click.echo(submission.run_id)
     if wait_:
-        _wait(session, submission.run_id, timeout)
+        _wait(session, submission.run_id, timeout, just_sent=True)
 
 
 class _ByteProgress:
@@ -348,7 +348,9 @@ def wait(ctx: click.Context, run_id: str, timeout: float | None) -> None:
     _wait(_session(ctx), run_id, timeout)
 
 
-def _wait(session, run_id: str, timeout: float | None) -> None:
+def _wait(session, run_id: str, timeout: float | None, just_sent: bool = False) -> None:
+    """The progress bar, then the run's end; a failed run's ``RunFailed`` carries its first failed task's stderr tail.
+    A run id with no trace yet is said at once (not for a run ``just_sent``, which has none for a moment)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dmsbatch.runs import describe_end, progress
@@ -362,11 +364,11 @@ def _wait(session, run_id: str, timeout: float | None) -> None:
         done, total = progress(doc)
         bar.update(task, description=str(doc.get("state")), completed=done, total=total or None)
 
+    def said(text: str) -> None:
+        console.print(text, markup=False, highlight=False)  # above the bar while it is live
+
     with bar:
-        try:
-            final = session.wait(run_id, timeout=timeout, on_update=update)
-        except RunFailed as failed:
-            raise RunFailed(describe_end(failed.status), failed.status, failed.lines) from None
+        final = session.wait(run_id, timeout=timeout, on_update=update, on_note=None if just_sent else said)
     click.echo(describe_end(final))
 
 
@@ -379,10 +381,10 @@ def _wait(session, run_id: str, timeout: float | None) -> None:
 @click.option("--poll", default=1.0, show_default=True, help="With --follow: seconds between reads.")
 @click.pass_context
 def logs(ctx: click.Context, run_id: str, task_id: str | None, stream: str, follow: bool, poll: float) -> None:
-    """Print a task's stdout (or stderr): TASK defaults to main (single, MPI) or master (BeoPEST); a sweep names one."""
+    """Print a task's stdout (or stderr): TASK_ID defaults to main (single, MPI) or master (BeoPEST); a sweep names one."""
     session = _session(ctx)
     if follow:
-        for text in session.follow(run_id, task_id, stream, poll=poll):
+        for text in session.follow(run_id, task_id, stream, poll=poll, on_note=note):
             click.echo(text, nl=False)
             sys.stdout.flush()
         return
@@ -455,7 +457,7 @@ def profiles() -> None:
 
 
 @profiles.command("push", context_settings=CONTEXT)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...", type=click.Path(path_type=Path))
 @click.pass_context
 def profiles_push(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Check and upload profile files (<name>.yaml, or folders of them); unchanged ones are left alone."""

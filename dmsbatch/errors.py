@@ -51,13 +51,21 @@ class CredentialsRefused(DmsbatchError):
 
 
 class RunFailed(DmsbatchError, RuntimeError):
-    """The run ended in a state other than succeeded; ``status`` is its final status.json."""
+    """The run ended in a state other than succeeded; ``status`` is its final status.json.
+
+    ``task_id`` is its first failed task and ``stderr_tail`` what that task wrote last on stderr (the
+    manifest's, up to 4 KiB), when the run has a manifest (not cancelled, not rejected before running);
+    ``lines`` show the last few lines of it and the ``dmsbatch logs RUN_ID TASK_ID --stderr`` that prints all.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, status: dict | None = None, lines: list[str] | None = None):
+    def __init__(self, message: str, status: dict | None = None, lines: list[str] | None = None,
+                 task_id: str | None = None, stderr_tail: str | None = None):
         super().__init__(message, lines)
         self.status = status or {}
+        self.task_id = task_id
+        self.stderr_tail = stderr_tail
 
 
 class VerificationFailed(DmsbatchError):

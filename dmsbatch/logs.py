@@ -17,12 +17,12 @@ Where the text is:
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from dmsbatch.errors import NotReady, UsageProblem
-from dmsbatch.runs import is_over, status, status_or_pending
+from dmsbatch.runs import absent_notice, is_over, status, status_or_pending
 
 STREAMS = ("stdout", "stderr")
 
@@ -110,20 +110,23 @@ def read_log(clients: Any, run_id: str, task_id: str | None = None, stream: str 
 
 
 def follow_log(clients: Any, run_id: str, task_id: str | None = None, stream: str = "stdout", *, poll: float = 1.0,
-               upload_grace: float = 30.0, appear_within: float = 30.0) -> Iterator[bytes]:
+               upload_grace: float = 30.0, appear_within: float = 30.0,
+               on_note: Callable[[str], None] | None = None) -> Iterator[bytes]:
     """The log as it grows, until the task's uploaded blob has been read to its end (see the module docstring).
 
-    A run just submitted is waited for (as ``runs.wait`` does). Ends also when the run
+    A run just submitted is waited for (as ``runs.wait`` does; ``on_note(text)``, if
+    given, is told at once when the run id has no trace yet). Ends also when the run
     is over and no blob appears within ``upload_grace`` seconds (a task that never ran
     has no log).
     """
     if stream not in STREAMS:
         raise UsageProblem(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
     started = time.monotonic()
-    status_doc = status_or_pending(clients, run_id, started, appear_within)
+    absent = absent_notice(clients, run_id, appear_within, on_note)
+    status_doc = status_or_pending(clients, run_id, started, appear_within, absent)
     while status_doc.get("state") == "pending" and task_id is None and not status_doc.get("kind"):
         time.sleep(poll)  # its kind decides the default task: wait until the backend has taken it in
-        status_doc = status_or_pending(clients, run_id, started, appear_within)
+        status_doc = status_or_pending(clients, run_id, started, appear_within, absent)
     task = task_id or default_task(clients, run_id, status_doc)
     blob_name = log_blob_name(run_id, task, stream)
     offset = 0
@@ -144,4 +147,4 @@ def follow_log(clients: Any, run_id: str, task_id: str | None = None, stream: st
             if time.monotonic() - over_since > upload_grace:
                 return
         time.sleep(poll)
-        status_doc = status_or_pending(clients, run_id, started, appear_within)
+        status_doc = status_or_pending(clients, run_id, started, appear_within, absent)

@@ -31,16 +31,42 @@ def status(clients: Any, run_id: str) -> dict[str, Any]:
     raise UnknownRun(f"there is no run {run_id!r} (no runs/{run_id}/status.json); `dmsbatch status` lists recent runs")
 
 
-def status_or_pending(clients: Any, run_id: str, since: float, appear_within: float) -> dict[str, Any]:
+def status_or_pending(clients: Any, run_id: str, since: float, appear_within: float,
+                      on_absent: Callable[[], None] | None = None) -> dict[str, Any]:
     """The run's status, or a ``pending`` stand-in while it may still appear: its zip is in the inbox, or
     less than ``appear_within`` seconds have passed since ``since`` (a request just posted to the queue leaves
-    no trace until the backend takes it). ``UnknownRun`` after that."""
+    no trace until the backend takes it). ``UnknownRun`` after that. ``on_absent()`` is called on each read
+    within that grace that found no trace of the run."""
     try:
         return status(clients, run_id)
     except UnknownRun:
-        if time.monotonic() - since > appear_within and not _in_inbox(clients, run_id):
-            raise
+        if time.monotonic() - since > appear_within:
+            if not _in_inbox(clients, run_id):
+                raise
+        elif on_absent is not None:
+            on_absent()
         return {"run_id": run_id, "state": "pending", "tasks": {}}
+
+
+def absent_notice(clients: Any, run_id: str, appear_within: float,
+                  on_note: Callable[[str], None] | None) -> Callable[[], None] | None:
+    """An ``on_absent`` for ``status_or_pending`` that says once, through ``on_note``, that a run id has no
+    trace yet and how long it is waited for: a mistyped id is then plain at once, not after the grace period.
+    Nothing is said for a zip still waiting in the inbox (intake takes it in shortly)."""
+    if on_note is None:
+        return None
+    said = False
+
+    def absent() -> None:
+        nonlocal said
+        if said:
+            return
+        said = True
+        if not _in_inbox(clients, run_id):
+            on_note(f"run {run_id} has no status yet; waiting up to {appear_within:.0f} s for it to appear "
+                    "(`dmsbatch status` lists recent runs)")
+
+    return absent
 
 
 def progress(status_doc: dict[str, Any]) -> tuple[int, int]:
@@ -87,19 +113,23 @@ def is_over(status_doc: dict[str, Any]) -> bool:
 
 
 def wait(clients: Any, run_id: str, *, timeout: float | None = None, poll: float = 1.0, check: bool = True,
-         on_update: Callable[[dict[str, Any]], None] | None = None, appear_within: float = 30) -> dict[str, Any]:
+         on_update: Callable[[dict[str, Any]], None] | None = None, appear_within: float = 30,
+         on_note: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Poll ``status.json`` until the run is over; return its final status.
 
     ``on_update(status)`` is called after every read (for a progress bar). With
     ``check`` (the default) a run that did not succeed raises ``RunFailed``
-    carrying its status. A run not taken in yet is waited for like any other while
-    its zip is in the inbox; a run id with no trace at all is ``UnknownRun`` after
-    ``appear_within`` seconds (a request just posted to the queue has none yet).
+    carrying its status and, from its manifest, the first failed task's id and
+    stderr tail (``failure_details``). A run not taken in yet is waited for like
+    any other while its zip is in the inbox; a run id with no trace at all is
+    ``UnknownRun`` after ``appear_within`` seconds (a request just posted to the
+    queue has none yet); ``on_note(text)``, if given, is told so at once.
     """
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
+    absent = absent_notice(clients, run_id, appear_within, on_note)
     while True:
-        current = status_or_pending(clients, run_id, started, appear_within)
+        current = status_or_pending(clients, run_id, started, appear_within, absent)
         if on_update is not None:
             on_update(current)
         if is_over(current):
@@ -108,8 +138,44 @@ def wait(clients: Any, run_id: str, *, timeout: float | None = None, poll: float
             raise TimeoutError(f"run {run_id} is still {current.get('state')} after {timeout:.0f}s")
         time.sleep(poll)
     if check and current.get("state") != "succeeded":
-        raise RunFailed(describe_end(current), current, list(current.get("errors") or []))
+        raise run_failed(clients, current)
     return current
+
+
+TAIL_LINES = 8  # of a failed task's stderr, under the run's end
+
+
+def run_failed(clients: Any, status_doc: dict[str, Any]) -> RunFailed:
+    """``RunFailed`` for a run that is over and did not succeed: its end, its errors, and what its first failed
+    task wrote last on stderr (the manifest's ``stderr_tail``), with the command that prints all of it."""
+    task_id, tail = failure_details(clients, status_doc)
+    run_id = status_doc.get("run_id")
+    lines = list(status_doc.get("errors") or [])
+    if task_id is not None:
+        shown = (tail or "").rstrip("\n").splitlines()[-TAIL_LINES:]
+        if shown:
+            lines.append(f"stderr of task {task_id} ({f'last {len(shown)} lines' if len(shown) > 1 else 'last line'}):")
+            lines += [f"  {line[:300]}" for line in shown]
+            lines.append(f"`dmsbatch logs {run_id} {task_id} --stderr` prints all of it")
+        else:
+            lines.append(f"task {task_id} wrote nothing to stderr; `dmsbatch logs {run_id} {task_id}` prints its stdout")
+    return RunFailed(describe_end(status_doc), status_doc, lines, task_id=task_id, stderr_tail=tail)
+
+
+def failure_details(clients: Any, status_doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(first failed task's id, its stderr tail) from the run's manifest; (None, None) for a cancelled run or
+    one without a manifest (rejected before it ran). The first failed task that left a stderr tail is
+    chosen, else the first failed task (the one the reason names)."""
+    from shared.run_store import RunStore
+
+    if status_doc.get("state") in ("succeeded", "cancelled") or not status_doc.get("manifest_url"):
+        return None, None
+    manifest = RunStore(clients.runs()).read(str(status_doc.get("run_id")), "manifest.json").document or {}
+    failed = [t for t in manifest.get("tasks") or [] if t.get("result") != "success"]
+    if not failed:
+        return None, None
+    chosen = next((t for t in failed if (t.get("stderr_tail") or "").strip()), failed[0])
+    return chosen.get("id"), chosen.get("stderr_tail")
 
 
 META_RUN_ID = "dmsbatch_run_id"  # on a zip `submit` drops in the inbox: the run it becomes

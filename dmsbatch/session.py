@@ -128,11 +128,21 @@ class Session:
 
         study = open_study(path)
         if profiles_dir is not None:
-            return validate(study, LocalProfiles(Path(profiles_dir)), self.config.settings().sweep_max_members)
+            return validate(study, LocalProfiles(Path(profiles_dir)), self.max_sweep_members())
+        if not study.document.get("profile"):
+            return validate(study, None, self.max_sweep_members())  # offline: no storage call, no stack needed
         from shared.profiles import ProfileStore
 
-        profiles = ProfileStore.for_clients(self.clients) if study.document.get("profile") else None
-        return self.call(lambda clients: validate(study, profiles, clients.settings.sweep_max_members))
+        return self.call(lambda clients: validate(study, ProfileStore.for_clients(clients), clients.settings.sweep_max_members))
+
+    def max_sweep_members(self) -> int:
+        """The sweep limit from the configuration if it is readable, else the backend's default (offline validation)."""
+        from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+
+        try:
+            return self.config.settings().sweep_max_members
+        except DmsbatchError:
+            return DEFAULT_MAX_SWEEP_MEMBERS
 
     def status(self, run_id: str | None = None, limit: int | None = 20):
         """One run's ``status.json``, or the most recent runs' (newest first) when no run id is given."""
@@ -141,7 +151,9 @@ class Session:
         return self.call(status, run_id) if run_id else self.call(list_runs, limit)
 
     def wait(self, run_id: str, timeout: float | None = None, check: bool = True, **options: Any) -> dict[str, Any]:
-        """Wait for the run to end; its final status. Raises ``RunFailed`` if it did not succeed (unless ``check=False``)."""
+        """Wait for the run to end; its final status. Raises ``RunFailed`` if it did not succeed (unless ``check=False``),
+        with ``task_id`` and ``stderr_tail`` of its first failed task. Options: ``on_update(status)``, ``poll``,
+        ``on_note(text)`` (told at once when the run id has no trace yet; it is waited for 30 s)."""
         from dmsbatch.runs import wait
 
         return self.call(wait, str(run_id), timeout=timeout, check=check, **options)
@@ -152,12 +164,15 @@ class Session:
 
         return self.call(read_log, str(run_id), task_id, stream).decode("utf-8", errors="replace")
 
-    def follow(self, run_id: str, task_id: str | None = None, stream: str = "stdout", poll: float = 1.0) -> Iterator[str]:
-        """The log as it grows, until the task has ended (``for text in dms.follow(run): print(text, end="")``)."""
+    def follow(self, run_id: str, task_id: str | None = None, stream: str = "stdout", poll: float = 1.0,
+               on_note: Callable[[str], None] | None = None) -> Iterator[str]:
+        """The log as it grows, until the task has ended (``for text in dms.follow(run): print(text, end="")``).
+
+        ``on_note(text)`` hears at once when the run id has no trace yet (it is waited for 30 s)."""
         from dmsbatch.logs import follow_log
 
         with translating(self.config):
-            for chunk in follow_log(self.clients, str(run_id), task_id, stream, poll=poll):
+            for chunk in follow_log(self.clients, str(run_id), task_id, stream, poll=poll, on_note=on_note):
                 yield chunk.decode("utf-8", errors="replace")
 
     def results(self, run_id: str, download: str | Path | None = None) -> list[Any]:

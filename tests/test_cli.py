@@ -158,6 +158,28 @@ def test_a_failed_run_makes_wait_exit_1_with_its_reason(stack, tmp_path):
     assert dms("wait", run_id, stack=stack).exit_code == 1
 
 
+def test_a_failed_run_shows_its_failed_tasks_stderr_tail_and_the_command_for_all_of_it(stack, tmp_path):
+    command = "for i in $(seq 1 12); do echo \"reading line $i\" >&2; done; echo 'negative depth at node 12' >&2; exit 3"
+    study = write_study(tmp_path / "tail", f"name: tail\ncommand: {command}\n")
+    outcome = dms("submit", study, "--via", "queue", "--wait", "--timeout", "120", stack=stack)
+    assert outcome.exit_code == 1, outcome
+    run_id = run_id_of(outcome)
+    tail = [f"    reading line {i}" for i in range(6, 13)] + ["    negative depth at node 12"]
+    expected = [f"error: run {run_id}: failed (0/1 tasks succeeded): task main exited with code 3",
+                "  stderr of task main (last 8 lines):", *tail,
+                f"  `dmsbatch logs {run_id} main --stderr` prints all of it"]
+    assert outcome.stderr.splitlines()[-len(expected):] == expected, outcome
+    waited = dms("wait", run_id, stack=stack)
+    assert waited.exit_code == 1 and waited.stderr.splitlines()[-len(expected):] == expected, waited
+
+    quiet = write_study(tmp_path / "quiet", "name: quiet\ncommand: echo only stdout; exit 2\n")
+    outcome = dms("submit", quiet, "--via", "queue", "--wait", "--timeout", "120", stack=stack)
+    assert outcome.exit_code == 1, outcome
+    run_id = run_id_of(outcome)
+    assert outcome.stderr.splitlines()[-1] == (f"  task main wrote nothing to stderr; `dmsbatch logs {run_id} main` "
+                                              "prints its stdout"), outcome
+
+
 # ---- spec errors ------------------------------------------------------------------------------
 
 BAD_SPEC = """name: bad
@@ -291,6 +313,35 @@ def test_unknown_runs_are_usage_errors_without_tracebacks(stack):
         outcome = dms(*verb, stack=stack)
         assert outcome.exit_code == 2, outcome
         assert "there is no run 'no-such-run-x'" in outcome.stderr and "Traceback" not in outcome.output
+
+
+def test_waiting_for_a_run_id_with_no_trace_says_so_at_once_then_ends_after_the_grace(stack):
+    """A run just posted has no status for a moment, so `wait` and `logs -f` wait 30 s for one: they say so
+    on stderr at once, so a mistyped id is plain long before the grace ends."""
+    import threading
+    import time
+
+    started = time.monotonic()
+    followers = {}
+    for verb in (["wait", "no-such-run-y"], ["logs", "no-such-run-y", "-f", "--poll", "0.5"]):
+        process = subprocess.Popen(dmsbatch_argv() + verb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=process_env(stack), cwd=REPO_ROOT)
+        first: list = []
+        reader = threading.Thread(target=lambda p=process, f=first: f.append((p.stderr.readline(), time.monotonic())))
+        reader.start()
+        followers[verb[0]] = (process, reader, first)
+    for verb, (process, reader, first) in followers.items():
+        reader.join(timeout=15)
+        assert first, f"{verb}: nothing on stderr within 15 s"
+        line, at = first[0]
+        assert line.strip() == ("run no-such-run-y has no status yet; waiting up to 30 s for it to appear "
+                                "(`dmsbatch status` lists recent runs)"), (verb, line)
+        assert at - started < 15, f"{verb}: said after {at - started:.0f} s"
+    for verb, (process, _, _) in followers.items():
+        stdout, rest = process.communicate(timeout=90)
+        assert process.returncode == 2, (verb, stdout, rest)
+        assert "error: there is no run 'no-such-run-y'" in rest and "Traceback" not in rest, (verb, rest)
+    assert time.monotonic() - started >= 30, "the grace period is kept"
 
 
 def test_results_of_an_unfinished_run_say_to_wait(stack, clients, store, tmp_path):
