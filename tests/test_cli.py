@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import re
 import subprocess
 import zipfile
@@ -52,6 +53,42 @@ def test_every_command_has_help(path):
     outcome = dms(*path, "--help")
     assert outcome.exit_code == 0, outcome
     assert outcome.stdout.startswith("Usage: dmsbatch") and len(outcome.stdout.splitlines()) > 3
+
+
+def _documented_rows() -> dict[tuple[str, ...], str]:
+    """docs/cli.md's command table: each command path and the row that documents it (`up ...` / `down` share one)."""
+    rows: dict[tuple[str, ...], str] = {}
+    for line in (REPO_ROOT / "docs" / "cli.md").read_text().splitlines():
+        if not line.startswith("| `dmsbatch"):
+            continue
+        row = line.replace("\\|", "|")
+        first_cell = line[2:].split(" | ")[0]
+        parts = [part.strip().strip("`") for part in first_cell.split(" / ")]
+        words = parts[0].split()[1:]
+        path = tuple(itertools.takewhile(lambda w: re.fullmatch(r"[a-z][a-z-]*", w), words))
+        rows[path] = row
+        for other in parts[1:]:
+            rows[path[:-1] + (other,)] = row
+    return rows
+
+
+@pytest.mark.parametrize("path", [()] + sorted(_commands(cli)), ids=lambda p: " ".join(p) or "dmsbatch")
+def test_the_docs_command_table_names_every_option_and_argument_as_help_does(path):
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    if isinstance(command, click.Group) and path:
+        return  # `config`, `profiles`, `apps`: their subcommands have the rows
+    rows = _documented_rows()
+    assert path in rows, f"docs/cli.md's table has no row for `dmsbatch {' '.join(path)}`"
+    missing = []
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            names = [param.human_readable_name]
+        else:
+            names = [n for n in param.opts + param.secondary_opts if path == () or n not in ("-h", "--help")]
+        missing += [n for n in names if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", rows[path])]
+    assert not missing, f"`dmsbatch {' '.join(path)}` in docs/cli.md lacks {missing} (--help shows them)"
 
 
 def test_the_installed_command_runs():
