@@ -6,7 +6,8 @@ attempt ends with an error, but an attempt that never ends (the function timed
 out, the worker crashed or ran out of memory) records nothing, and the run would
 stay ``accepted`` (or have no status) for ever. So the reconciler's timer also
 looks at the poison queue: a message naming a run that was never submitted and
-is not over gets a ``failed`` status and a run-events message.
+is not over gets a ``failed`` status and a run-events message; one that was
+already failed but whose run-events message could not be sent gets that message.
 
 Messages stay on the poison queue for people to inspect; they are only peeked.
 Peeking sees the first 32 messages, so when the queue holds more than that and
@@ -22,8 +23,8 @@ from shared.clients import Clients
 from shared.ids import is_valid_run_id
 from shared.messages import UndecodableMessage, decode_body
 from shared.run_store import RunStore
-from shared.status import is_terminal, read_status
-from shared.submission import finish_unsubmitted
+from shared.status import read_status
+from shared.submission import finish_unsubmitted, was_submitted
 
 log = logging.getLogger("dmsbatch.poisoned_requests")
 
@@ -48,12 +49,12 @@ def _settle(clients: Clients, store: RunStore, queue_name: str, content: str) ->
     if run_id is None:
         return None  # no run id of its own: nothing a status could be recorded under (moved there by the adapter)
     status = read_status(store, run_id)
-    if status and (is_terminal(status) or (status.get("timestamps") or {}).get("submitted")):
-        return None
+    if status and (was_submitted(status) or status.get("event_sent_at")):
+        return None  # under way, or over and announced (a run over but unannounced gets its run-events message)
     problem = (f"the run request was moved to {queue_name} after the Functions host's attempts to submit it did not "
                "finish (timed out or crashed); post it again under a new run id once the cause is fixed")
-    finish_unsubmitted(clients, run_id, "failed", REASON, [problem])
-    log.error("run %s: %s", run_id, problem)
+    status = finish_unsubmitted(clients, run_id, "failed", REASON, [problem])
+    log.error("run %s: %s (now %s)", run_id, problem, status.get("state"))
     return run_id
 
 

@@ -32,12 +32,19 @@ def update_status(
     state: str | None = None,
     mutate: Callable[[dict[str, Any]], None] | None = None,
     attempts: int = 10,
+    unless: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
-    """Advance the run to ``state`` (if that is forward) and apply ``mutate``; return the result."""
+    """Advance the run to ``state`` (if that is forward) and apply ``mutate``; return the result.
+
+    ``unless`` is checked against each fresh copy, inside the compare-and-swap loop: when it holds, nothing
+    is written and that copy is returned (a check made before the update could be stale by the write).
+    """
     if state is not None and state not in _RANK:
         raise ValueError(f"unknown run state {state!r}")
     for _ in range(attempts):
         current = store.read(run_id, STATUS_BLOB)
+        if unless is not None and current.document is not None and unless(current.document):
+            return dict(current.document)
         status = dict(current.document or {"schema_version": SCHEMA_VERSION, "run_id": run_id, "timestamps": {}})
         before = dict(status)
         stamp = now_iso()

@@ -32,7 +32,7 @@ from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
 from shared.sas import SasIssuer, SasLifetimeError
 from shared.spec import SpecError
-from shared.status import is_terminal, now_iso, read_status, update_status
+from shared.status import is_terminal, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
 
@@ -236,25 +236,32 @@ def _read_sweep_csv(store: RunStore, run_id: str, spec: dict[str, Any]) -> str |
 def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:
     """End a run that never reached Batch: final status with the reason, then one run-events message.
 
-    A run that is already over, or whose submission completed, is left as it is: a late or duplicate
-    message must not turn a run under way into a failed one (the reconciler alone ends submitted runs).
+    A run whose submission completed is left as it is: a late or duplicate message must not turn a run
+    under way into a failed one (the reconciler alone ends submitted runs); the check is made on the copy
+    being updated. A run already over keeps its state, but still gets its run-events message if sending
+    it failed the first time (this is how a redelivery or the poison-queue sweep completes it).
     """
     store = RunStore(clients.runs())
-    current = read_status(store, run_id)
-    if current and (is_terminal(current) or (current.get("timestamps") or {}).get("submitted")):
-        log.info("run %s: already %s; not marking it %s (%s)", run_id, current.get("state"), state, reason)
-        return current
 
     def end(status: dict[str, Any]) -> None:
         status.setdefault("reason", reason)
         if errors:
             status.setdefault("errors", errors)
 
-    status = update_status(store, run_id, state, end)
+    status = update_status(store, run_id, state, end, unless=lambda s: is_terminal(s) or was_submitted(s))
+    if was_submitted(status):
+        log.info("run %s: already submitted (%s); not marking it %s (%s)", run_id, status.get("state"), state, reason)
+        return status
     if not status.get("event_sent_at"):
-        emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=None, errors=status.get("errors"))
+        emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=status.get("manifest_url"),
+                       errors=status.get("errors"))
         status = update_status(store, run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
     return status
+
+
+def was_submitted(status: dict[str, Any] | None) -> bool:
+    """Whether the run's submission completed (its job and tasks exist), whatever its state now."""
+    return bool(((status or {}).get("timestamps") or {}).get("submitted"))
 
 
 def reject_run(clients: Clients, error: PermanentRunError) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def test_poisoned_requests_of_runs_already_recorded_are_left_alone_and_a_long_qu
     ensure_storage(own)
     poison = own.queue_service.get_queue_client(f"{own.settings.run_requests_queue}-poison")
     done = unique_run_id("done")
-    update_status(store, done, "succeeded")
+    update_status(store, done, "submitted")  # a run that went through, as the reconciler leaves it
+    update_status(store, done, "succeeded", lambda s: s.update(event_sent_at="2026-11-24T00:00:00Z"))
     # more messages than one peek shows, none needing anything, then one run that was never recorded at all
     for _ in range(PEEK_LIMIT + 3):
         poison.send_message(as_host_leaves_it({"run_id": done, "command": "true"}))
@@ -67,5 +68,25 @@ def test_poisoned_requests_of_runs_already_recorded_are_left_alone_and_a_long_qu
     assert own.queue_service.get_queue_client(poison.queue_name).get_queue_properties().approximate_message_count == PEEK_LIMIT + 5, \
         "every message is still there for people to inspect"
     assert settle_poisoned_requests(own) == [], "settling again changes nothing"
+    poison.delete_queue()
+    own.queue_service.get_queue_client(own.settings.run_requests_queue).delete_queue()
+
+
+def test_a_run_failed_before_its_run_events_message_could_be_sent_gets_it_from_the_sweep(clients, store):
+    # the last attempt recorded the failure, then the queue refused the event and the host poisoned the message
+    run_id = unique_run_id("unannounced")
+    update_status(store, run_id, "failed", lambda s: s.update(reason="the spec is not valid", errors=["command: required"]))
+    own = Clients(dataclasses.replace(clients.settings, run_requests_queue=f"rr-{uuid.uuid4().hex[:10]}"))
+    ensure_storage(own)
+    poison = own.queue_service.get_queue_client(f"{own.settings.run_requests_queue}-poison")
+    poison.send_message(as_host_leaves_it({"run_id": run_id}))
+
+    assert settle_poisoned_requests(own) == [run_id]
+    status = read_status(store, run_id)
+    assert (status["state"], status["reason"], status["errors"]) == ("failed", "the spec is not valid", ["command: required"])
+    assert status["event_sent_at"]
+    [event] = events_for(clients, run_id)
+    assert event["status"] == "failed" and event["reason"] == "the spec is not valid"
+    assert settle_poisoned_requests(own) == [], "announced once"
     poison.delete_queue()
     own.queue_service.get_queue_client(own.settings.run_requests_queue).delete_queue()
