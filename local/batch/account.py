@@ -203,9 +203,10 @@ class BatchAccount:
             except StopIteration:
                 raise BatchServiceError(409, "AccountNodeLimitReached", "No loopback addresses left for nodes.") from None
             root = self.data_dir / "nodes" / node_id
-            for sub in ("shared", "startup", "applications", "workitems", "fsmounts", "tmp"):
+            for sub in ("shared", "startup", "applications", "workitems", "fsmounts"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             node = Node(id=node_id, pool_id=pool.id, ip_address=address, root_dir=root, is_dedicated=dedicated)
+            node.tmp_dir.mkdir(parents=True, exist_ok=True)
             pool.nodes[node_id] = node
             pool.touch()
             return node
@@ -215,6 +216,7 @@ class BatchAccount:
             pool.nodes.pop(node.id, None)
             pool.touch()
         shutil.rmtree(node.root_dir, ignore_errors=True)
+        shutil.rmtree(node.tmp_dir, ignore_errors=True)
 
     # ---- jobs --------------------------------------------------------------------
     def create_job(self, body: dict[str, Any]) -> Job:

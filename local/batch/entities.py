@@ -7,7 +7,9 @@ account lock; the entities themselves hold no locks and do no I/O.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +93,11 @@ class Entity:
         return out
 
 
+def tmp_base(data_dir: Path) -> Path:
+    """Where the nodes of the service on ``data_dir`` have their /tmp (see ``Node.tmp_dir``)."""
+    return Path(tempfile.gettempdir()) / f"local-batch-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]}"
+
+
 @dataclass
 class Node:
     """A simulated compute node: a directory tree and a loopback address of its own."""
@@ -139,8 +146,13 @@ class Node:
 
     @property
     def tmp_dir(self) -> Path:
-        """The node's /tmp (its processes' TMPDIR): nodes share one machine here, but not their temporary files."""
-        return self.root_dir / "tmp"
+        """The node's /tmp (its processes' TMPDIR): nodes share one machine here, but not their temporary files.
+
+        Under the system's temporary directory, not the node's root: programs put Unix sockets in TMPDIR
+        (Python's multiprocessing, Open MPI), and a socket path may not exceed 107 bytes, which a data
+        directory deep in a checkout would use up. Named after the data directory, so stacks do not share.
+        """
+        return tmp_base(self.root_dir.parent.parent) / self.id  # root_dir is <data>/nodes/<node id>
 
     def task_dir(self, job_id: str, task_id: str) -> Path:
         return self.root_dir / "workitems" / job_id / "job-1" / task_id

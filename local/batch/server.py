@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import sys
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.account import BatchAccount
+from local.batch.entities import tmp_base
 from local.batch.faults import AdminApi, FaultInjector
 from local.batch.http_api import make_handler
 from local.batch.node_agent import NodeAgent
@@ -118,3 +120,5 @@ class LocalBatchService:
                 self.persistence.close()
         finally:
             self.scheduler.stop()
+            # the nodes' /tmp goes, as a machine's does when it restarts (restored nodes get an empty one)
+            shutil.rmtree(tmp_base(self.account.data_dir), ignore_errors=True)

@@ -282,6 +282,24 @@ def test_task_sees_batch_environment_and_runs_in_its_working_directory(batch: Ba
     assert done.node_info.task_root_directory == "workitems/job/job-1/envtask"
 
 
+def test_each_node_has_a_tmp_of_its_own_short_enough_for_unix_sockets(batch: BatchEnv):
+    batch.create_pool("pool", nodes=2, slots=1)
+    batch.create_job("job", "pool")
+    # Python's multiprocessing puts a Unix socket in TMPDIR; socket paths may not exceed 107 bytes
+    check = ('echo "TMPDIR=$TMPDIR"; sleep 1; '  # both at once: one on each node
+             'python3 -c "import multiprocessing; m = multiprocessing.Manager(); print(\'manager ok\'); m.shutdown()"')
+    for i in range(2):
+        batch.client.create_task("job", task(f"t{i}", bash(check)))
+    done = [batch.wait_task("job", f"t{i}") for i in range(2)]
+    outputs = [batch.read("job", f"t{i}", "stdout.txt") for i in range(2)]
+
+    assert all(d.execution_info.result == bm.BatchTaskExecutionResult.SUCCESS for d in done), outputs
+    assert all("manager ok" in out for out in outputs)
+    tmp_dirs = [Path(out.split("TMPDIR=")[1].split()[0]) for out in outputs]
+    assert [d.name for d in tmp_dirs] == [d.node_info.node_id for d in done], "each task's TMPDIR is its node's"
+    assert len(set(tmp_dirs)) == 2 and all(d.is_dir() for d in tmp_dirs)
+
+
 # ---- resource files --------------------------------------------------------------------------
 def test_resource_files_arrive_from_blob_and_container_sas_urls(batch: BatchEnv, storage: Storage):
     storage.put("tools/greet.sh", "#!/bin/sh\necho \"hello $1\"\ncat inputs/data/a.txt inputs/data/sub/b.txt\nstat -c %a bin/greet.sh bin/plain.sh\n")
