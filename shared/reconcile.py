@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -32,6 +32,7 @@ MANIFEST_BLOB = "manifest.json"
 STDERR_TAIL_BYTES = 4096
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
 TERMINATE_IN_PARALLEL = 16
+END_TASKS_EVERY = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     if is_terminal(run.status):
         # Ended before: by this reconciler (the job was not yet terminated), or elsewhere (a submission that
         # failed after its job existed). Tasks still going are ended first, so the manifest is written last.
-        return "finish" if counts["completed"] == total else "end_tasks"
+        return "finish" if counts["completed"] == total else _end_tasks_if_due(run.status, now)
     if run.kind == "beopest" and not run.status.get("cancel_requested_at") and (run.deadline is None or now <= run.deadline):
         # chain the workers to the master's host, end them when the master ends, or fail the run (shared.beopest)
         action = beopest.decide(run, now)
@@ -154,16 +155,19 @@ def decide(run: RunObservation, now: datetime) -> str | None:
         return "finish"
     if run.status.get("cancel_requested_at"):
         # keep ending tasks until none is left unfinished (a task added after the first pass included)
-        return "finish" if counts["completed"] == total else "end_tasks"
+        return "finish" if counts["completed"] == total else _end_tasks_if_due(run.status, now)
     overdue = run.deadline is not None and now > run.deadline
-    if overdue and (counts["completed"] < total or not run.status.get("deadline_passed_at")):
-        return "time_out"  # again on every tick until no task is left: a pass cut short must not leave any running
+    if overdue and not run.status.get("deadline_passed_at"):
+        return "time_out"
+    if overdue and counts["completed"] < total:
+        # again until no task is left (a pass cut short must not leave any running), at most once a minute
+        return "time_out" if _ending_due(run.status, now) else None
     if total == 0 or (overdue and counts["completed"] == total):
         # tasks not (all) added yet: the (re)delivered request will add them, unless the run is out of time
         return "finish" if overdue else None
     if run.pool.start_task_failure:
         return "fail_on_pool"
-    if run.pool.no_nodes_to_come:
+    if run.pool.no_nodes_to_come and not run.status.get("waiting_for_nodes"):
         return "grow_pool"
     tasks = dict(run.status.get("tasks") or {})
     observed = task_summary(run)
@@ -171,6 +175,19 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     if tasks != observed or (started and run.status.get("state") == "submitted"):
         return "progress"
     return None
+
+
+def _ending_due(status: dict[str, Any], now: datetime) -> bool:
+    """Whether to (re)terminate unfinished tasks: at once the first time, then at most every ``END_TASKS_EVERY``.
+
+    A task can stay running after it was terminated (its outputs uploading, its node gone offline); ending
+    it again on every tick would cost a Batch call per such task per poll."""
+    last = status.get("tasks_ended_at")
+    return not last or now - datetime.fromisoformat(last.replace("Z", "+00:00")) >= END_TASKS_EVERY
+
+
+def _end_tasks_if_due(status: dict[str, Any], now: datetime) -> str | None:
+    return "end_tasks" if _ending_due(status, now) else None
 
 
 # ---- act ---------------------------------------------------------------------------------
@@ -258,9 +275,16 @@ def end_unfinished_tasks(clients: Clients, run: RunObservation) -> None:
     if len(task_ids) <= 1:
         for task_id in task_ids:
             terminate(task_id)
+        if task_ids:
+            _ended_tasks(clients, run)
         return
     with ThreadPoolExecutor(max_workers=min(TERMINATE_IN_PARALLEL, len(task_ids))) as pool:
         list(pool.map(terminate, task_ids))  # the first failure is raised; the next tick retries what is left
+    _ended_tasks(clients, run)
+
+
+def _ended_tasks(clients: Clients, run: RunObservation) -> None:
+    update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.update(tasks_ended_at=now_iso()))
 
 
 def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
@@ -321,7 +345,9 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     totals = manifest["totals"]
 
     def final(status: dict[str, Any]) -> None:
-        status.update(reason=manifest["reason"], manifest_url=manifest_url, finished_at=manifest["finished_at"])
+        if status.get("state") == manifest["status"]:  # else it ended otherwise meanwhile; its own reason stands
+            status["reason"] = manifest["reason"]
+        status.update(manifest_url=manifest_url, finished_at=manifest["finished_at"])
         if manifest["started_at"]:  # a task can start and end between two ticks
             status.setdefault("timestamps", {}).setdefault("running", manifest["started_at"])
         status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
@@ -393,12 +419,16 @@ def grow_pool(clients: Clients, run: RunObservation) -> None:
     """Give a run waiting on a pool with no nodes the nodes its spec asks for (a pool shrunk by another
     run's ``when_done: scale_to_zero``, or by hand). A pool still shrinking refuses the resize (409); the
     next tick tries again."""
-    request = RunStore(clients.runs()).read(run.run_id, REQUEST_BLOB).document
-    if not request:
+    store = RunStore(clients.runs())
+    request = store.read(run.run_id, REQUEST_BLOB).document
+    _, pool, _ = pool_for(request["spec"], run.run_id, clients.settings) if request else (None, None, None)
+    if pool is not None and pool.id == run.pool_id and grow_idle_pool(clients.batch, pool, run.run_id):
         return
-    _, pool, _ = pool_for(request["spec"], run.run_id, clients.settings)
-    if pool.id == run.pool_id:
-        grow_idle_pool(clients.batch, pool, run.run_id)
+    # The run's spec gives the pool no nodes (dedicated_nodes: 0, or a formula for a pool that exists without
+    # one): say so once, where the modeller looks, instead of trying again on every tick until the deadline.
+    note = (f"pool '{run.pool_id}' has no nodes and this run's spec gives it none; resize the pool "
+            "(or cancel the run), or the run times out at its deadline")
+    update_status(store, run.run_id, None, lambda s: s.setdefault("waiting_for_nodes", note))
 
 
 def fail_on_pool(clients: Clients, run: RunObservation) -> None:

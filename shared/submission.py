@@ -30,7 +30,7 @@ from shared.messages import RunRequest
 from shared.planning import RunUrls, deadline_for, plan_run
 from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
-from shared.sas import SasIssuer, SasLifetimeError
+from shared.sas import USER_DELEGATION_MAX, SasIssuer, SasLifetimeError
 from shared.spec import SpecError
 from shared.status import is_terminal, now_iso, update_status
 
@@ -79,8 +79,12 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
             results_container=issuer.container_write_url(settings.runs_container, expiry),
         )
     except SasLifetimeError as exc:
-        raise PermanentRunError(run_id, [f"constraints.max_wall_clock: {exc}; give the run a shorter limit "
-                                         "(or split it), or run it where the storage account allows shared keys"]) from None
+        source = ("constraints.max_wall_clock" if spec["constraints"].get("max_wall_clock")
+                  else "constraints.max_wall_clock (not given: DEFAULT_MAX_WALL_CLOCK_MINUTES applies)")
+        longest = USER_DELEGATION_MAX - timedelta(hours=SAS_MARGIN_HOURS, seconds=settings.run_deadline_grace_seconds)
+        raise PermanentRunError(run_id, [
+            f"{source}: {exc} (the wall-clock limit plus {SAS_MARGIN_HOURS} h); give the run a limit of at most "
+            f"{int(longest.total_seconds() // 3600)} h (or split it), or run it where the storage account allows shared keys"]) from None
     try:
         plan = plan_run(spec, run_id, settings, urls, deadline, sweep_csv=sweep_csv)
     except SpecError as exc:  # a sweep's CSV file that cannot be used

@@ -88,3 +88,18 @@ def test_a_start_task_that_fails_on_every_node_fails_the_run_at_once_not_at_its_
     assert (manifest["status"], manifest["reason"]) == ("failed", status["reason"])
     [task] = manifest["tasks"]
     assert task["started_at"] is None, "the task never ran"
+
+
+def test_a_run_on_a_pool_its_spec_gives_no_nodes_says_so_in_its_status(clients, store, batch):
+    from tests.test_cancel import cancel
+
+    run_id = unique_run_id("nonodes")
+    post_spec(clients, {"run_id": run_id, "command": "echo never", "pool": {"dedicated_nodes": 0}})
+    status = wait_until(lambda: (s := read_status(store, run_id) or {}).get("waiting_for_nodes") and s, 30,
+                        what="the note about the pool")
+
+    assert status["state"] == "submitted"
+    assert status["waiting_for_nodes"].startswith(f"pool 'pool-{run_id}' has no nodes and this run's spec gives it none")
+    assert pool_targets(batch, f"pool-{run_id}") == (0, 0), "not grown behind the modeller's back"
+    cancel(clients, run_id)
+    assert wait_for_final_status(store, run_id, timeout=30)["state"] == "cancelled"

@@ -95,3 +95,24 @@ def test_a_run_waiting_on_a_pool_that_cannot_run_it_grows_the_pool_or_fails():
     assert decide(replace(waiting, pool=PoolOutlook(no_nodes_to_come=True)), NOW) == "grow_pool"
     assert decide(replace(waiting, pool=PoolOutlook(start_task_failure="start task failed")), NOW) == "fail_on_pool"
     assert decide(waiting, NOW) is None, "a pool with nodes to come: wait"
+
+
+def test_tasks_that_stay_unfinished_are_ended_again_at_most_once_a_minute():
+    overdue = dict(deadline=NOW - timedelta(minutes=5))
+    recently = {"state": "running", "deadline_passed_at": "x", "tasks_ended_at": "2026-11-24T11:59:30Z", "tasks": {}}
+    a_while_ago = {**recently, "tasks_ended_at": "2026-11-24T11:58:00Z"}
+    assert decide(observe(running=1, status=recently, **overdue), NOW) is None
+    assert decide(observe(running=1, status=a_while_ago, **overdue), NOW) == "time_out"
+    cancelling = {"state": "running", "cancel_requested_at": "x", "tasks_ended_at": "2026-11-24T11:59:30Z", "tasks": {}}
+    assert decide(observe(running=1, status=cancelling), NOW) is None
+    assert decide(observe(running=1, status={**cancelling, "tasks_ended_at": "2026-11-24T11:58:59Z"}), NOW) == "end_tasks"
+
+
+def test_a_pool_the_runs_spec_cannot_grow_is_noted_once_not_retried_every_tick():
+    from dataclasses import replace
+
+    from shared.reconcile import PoolOutlook
+
+    noted = observe(active=1, status={"state": "submitted", "waiting_for_nodes": "pool 'p' has no nodes ...",
+                                      "tasks": {"total": 1, "active": 1, "running": 0, "succeeded": 0, "failed": 0}})
+    assert decide(replace(noted, pool=PoolOutlook(no_nodes_to_come=True)), NOW) is None

@@ -13,7 +13,7 @@ command runs as sshd would run it (``/bin/sh -c`` over the joined words), but
 with that instance's environment (its ``AZ_BATCH_*`` variables, among them
 ``AZ_BATCH_NODE_ID``, and ``LOCAL_BATCH_NODE_IP``) and in its working
 directory, so what Open MPI starts there sees the node it was sent to. Its
-TMPDIR is the node's, one level down (``<node>/tmp/rsh``): the daemon Open MPI
+TMPDIR is the node's, one level down (``$TMPDIR/rsh``): the daemon Open MPI
 starts on the primary must not share session directories with mpirun there. Only the
 standard library is used: the agent runs under whatever python3 the task has.
 """
