@@ -61,7 +61,8 @@ def sweep_plan(members: int, url: str):
                                   "SWEEP_MAX_MEMBERS": str(members)})
     blob = "http://127.0.0.1:10000/devstoreaccount1/runs/bench/inputs/"
     urls = RunUrls(inputs={"study/ptm.inp": blob + "study/ptm.inp" + SAS, "tide/hist_v82.h5": blob + "tide/hist_v82.h5" + SAS},
-                   results_container="http://127.0.0.1:10000/devstoreaccount1/runs" + SAS.replace("sr=b&sp=r", "sr=c&sp=cw"))
+                   results_container="http://127.0.0.1:10000/devstoreaccount1/runs" + SAS.replace("sr=b&sp=r", "sr=c&sp=cw"),
+                   blob_upload=lambda blob: "http://127.0.0.1:10000/devstoreaccount1/runs" + SAS.replace("sr=b&sp=r", "sr=b&sp=cw"))
     now = datetime.now(timezone.utc)
     return plan_run(spec, "bench", settings, urls, deadline_for(spec, settings, now))
 

@@ -34,7 +34,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.batch import BatchClient
@@ -44,10 +44,9 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from shared.errors import PermanentRunError
 from shared.planning import RunUrls, _task
 from shared.run_store import RunStore
-from shared.sas import SasIssuer
 from shared.spec import BEOPEST_VARIABLES
 from shared.status import now_iso, update_status
-from shared.submission import REQUEST_BLOB, SAS_MARGIN_HOURS, add_missing_tasks
+from shared.submission import REQUEST_BLOB, add_missing_tasks, run_urls
 
 if TYPE_CHECKING:  # the reconciler imports this module
     from shared.clients import Clients
@@ -291,15 +290,8 @@ def record_failure(clients: "Clients", run: "RunObservation", reason: str | None
 
 
 def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None) -> RunUrls:
-    """The workers' SAS URLs, issued as submission issues the master's (same lifetime)."""
-    issuer = SasIssuer(clients.blob_service)
-    now = datetime.now(timezone.utc)
-    expiry = max(deadline or now, now).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
-    container = clients.settings.runs_container
-    return RunUrls(
-        inputs={item["blob"]: issuer.blob_read_url(container, store.inputs_prefix(run_id) + item["blob"], expiry) for item in spec["inputs"]},
-        results_container=issuer.container_write_url(container, expiry),
-    )
+    """The workers' SAS URLs, issued as submission issues the master's (same scopes, same lifetime)."""
+    return run_urls(clients, store, run_id, spec, deadline, spec["inputs"])
 
 
 def chain_workers(clients: "Clients", run: "RunObservation") -> None:

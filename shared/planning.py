@@ -14,6 +14,7 @@ A BeoPEST run is its master task, ``master``, here; its workers are planned by
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,12 +34,23 @@ META_WHEN_DONE = "dmsbatch_when_done"
 META_TASKS = "dmsbatch_tasks"  # how many tasks submission adds: a sweep's arrive in collections of 100
 
 
+LOG_FILES = ("stdout.txt", "stderr.txt")  # in the task's directory, the parent of its working directory
+
+
 @dataclass(frozen=True)
 class RunUrls:
-    """Pre-signed URLs the tasks use: one read URL per input blob (inputs and shared inputs), one write URL for results."""
+    """Pre-signed URLs the tasks use (``shared.sas``), signed before planning so that planning does no I/O.
+
+    ``inputs``: one read URL per input blob (inputs and shared inputs).
+    ``results_container``: the runs container with create/write on any blob, for
+    output patterns; None when the spec has no outputs, so no task holds it.
+    ``blob_upload``: a blob name -> the runs container's URL with create/write on
+    that blob only, for each task's stdout and stderr.
+    """
 
     inputs: dict[str, str]
-    results_container: str
+    results_container: str | None
+    blob_upload: Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -134,17 +146,29 @@ def start_task_for(spec: dict[str, Any]) -> bm.BatchStartTask | None:
     )
 
 
-def _outputs(spec: dict[str, Any], run_id: str, task_id: str, container_url: str, runs_prefix: str) -> list[bm.OutputFile]:
-    def upload(pattern: str, path: str) -> bm.OutputFile:
+def _outputs(spec: dict[str, Any], run_id: str, task_id: str, urls: RunUrls, runs_prefix: str) -> list[bm.OutputFile]:
+    """The task's output patterns under ``outputs/<task>``, then its stdout and stderr under ``logs/<task>``.
+
+    Each log file is an output file of its own with a SAS for that one blob
+    (Batch uploads a pattern without wildcards to exactly ``path``), so a task
+    of a run without outputs holds no SAS that writes anywhere else.
+    """
+    def upload(pattern: str, path: str, container_url: str) -> bm.OutputFile:
         return bm.OutputFile(
             file_pattern=pattern,
             destination=bm.OutputFileDestination(container=bm.OutputFileBlobContainerDestination(container_url=container_url, path=path)),
             upload_options=bm.OutputFileUploadConfiguration(upload_condition=bm.OutputFileUploadCondition.TASK_COMPLETION),
         )
 
-    files = [upload(pattern, f"{runs_prefix}{run_id}/outputs/{task_id}") for pattern in spec["outputs"]]
+    files = []
+    if spec["outputs"]:
+        if not urls.results_container:
+            raise ValueError("the spec has outputs but no results container URL was signed for them")
+        files = [upload(pattern, f"{runs_prefix}{run_id}/outputs/{task_id}", urls.results_container) for pattern in spec["outputs"]]
     # stdout/stderr always land beside the outputs, on success and on failure
-    files.append(upload("../std*.txt", f"{runs_prefix}{run_id}/logs/{task_id}"))
+    for name in LOG_FILES:
+        blob = f"{runs_prefix}{run_id}/logs/{task_id}/{name}"
+        files.append(upload(f"../{name}", blob, urls.blob_upload(blob)))
     return files
 
 
@@ -216,7 +240,7 @@ def _task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, co
         command_line=task_command_line(spec, command),
         environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted({**environment, **packages}.items())],
         resource_files=_resource_files(spec["inputs"], urls, os_family),
-        output_files=_outputs(spec, run_id, task_id, urls.results_container, runs_prefix),
+        output_files=_outputs(spec, run_id, task_id, urls, runs_prefix),
         constraints=bm.BatchTaskConstraints(
             max_wall_clock_time=timedelta(seconds=constraints["max_wall_clock"]) if constraints.get("max_wall_clock") else None,
             max_task_retry_count=constraints.get("max_task_retries", 0),

@@ -70,14 +70,8 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         raise PermanentRunError(run_id, [f"{where}: '{blob}' was not found under runs/{run_id}/inputs/" for where, blob in missing])
     sweep_csv = _read_sweep_csv(store, run_id, spec)
 
-    issuer = SasIssuer(clients.blob_service)
-    expiry = max(deadline, datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
     try:
-        urls = RunUrls(
-            inputs={item["blob"]: issuer.blob_read_url(settings.runs_container, store.inputs_prefix(run_id) + item["blob"], expiry)
-                    for item in [*spec["inputs"], *spec.get("shared_inputs", [])]},
-            results_container=issuer.container_write_url(settings.runs_container, expiry),
-        )
+        urls = run_urls(clients, store, run_id, spec, deadline, [*spec["inputs"], *spec.get("shared_inputs", [])])
     except SasLifetimeError as exc:
         source = ("constraints.max_wall_clock" if spec["constraints"].get("max_wall_clock")
                   else "constraints.max_wall_clock (not given: DEFAULT_MAX_WALL_CLOCK_MINUTES applies)")
@@ -127,6 +121,27 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
 
     return update_status(store, run_id, "submitted", submitted)
+
+
+def run_urls(clients: Clients, store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None,
+             inputs: list[dict[str, Any]]) -> RunUrls:
+    """The SAS URLs a run's tasks are given, all living until the run's deadline plus ``SAS_MARGIN_HOURS``.
+
+    Read on each of ``inputs``' blobs; create/write on the runs container only
+    if the spec has outputs (their names are not known in advance); for the
+    logs, create/write on each log blob alone, signed as planning names them.
+    Raises ``SasLifetimeError`` when the signing method cannot cover that long.
+    """
+    issuer = SasIssuer(clients.blob_service)
+    now = datetime.now(timezone.utc)
+    expiry = max(deadline or now, now).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
+    container = clients.settings.runs_container
+    issuer.ready_for(expiry)
+    return RunUrls(
+        inputs={item["blob"]: issuer.blob_read_url(container, store.inputs_prefix(run_id) + item["blob"], expiry) for item in inputs},
+        results_container=issuer.container_write_url(container, expiry) if spec["outputs"] else None,
+        blob_upload=lambda blob_name: issuer.blob_upload_url(container, blob_name, expiry),
+    )
 
 
 def grow_idle_pool(batch: BatchClient, pool: bm.BatchPoolCreateOptions, run_id: str = "") -> bool:

@@ -35,7 +35,8 @@ from tests.conftest import REPO_ROOT, events_for, post_spec, unique_run_id, run_
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
-URLS = RunUrls(inputs={"pest_worker": "http://127.0.0.1:1/pest_worker?sig=read"}, results_container="http://127.0.0.1:1/runs?sig=write")
+URLS = RunUrls(inputs={"pest_worker": "http://127.0.0.1:1/pest_worker?sig=read"}, results_container="http://127.0.0.1:1/runs?sig=write",
+               blob_upload=lambda blob: f"http://127.0.0.1:1/runs?sig=write-one:{blob}")
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 STANDINS = REPO_ROOT / "examples" / "beopest" / "inputs"
 
@@ -120,7 +121,8 @@ def test_the_worker_plan_points_every_worker_at_the_master():
         "BEOPEST_WORKER_INDEX": "1"}
     assert "./pest_worker" in workers[1].command_line and workers[1].display_name == "cal worker w-001 -> 127.0.2.9:4100"
     assert [(r.http_url, r.file_path) for r in workers[1].resource_files] == [(URLS.inputs["pest_worker"], "pest_worker")]
-    assert [o.destination.container.path for o in workers[1].output_files] == ["r1/outputs/w-001", "r1/logs/w-001"]
+    assert [o.destination.container.path for o in workers[1].output_files] == [
+        "r1/outputs/w-001", "r1/logs/w-001/stdout.txt", "r1/logs/w-001/stderr.txt"]
     assert [worker_task_id(i, 1000) for i in (0, 999)] == ["w-000", "w-999"] and worker_task_id(7, 1001) == "w-0007"
 
 

@@ -46,6 +46,7 @@ URLS = RunUrls(
     inputs={name: f"{BLOB}/{RUN_ID}/inputs/{name}?sig=READ" for name in
             ("study.zip", "hydro.inp", "ptm.inp", "tidefile/hist_v82.h5", "case.pst", "model.tpl", "schism.in")},
     results_container=f"{BLOB}?sig=WRITE",
+    blob_upload=lambda blob: f"{BLOB}?sig=WRITE-ONE:{blob}",
 )
 MASTER_HOST = "10.0.0.4"
 HOSTILE = "it's \"wet\"; del /q * & rm -rf / | echo %PATH% $(id) `id` ^ !x!"

@@ -14,7 +14,8 @@ from shared.spec import load_spec
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
-URLS = RunUrls(inputs={"hydro.inp": "http://127.0.0.1:1/in?sig=read"}, results_container="http://127.0.0.1:1/runs?sig=write")
+URLS = RunUrls(inputs={"hydro.inp": "http://127.0.0.1:1/in?sig=read"}, results_container="http://127.0.0.1:1/runs?sig=write",
+               blob_upload=lambda blob: f"http://127.0.0.1:1/runs?sig=write-one:{blob}")
 
 
 def plan(**spec):
@@ -29,7 +30,11 @@ def test_single_run_is_one_task_with_a_shell_command_inputs_and_outputs():
     assert [(r.http_url, r.file_path) for r in task.resource_files] == [("http://127.0.0.1:1/in?sig=read", "hydro.inp")]
     assert [(e.name, e.value) for e in task.environment_settings] == [("SCENARIO", "wet")]
     uploads = [(o.file_pattern, o.destination.container.path, o.upload_options.upload_condition) for o in task.output_files]
-    assert uploads == [("**/output/*", "r1/outputs/main", "taskcompletion"), ("../std*.txt", "r1/logs/main", "taskcompletion")]
+    assert uploads == [("**/output/*", "r1/outputs/main", "taskcompletion"), ("../stdout.txt", "r1/logs/main/stdout.txt", "taskcompletion"),
+                       ("../stderr.txt", "r1/logs/main/stderr.txt", "taskcompletion")]
+    assert [o.destination.container.container_url for o in task.output_files] == [
+        "http://127.0.0.1:1/runs?sig=write", "http://127.0.0.1:1/runs?sig=write-one:r1/logs/main/stdout.txt",
+        "http://127.0.0.1:1/runs?sig=write-one:r1/logs/main/stderr.txt"], "each log file with a SAS for its blob alone"
 
 
 def test_windows_pools_run_commands_through_cmd():

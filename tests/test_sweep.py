@@ -155,7 +155,7 @@ def test_a_single_spec_is_normalised_as_before_sweeps():
 
 # ---- planning -----------------------------------------------------------------------------
 URLS = RunUrls(inputs={"ptm.inp": "http://127.0.0.1:1/ptm.inp?sig=read", "tide/hist.h5": "http://127.0.0.1:1/hist.h5?sig=read"},
-               results_container="http://127.0.0.1:1/runs?sig=write")
+               results_container="http://127.0.0.1:1/runs?sig=write", blob_upload=lambda blob: f"http://127.0.0.1:1/runs?sig=write-one:{blob}")
 PTM = sweep_spec({"product": {"START_DATE": ["01JAN2020", "01FEB2020", "01MAR2020"], "INSERTION_ROW": [1, 2, 3, 4]}},
                  inputs=["ptm.inp"], shared_inputs=[{"blob": "tide/hist.h5", "path": "tidefile/hist.h5"}],
                  environment={"STUDY": "base"}, outputs=["output/*"])
@@ -175,7 +175,7 @@ def test_a_sweep_is_one_task_per_member_with_its_environment_outputs_and_logs():
     assert [(r.http_url, r.file_path) for r in task.resource_files] == [(URLS.inputs["ptm.inp"], "ptm.inp")], \
         "the shared input is not a per-task resource file"
     assert [(o.file_pattern, o.destination.container.path) for o in task.output_files] == [
-        ("output/*", "r1/outputs/m-00005"), ("../std*.txt", "r1/logs/m-00005")]
+        ("output/*", "r1/outputs/m-00005"), ("../stdout.txt", "r1/logs/m-00005/stdout.txt"), ("../stderr.txt", "r1/logs/m-00005/stderr.txt")]
     assert 'export DMSBATCH_SHARED_DIR="${AZ_BATCH_NODE_SHARED_DIR:?}"/run-r1; ptm ptm.inp' in task.command_line
     assert task.display_name == "r1 m-00005: START_DATE=01FEB2020 INSERTION_ROW=2"
     assert {m.name: m.value for m in result.job.metadata}[META_TASKS] == "12"
