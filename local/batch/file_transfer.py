@@ -3,6 +3,12 @@
 Downloads and uploads go through the URLs the client put in the task (blob SAS
 URLs on Azurite or Azure Storage); the service holds no storage credentials
 for them.
+
+Only http and https URLs are fetched, and redirects stay on them: the service
+runs on the developer's machine, so a ``file://`` (or ``ftp://``, ``data:``)
+resource file would otherwise copy any file the service can read into a task's
+directory. Batch's node agent downloads over HTTP(S) only; a task naming another
+scheme fails as a resource-file download failure, naming the file.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from azure.storage.blob import ContainerClient
 from local.batch.entities import SERVER_ERROR, USER_ERROR
 
 _WILDCARDS = set("*?[")
+DOWNLOAD_SCHEMES = ("http", "https")
 _ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 DEFAULT_FILE_MODE = "0770"  # what Batch gives a resource file on Linux when fileMode is not set
 
@@ -47,11 +54,35 @@ def _download_error(exc: Exception, what: str) -> TransferError:
         return TransferError("BlobNotFound", f"One of the specified Azure Blob(s) is not found: {what}.")
     if status in (401, 403):
         return TransferError("BlobAccessDenied", f"Access for one of the specified Azure Blob(s) is denied: {what}.")
+    if isinstance(exc, urllib.error.HTTPError) and 300 <= exc.code < 400:  # a redirect _http_opener would not follow
+        return TransferError("BlobDownloadMiscError", f"Miscellaneous error encountered while downloading {what}: "
+                             "it was redirected to a URL that is not http or https, or redirected too often.")
     if isinstance(exc, (TimeoutError, socket.timeout)) or isinstance(getattr(exc, "reason", None), (TimeoutError, socket.timeout)):
         return TransferError("BlobDownloadTimedOut", f"Timeout encountered while downloading {what}.", SERVER_ERROR)
     return TransferError(
         "BlobDownloadMiscError", f"Miscellaneous error encountered while downloading {what}: {type(exc).__name__}.", SERVER_ERROR
     )
+
+
+def _require_http(url: str, what: str) -> None:
+    """Refuse a resource file URL whose scheme is not http(s) before anything opens it; the URL itself is not echoed."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in DOWNLOAD_SCHEMES:
+        shown = f"'{scheme}'" if scheme.isalnum() else "missing or invalid"
+        raise TransferError(
+            "BlobDownloadMiscError",
+            f"Miscellaneous error encountered while downloading {what}: the URL scheme is {shown}, "
+            "and resource files are downloaded over http or https only.")
+
+
+def _http_opener() -> urllib.request.OpenerDirector:
+    """urllib's opener without its file, ftp and data handlers: a redirect to another scheme fails instead of being followed."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
 
 
 def _safe_join(root: Path, relative: str) -> Path:
@@ -73,12 +104,15 @@ def download_resource_files(resource_files: list[dict[str, Any]], working_dir: P
             if item.get("httpUrl"):
                 url = item["httpUrl"]
                 name = file_path or unquote(PurePosixPath(urlsplit(url).path).name)
+                _require_http(url, f"resource file '{name}'")
                 target = _safe_join(working_dir, name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with urllib.request.urlopen(url, timeout=300) as response, open(target, "wb") as out:
+                with _http_opener().open(url, timeout=300) as response, open(target, "wb") as out:
                     shutil.copyfileobj(response, out, 1 << 20)
                 _apply_mode(target, item.get("fileMode"))
             elif item.get("storageContainerUrl") or item.get("autoStorageContainerName"):
+                if item.get("storageContainerUrl"):
+                    _require_http(item["storageContainerUrl"], f"resource file '{file_path or item.get('blobPrefix') or ''}'")
                 container = _source_container(item, auto_storage)
                 for blob in container.list_blobs(name_starts_with=item.get("blobPrefix") or None):
                     target = _safe_join(working_dir, os.path.join(file_path, blob.name))

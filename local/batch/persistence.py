@@ -15,6 +15,12 @@ seconds, and only when the encoded state differs from the last write), and a
 task's encoding is cached by its ETag, which changes with every transition the
 way Batch's does.
 
+Who can read it: its owner only. The snapshot holds every task's resource-file
+and output-container URLs, SAS tokens included, so its temporary file is
+created with mode 0600 (not chmod-ed afterwards: it is never readable by others,
+not even for an instant) and a data directory the service creates is 0700; a
+snapshot left readable by an earlier version is tightened when it is restored.
+
 When it is written: by a background thread, woken by the account's change
 notifications (and every ``interval`` seconds anyway, since not every change
 notifies), after a short debounce; on ``write_now()`` (``POST
@@ -69,6 +75,8 @@ from local.batch.entities import USER_ERROR, IdMap, Node, Pool, Task
 log = logging.getLogger("local.batch.persistence")
 
 SNAPSHOT_NAME = "batch-account.json"
+PRIVATE_FILE = 0o600  # the snapshot: it carries the tasks' SAS URLs
+PRIVATE_DIR = 0o700  # the data directory, when the service creates it (nodes' task files live there too)
 FORMAT = "local-batch-account"
 VERSION = 1
 RUNNING_TASK_STATES = ("preparing", "running")
@@ -432,6 +440,8 @@ class Persistence:
     ):
         self.account = account
         self.data_dir = Path(data_dir)
+        # before anything else writes there (node directories): created here, it is private; an existing one is left as it is
+        self.data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self.path = self.data_dir / SNAPSHOT_NAME
         self.node_network = node_network
         self._process_groups = process_groups
@@ -447,6 +457,7 @@ class Persistence:
         """Load the snapshot into the account if there is one; None when starting fresh."""
         if not self.path.exists():
             return None
+        _make_private(self.path)
         try:
             document = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
@@ -503,12 +514,9 @@ class Persistence:
             text = snapshot_account(self.account, self._codec, groups)
         if text == self._last_text:
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
+        _write_private(temporary, text)
         os.replace(temporary, self.path)
         try:
             directory = os.open(self.data_dir, os.O_RDONLY)
@@ -519,3 +527,32 @@ class Persistence:
         except OSError:
             pass
         self._last_text = text
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file at ``path`` that only its owner can read, from its first instant, and fsync it.
+
+    A file left there by a crash is removed first, never reused: it may have
+    been created with a wider mode. ``O_EXCL`` and ``O_NOFOLLOW`` refuse a file
+    or symlink planted meanwhile instead of writing through it.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open(os.open(path, flags, PRIVATE_FILE), "w", encoding="utf-8") as out:
+        if hasattr(os, "fchmod"):
+            os.fchmod(out.fileno(), PRIVATE_FILE)  # the umask can only remove bits; this makes the mode exactly 0600
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _make_private(path: Path) -> None:
+    """Tighten a snapshot an earlier version wrote readable by others (its next write replaces it anyway)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(PRIVATE_FILE)
+    except OSError as exc:  # not ours to change: say so, the service still starts
+        log.warning("%s is readable by others and could not be made private: %s", path, exc)
