@@ -128,6 +128,31 @@ class BatchAccount:
             pool.touch()
             return pool
 
+    def replace_pool_properties(self, pool_id: str, body: dict[str, Any]) -> Pool:
+        """Batch's updateproperties: the start task, packages and metadata become exactly the body's (absent: removed)."""
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            app_packages.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
+            for key in ("startTask", "metadata", "applicationPackageReferences"):
+                if body.get(key) is None:
+                    pool.spec.pop(key, None)
+                else:
+                    pool.spec[key] = body[key]
+            pool.touch()
+            return pool
+
+    def stop_resize(self, pool_id: str) -> None:
+        """Stop a resize where it stands: the nodes the pool has now become its target."""
+        with self.lock:
+            pool = self.get_pool(pool_id)
+            if pool.allocation_state != "resizing":
+                raise BatchServiceError(409, "PoolNotResizing", f"The specified pool '{pool_id}' is not resizing.")
+            pool.spec["targetDedicatedNodes"] = sum(1 for n in pool.nodes.values() if n.is_dedicated)
+            pool.spec["targetLowPriorityNodes"] = sum(1 for n in pool.nodes.values() if not n.is_dedicated)
+            pool.set_allocation_state("steady")
+            pool.touch()
+        self.notify()
+
     def enable_auto_scale(self, pool_id: str, body: dict[str, Any]) -> None:
         """Turn autoscale on (or change its formula); the formula is evaluated at once."""
         with self.lock:
@@ -193,6 +218,21 @@ class BatchAccount:
                 raise errors.not_found("Node", node_id)
             return node
 
+    def set_node_scheduling(self, pool_id: str, node_id: str, enabled: bool, running: str = "requeue") -> None:
+        """Disable (or enable) scheduling on a node: no new task starts there. Its running tasks are
+        requeued elsewhere (``requeue``, Batch's default), ended (``terminate``) or left to finish
+        (``taskcompletion``)."""
+        with self.lock:
+            node = self.get_node(pool_id, node_id)
+            node.scheduling_state = "enabled" if enabled else "disabled"
+            if not enabled and running in ("requeue", "terminate"):
+                for job_id, task_id in list(node.running_tasks):
+                    task = (self.tasks.get(job_id) or {}).get(task_id)
+                    if task is not None and task.state in ("preparing", "running"):
+                        task.terminate_requested = True
+                        task.requeue_requested = running == "requeue"
+        self.notify()
+
     def add_node(self, pool: Pool, dedicated: bool) -> Node:
         """Allocate one node for ``pool``: a fresh directory tree and loopback address."""
         with self.lock:
@@ -252,6 +292,22 @@ class BatchAccount:
             for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "poolInfo"):
                 if key in patch:
                     job.spec[key] = patch[key]
+            job.touch()
+        self.notify()
+        return job
+
+    def replace_job(self, job_id: str, body: dict[str, Any]) -> Job:
+        """PUT a job: its updatable properties become the body's, and those it leaves out go back to their defaults."""
+        with self.lock:
+            job = self.get_job(job_id)
+            if job.state in TERMINAL_JOB_STATES:
+                raise _job_state_error(job)
+            for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "allowTaskPreemption"):
+                if body.get(key) is None:
+                    job.spec.pop(key, None)
+                else:
+                    job.spec[key] = body[key]
+            job.spec["poolInfo"] = body["poolInfo"]
             job.touch()
         self.notify()
         return job
@@ -362,6 +418,19 @@ class BatchAccount:
             task = self.tasks[job_id].get(task_id)
             if task is None:
                 raise errors.not_found("Task", task_id)
+            return task
+
+    def replace_task(self, job_id: str, task_id: str, body: dict[str, Any]) -> Task:
+        """PUT a task: Batch lets only its constraints change, and only before it has completed."""
+        with self.lock:
+            task = self.get_task(job_id, task_id)
+            if task.state == "completed":
+                raise BatchServiceError(409, "TaskCompleted", f"The specified task '{task_id}' is already in a completed state.")
+            if body.get("constraints") is None:
+                task.spec.pop("constraints", None)
+            else:
+                task.spec["constraints"] = body["constraints"]
+            task.touch()
             return task
 
     def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:

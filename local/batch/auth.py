@@ -3,14 +3,25 @@
 The string to sign is the verb, eleven standard headers, the ``ocp-*`` headers
 sorted by name, ``/<account><path>`` and the sorted query parameters; the
 signature is HMAC-SHA256 with the base64-decoded account key.
+
+A signed request also carries its time (``ocp-date``, or ``Date``), and Azure
+refuses one whose time is more than 15 minutes away from its clock: a captured
+request cannot be replayed later. The local service does the same, so a client
+that signs once and re-sends (or a machine whose clock drifts) fails here as it
+would in Azure.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Mapping
 from urllib.parse import parse_qs
+
+# How far a signed request's date may be from the service's clock, either way (Azure's window).
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 SIGNED_HEADERS = (
     "content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
@@ -38,8 +49,28 @@ def sign(key: str, text: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def request_date_problem(headers: Mapping[str, str], now: datetime | None = None) -> str | None:
+    """None when the request's ``ocp-date`` (or ``Date``) is within Azure's window of now, else why not."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    text = lowered.get("ocp-date") or lowered.get("date")
+    if not text:
+        return "the request has no ocp-date or Date header"
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return f"the request date '{text}' is not an RFC 1123 date"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    skew = (now or datetime.now(timezone.utc)) - when
+    if skew > MAX_CLOCK_SKEW:
+        return f"the request date '{text}' is more than {MAX_CLOCK_SKEW.seconds // 60} minutes old"
+    if -skew > MAX_CLOCK_SKEW:
+        return f"the request date '{text}' is more than {MAX_CLOCK_SKEW.seconds // 60} minutes in the future"
+    return None
+
+
 def verify(authorization: str | None, method: str, headers: Mapping[str, str], account: str, key: str, path: str, query: str) -> str | None:
-    """None when the request is signed with the account key, else the reason it is not."""
+    """None when the request is signed with the account key and recently, else the reason it is not."""
     if not authorization:
         return "the request has no Authorization header"
     scheme, _, credential = authorization.partition(" ")
@@ -51,4 +82,4 @@ def verify(authorization: str | None, method: str, headers: Mapping[str, str], a
     expected = sign(key, string_to_sign(method, headers, account, path, query))
     if not hmac.compare_digest(expected, signature):
         return "the signature does not match the account key"
-    return None
+    return request_date_problem(headers)

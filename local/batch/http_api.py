@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from local.batch import app_packages, auth, file_serving
+from local.batch import account_reports, app_packages, auth, file_serving, unsupported
 from local.batch.account import BatchAccount
 from local.batch.api_version import check_api_version
 from local.batch.errors import BatchServiceError
 from local.batch.odata import apply_select, compile_filter
+from local.batch.rest_contract import RestContract, body_error
 
 log = logging.getLogger("local.batch.http")
 ADMIN_PREFIX = "/_admin/"  # local.batch.faults.AdminApi's routes
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from local.batch.faults import AdminApi
 
 DEFAULT_PAGE = 1000
+# Bodies longer than this are refused without being read (the contract's own limit, 1 MiB, applies to the rest);
+# application packages PUT to the admin route may be bigger.
+MAX_READ_BYTES = 512 * 1024 * 1024
 ODATA = "application/json;odata=minimalmetadata"
 
 
@@ -72,8 +76,11 @@ def _entity_headers(entity: Any) -> dict[str, str]:
 
 def _paged(items: list[dict[str, Any]], request: Request, base_url: str) -> Response:
     token = request.query.get("$skiptoken")
-    state = json.loads(base64.urlsafe_b64decode(token)) if token else {}
-    offset = int(state.get("offset", 0))
+    try:
+        offset = int(json.loads(base64.urlsafe_b64decode(token))["offset"]) if token else 0
+    except (ValueError, TypeError, KeyError):  # binascii.Error and JSONDecodeError are ValueErrors
+        raise BatchServiceError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the request URI is invalid.",
+                                {"QueryParameterName": "$skiptoken", "QueryParameterValue": token or "", "Reason": "not a continuation token of this service"}) from None
     size = min(int(request.query.get("maxresults") or DEFAULT_PAGE), DEFAULT_PAGE)
     page = items[offset: offset + size]
     body: dict[str, Any] = {"odata.metadata": f"{base_url}/$metadata", "value": page}
@@ -130,6 +137,18 @@ def resize_pool(acc: BatchAccount, req: Request) -> Response:
     return Response(202)
 
 
+@route("POST", "/pools/{pool}/updateproperties")
+def replace_pool_properties(acc: BatchAccount, req: Request) -> Response:
+    pool = acc.replace_pool_properties(req.params["pool"], req.body)
+    return Response(204, None, _entity_headers(pool))
+
+
+@route("POST", "/pools/{pool}/stopresize")
+def stop_pool_resize(acc: BatchAccount, req: Request) -> Response:
+    acc.stop_resize(req.params["pool"])
+    return Response(202)
+
+
 @route("POST", "/pools/{pool}/enableautoscale")
 def enable_auto_scale(acc: BatchAccount, req: Request) -> Response:
     acc.enable_auto_scale(req.params["pool"], req.body or {})
@@ -157,6 +176,41 @@ def get_node(acc: BatchAccount, req: Request) -> Response:
     return Response(200, acc.get_node(req.params["pool"], req.params["node"]).to_rest(acc.base_url))
 
 
+@route("POST", "/pools/{pool}/nodes/{node}/disablescheduling")
+def disable_node_scheduling(acc: BatchAccount, req: Request) -> Response:
+    option = (req.body or {}).get("nodeDisableSchedulingOption") or "requeue"
+    acc.set_node_scheduling(req.params["pool"], req.params["node"], enabled=False, running=option.lower())
+    return Response(200)
+
+
+@route("POST", "/pools/{pool}/nodes/{node}/enablescheduling")
+def enable_node_scheduling(acc: BatchAccount, req: Request) -> Response:
+    acc.set_node_scheduling(req.params["pool"], req.params["node"], enabled=True)
+    return Response(200)
+
+
+@route("GET", "/pools/{pool}/nodes/{node}/extensions")
+def list_node_extensions(acc: BatchAccount, req: Request) -> Response:
+    acc.get_node(req.params["pool"], req.params["node"])  # local nodes are processes: no VM extensions
+    return _paged([], req, acc.base_url)
+
+
+# ---- account-wide reports (local.batch.account_reports) -------------------------------
+@route("GET", "/nodecounts")
+def list_pool_node_counts(acc: BatchAccount, req: Request) -> Response:
+    return _paged(account_reports.pool_node_counts(acc), req, acc.base_url)
+
+
+@route("GET", "/supportedimages")
+def list_supported_images(acc: BatchAccount, req: Request) -> Response:
+    return _paged([i for i in account_reports.supported_images() if compile_filter(req.query.get("$filter"))(i)], req, acc.base_url)
+
+
+@route("GET", "/poolusagemetrics")
+def list_pool_usage_metrics(acc: BatchAccount, req: Request) -> Response:
+    return _paged(account_reports.pool_usage_metrics(), req, acc.base_url)
+
+
 # ---- jobs ----------------------------------------------------------------------------
 @route("POST", "/jobs")
 def create_job(acc: BatchAccount, req: Request) -> Response:
@@ -178,6 +232,12 @@ def get_job(acc: BatchAccount, req: Request) -> Response:
 @route("PATCH", "/jobs/{job}")
 def update_job(acc: BatchAccount, req: Request) -> Response:
     job = acc.update_job(req.params["job"], req.body or {})
+    return Response(200, None, _entity_headers(job))
+
+
+@route("PUT", "/jobs/{job}")
+def replace_job(acc: BatchAccount, req: Request) -> Response:
+    job = acc.replace_job(req.params["job"], req.body)
     return Response(200, None, _entity_headers(job))
 
 
@@ -224,6 +284,12 @@ def list_tasks(acc: BatchAccount, req: Request) -> Response:
 def get_task(acc: BatchAccount, req: Request) -> Response:
     task = acc.get_task(req.params["job"], req.params["task"])
     return Response(200, apply_select(task.to_rest(acc.base_url), req.query.get("$select")), _entity_headers(task))
+
+
+@route("PUT", "/jobs/{job}/tasks/{task}")
+def replace_task(acc: BatchAccount, req: Request) -> Response:
+    task = acc.replace_task(req.params["job"], req.params["task"], req.body)
+    return Response(200, None, _entity_headers(task))
 
 
 @route("DELETE", "/jobs/{job}/tasks/{task}")
@@ -381,6 +447,8 @@ def _binary_body(content_type: str | None) -> bool:
 # ---- the handler ---------------------------------------------------------------------
 def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None) -> type[BaseHTTPRequestHandler]:
     """The request handler class; ``admin`` (local.batch.faults) serves ``/_admin/`` and injects faults."""
+    contract = RestContract.load()
+
     class BatchRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out in separate writes; do not wait for ACKs
@@ -408,30 +476,47 @@ def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | Non
         def _handle(self) -> Response:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_READ_BYTES:  # refused unread: the connection closes after the answer
+                self.close_connection = True
+                raise BatchServiceError(413, "RequestBodyTooLarge", "The size of the request body exceeds the maximum size permitted.",
+                                        {"Reason": f"the body is {length} bytes"})
             raw = self.rfile.read(length) if length else b""
             reason = auth.verify(self.headers.get("Authorization"), self.command, dict(self.headers.items()),
                                  account.name, account_key, parts.path, parts.query)
             if reason:
-                raise BatchServiceError(401, "AuthenticationFailed", f"Server failed to authenticate the request: {reason}.")
+                raise BatchServiceError(403, "AuthenticationFailed",
+                                        "Server failed to authenticate the request. Make sure the value of Authorization header "
+                                        "is formed correctly including the signature.", {"AuthenticationErrorDetail": reason})
             query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            if parts.path.startswith(ADMIN_PREFIX):  # the local-only routes: not the Batch API, so not its contract
+                return self._admin(parts.path, query, raw)
+            check_api_version(query)
+            if admin is not None:  # admin routes are never counted nor failed
+                admin.before_request(self.command, parts.path)  # counts; may sleep or raise an injected fault
+            operation = contract.operation(self.command, parts.path)
+            contract.check_query(operation, query)
+            body = contract.check_body(operation, raw)
             if self.headers.get("ocp-range"):
                 query["__range"] = self.headers["ocp-range"]
-            try:
-                body = raw if _binary_body(self.headers.get("Content-Type")) else (json.loads(raw) if raw else None)
-            except json.JSONDecodeError as exc:
-                raise BatchServiceError(400, "InvalidRequestBody", f"The request body is not valid JSON: {exc}") from None
-            package_admin = parts.path.startswith(PACKAGE_ADMIN_PREFIX)  # served by the routes below, not AdminApi
-            if admin is not None and parts.path.startswith(ADMIN_PREFIX) and not package_admin:
-                return Response(*admin.handle(self.command, parts.path, query, body))
-            if not package_admin:  # admin routes are not the Batch API: no api-version
-                check_api_version(query)
-            if admin is not None and not package_admin:  # admin routes are never counted nor failed
-                admin.before_request(self.command, parts.path)  # counts; may sleep or raise an injected fault
             for method, regex, handler in ROUTES:
                 match = regex.match(parts.path)
                 if match and method == self.command:
                     return handler(account, Request(self.command, parts.path, query, body, match.groupdict()))
-            raise BatchServiceError(404, "InvalidUri", f"The requested URI does not represent any resource on the server: {self.command} {parts.path}")
+            raise unsupported.refusal(operation.operation_id)
+
+        def _admin(self, path: str, query: dict[str, str], raw: bytes) -> Response:
+            try:
+                body = raw if _binary_body(self.headers.get("Content-Type")) else (json.loads(raw) if raw else None)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise body_error(f"the body is not JSON: {exc}") from None
+            if admin is not None and not path.startswith(PACKAGE_ADMIN_PREFIX):
+                return Response(*admin.handle(self.command, path, query, body))
+            for method, regex, handler in ROUTES:
+                match = regex.match(path)
+                if match and method == self.command:
+                    return handler(account, Request(self.command, path, query, body, match.groupdict()))
+            raise BatchServiceError(400, "InvalidUri", "The requested URI does not represent any resource on the server.",
+                                    {"Reason": f"{self.command} {path} is not an admin route"})
 
         def _send(self, response: Response, request_id: str) -> None:
             payload = response.raw if response.raw is not None else (json.dumps(response.body).encode() if response.body is not None else b"")
