@@ -20,6 +20,9 @@ from email.utils import parsedate_to_datetime
 from typing import Mapping
 from urllib.parse import parse_qs
 
+from local.batch.entra import EntraConfig, bearer_problem
+from local.batch.errors import BatchServiceError
+
 # How far a signed request's date may be from the service's clock, either way (Azure's window).
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 
@@ -83,3 +86,32 @@ def verify(authorization: str | None, method: str, headers: Mapping[str, str], a
     if not hmac.compare_digest(expected, signature):
         return "the signature does not match the account key"
     return request_date_problem(headers)
+
+
+_SHARED_KEY_MESSAGE = ("Server failed to authenticate the request. Make sure the value of Authorization header is formed "
+                       "correctly including the signature.")
+_BEARER_MESSAGE = "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly."
+
+
+def authenticate(authorization: str | None, method: str, headers: Mapping[str, str], account: str, key: str,
+                 path: str, query: str, entra: EntraConfig | None = None) -> str:
+    """The scheme that authenticated the request ("SharedKey" or "Bearer"), or Batch's error: 403 for a
+    shared-key request that fails (or that an Entra-only account does not allow), 401 with a challenge for
+    a bearer token that fails."""
+    scheme = (authorization or "").partition(" ")[0]
+    if scheme == "Bearer":
+        if entra is None:
+            raise BatchServiceError(401, "AuthenticationFailed", _BEARER_MESSAGE, {
+                "AuthenticationErrorDetail": "this account does not accept Microsoft Entra ID tokens; sign with the shared key"})
+        reason = bearer_problem((authorization or "").partition(" ")[2].strip(), entra)
+        if reason:
+            raise BatchServiceError(401, "AuthenticationFailed", _BEARER_MESSAGE, {"AuthenticationErrorDetail": reason},
+                                    {"WWW-Authenticate": entra.challenge})
+        return scheme
+    if entra is not None and not entra.shared_key_allowed and scheme == "SharedKey":
+        raise BatchServiceError(403, "AuthenticationFailed", _SHARED_KEY_MESSAGE, {
+            "AuthenticationErrorDetail": "The specified type of authentication SharedKey is not allowed for this account."})
+    reason = verify(authorization, method, headers, account, key, path, query)
+    if reason:
+        raise BatchServiceError(403, "AuthenticationFailed", _SHARED_KEY_MESSAGE, {"AuthenticationErrorDetail": reason})
+    return "SharedKey"

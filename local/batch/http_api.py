@@ -30,6 +30,7 @@ ADMIN_PREFIX = "/_admin/"  # local.batch.faults.AdminApi's routes
 PACKAGE_ADMIN_PREFIX = "/_admin/applications/"  # the application package store's routes (below), not AdminApi's
 
 if TYPE_CHECKING:
+    from local.batch.entra import EntraConfig
     from local.batch.faults import AdminApi
 
 DEFAULT_PAGE = 1000
@@ -445,8 +446,10 @@ def _binary_body(content_type: str | None) -> bool:
 
 
 # ---- the handler ---------------------------------------------------------------------
-def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None) -> type[BaseHTTPRequestHandler]:
-    """The request handler class; ``admin`` (local.batch.faults) serves ``/_admin/`` and injects faults."""
+def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None,
+                 entra: "EntraConfig | None" = None) -> type[BaseHTTPRequestHandler]:
+    """The request handler class; ``admin`` (local.batch.faults) serves ``/_admin/`` and injects faults;
+    with ``entra`` the account also accepts (or, Entra-only, only accepts) Microsoft Entra ID tokens."""
     contract = RestContract.load()
 
     class BatchRequestHandler(BaseHTTPRequestHandler):
@@ -481,15 +484,13 @@ def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | Non
                 raise BatchServiceError(413, "RequestBodyTooLarge", "The size of the request body exceeds the maximum size permitted.",
                                         {"Reason": f"the body is {length} bytes"})
             raw = self.rfile.read(length) if length else b""
-            reason = auth.verify(self.headers.get("Authorization"), self.command, dict(self.headers.items()),
-                                 account.name, account_key, parts.path, parts.query)
-            if reason:
-                raise BatchServiceError(403, "AuthenticationFailed",
-                                        "Server failed to authenticate the request. Make sure the value of Authorization header "
-                                        "is formed correctly including the signature.", {"AuthenticationErrorDetail": reason})
             query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-            if parts.path.startswith(ADMIN_PREFIX):  # the local-only routes: not the Batch API, so not its contract
+            if parts.path.startswith(ADMIN_PREFIX):  # local-only routes, not the Batch API: the shared key, no contract
+                auth.authenticate(self.headers.get("Authorization"), self.command, dict(self.headers.items()),
+                                  account.name, account_key, parts.path, parts.query)
                 return self._admin(parts.path, query, raw)
+            auth.authenticate(self.headers.get("Authorization"), self.command, dict(self.headers.items()),
+                              account.name, account_key, parts.path, parts.query, entra)
             check_api_version(query)
             if admin is not None:  # admin routes are never counted nor failed
                 admin.before_request(self.command, parts.path)  # counts; may sleep or raise an injected fault

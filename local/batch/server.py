@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
+import ssl
 import sys
 import threading
 from http.server import ThreadingHTTPServer
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.account import BatchAccount
+from local.batch.entra import EntraConfig
 from local.batch.entities import tmp_base
 from local.batch.faults import AdminApi, FaultInjector
 from local.batch.http_api import make_handler
@@ -71,15 +73,27 @@ class LocalBatchService:
         node_network: str = "127.0.1.0/24",
         auto_storage_connection_string: str | None = None,
         persist: bool = True,
+        tls: tuple[Path, Path] | None = None,
+        entra: EntraConfig | None = None,
     ):
         """``auto_storage_connection_string``: the storage account linked to the Batch account (its
         "auto-storage"), where ``autoStorageContainerName`` resource files come from; locally, Azurite.
 
         ``persist``: keep the account in ``data_dir/batch-account.json`` and restore it from there
-        when the file exists (``local.batch.persistence``), so a restart loses no pools, jobs or tasks."""
+        when the file exists (``local.batch.persistence``), so a restart loses no pools, jobs or tasks.
+
+        ``tls``: (certificate, key) PEM files to serve HTTPS, as Batch does (bearer tokens travel only over TLS).
+        ``entra``: accept Microsoft Entra ID tokens too, or only them (``local.batch.entra``)."""
         handler_cls = None
         self._httpd = _Server((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
-        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            # the handshake happens in the request's own thread, so one slow client cannot hold up accepting others
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True, do_handshake_on_connect=False)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{self._httpd.server_address[1]}"
         self.account = BatchAccount(account_name, Path(data_dir), self.url, node_network)
         self.account.auto_storage_connection_string = auto_storage_connection_string
         self.agent = NodeAgent(self.account, self.url)
@@ -96,7 +110,7 @@ class LocalBatchService:
         # Fault injection and the /_admin/ routes (local.batch.faults, local.batch.admin).
         self.faults = FaultInjector()
         self.admin = AdminApi(self.account, self.faults, self.persistence.write_now if self.persistence else None)
-        handler_cls = make_handler(self.account, account_key, self.admin)
+        handler_cls = make_handler(self.account, account_key, self.admin, entra)
         # A short poll interval makes stop() quick; serving itself does not poll.
         self._serve = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="batch-http", daemon=True)
 
