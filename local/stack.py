@@ -3,19 +3,32 @@
 State (pids, ports) is kept in ``<data_dir>/stack.json`` so ``down`` can stop
 what ``up`` started from another process; each service runs in its own
 process group, so stopping it leaves nothing behind.
+
+``keyless``: the path a deployment takes, with no account key anywhere in the
+Functions app's environment. A certificate made at start-up puts Azurite
+(``--oauth basic``) and the local Batch service (Entra-only: shared key refused)
+behind HTTPS; a local managed identity endpoint (``local.identity``) gives the
+app tokens through ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` as App Service does;
+the app's connections are identity-based (``DataStorage__blobServiceUri``...),
+so the backend signs its SAS with a user delegation key. The header secret lives
+only in the processes' environments, never in ``stack.json``; the process that
+starts a keyless stack trusts its certificate from then on, as its clients must.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from local import identity
 from local.azurite import AzuriteEndpoints, start_azurite
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.processes import free_port, start_group, stop_group, wait_for_port
+from local.tls import Certificate, make_certificate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / ".local-stack"
@@ -34,6 +47,8 @@ class StackConfig:
     reconcile_schedule: str = "*/1 * * * * *"
     app_root: Path = REPO_ROOT
     functions_host: bool = True  # False leaves the app to `func start` (Core Tools)
+    keyless: bool = False  # HTTPS, Entra tokens from a local managed identity, no keys in the app (module docstring)
+    identity_port: int = 0
 
     def resolved(self) -> "StackConfig":
         return StackConfig(
@@ -45,6 +60,8 @@ class StackConfig:
             reconcile_schedule=self.reconcile_schedule,
             app_root=Path(self.app_root).resolve(),
             functions_host=self.functions_host,
+            keyless=self.keyless,
+            identity_port=(self.identity_port or free_port()) if self.keyless else 0,
         )
 
 
@@ -52,23 +69,58 @@ class StackConfig:
 class RunningStack:
     config: StackConfig
     pids: dict[str, int]
+    identity_secret: str | None = field(default=None, repr=False)  # in memory and in the processes' env only
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.config.keyless else "http"
+
+    @property
+    def certificate(self) -> Certificate | None:
+        tls = self.config.data_dir / "tls"
+        return Certificate(tls / "stack-cert.pem", tls / "stack-key.pem") if self.config.keyless else None
 
     @property
     def azurite(self) -> AzuriteEndpoints:
-        return AzuriteEndpoints(LOOPBACK, self.config.blob_port, self.config.queue_port)
+        return AzuriteEndpoints(LOOPBACK, self.config.blob_port, self.config.queue_port, scheme=self.scheme)
 
     @property
     def batch_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.config.batch_port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.config.batch_port}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.config.identity_port}/msi/token"
+
+    def operator_storage_connection(self) -> str:
+        """The storage account with its key, for whoever operates the stack (provisioning, tests' checks), never the app's."""
+        return self.azurite.connection_string
 
     def app_settings(self) -> dict[str, str]:
-        """The app settings the Functions app and clients read (well-known dev credentials only)."""
+        """The app settings the Functions app and clients read: well-known dev credentials, or, keyless,
+        identity-based connections and the managed identity endpoint (no key at all)."""
+        if self.config.keyless:
+            assert self.certificate is not None
+            credentials = {
+                "AzureWebJobsStorage__blobServiceUri": self.azurite.blob_url,
+                "AzureWebJobsStorage__queueServiceUri": self.azurite.queue_url,
+                "DataStorage__blobServiceUri": self.azurite.blob_url,
+                "DataStorage__queueServiceUri": self.azurite.queue_url,
+                "BATCH_ACCOUNT_URL": self.batch_url,
+                "IDENTITY_ENDPOINT": self.identity_endpoint,
+                **({"IDENTITY_HEADER": self.identity_secret} if self.identity_secret else {}),
+                **self.certificate.trust_environment(),
+            }
+        else:
+            credentials = {
+                "AzureWebJobsStorage": self.azurite.connection_string,
+                "DataStorage": self.azurite.connection_string,
+                "BATCH_ACCOUNT_URL": self.batch_url,
+                "BATCH_ACCOUNT_NAME": DEV_BATCH_ACCOUNT_NAME,
+                "BATCH_ACCOUNT_KEY": DEV_BATCH_ACCOUNT_KEY,
+            }
         return {
-            "AzureWebJobsStorage": self.azurite.connection_string,
-            "DataStorage": self.azurite.connection_string,
-            "BATCH_ACCOUNT_URL": self.batch_url,
-            "BATCH_ACCOUNT_NAME": DEV_BATCH_ACCOUNT_NAME,
-            "BATCH_ACCOUNT_KEY": DEV_BATCH_ACCOUNT_KEY,
+            **credentials,
             "RUN_REQUESTS_QUEUE": "run-requests",
             "RUN_EVENTS_QUEUE": "run-events",
             "RUN_CONTROL_QUEUE": "run-control",
@@ -100,11 +152,19 @@ class RunningStack:
 
 
 def start_batch_service(data_dir: Path, port: int, node_network: str, log_path: Path,
-                        auto_storage_connection: str | None = None) -> subprocess.Popen:
-    """The local Batch service as its own process (``python -m local.batch``), listening when this returns."""
+                        auto_storage_connection: str | None = None, tls: Certificate | None = None,
+                        entra_jwks: Path | None = None) -> subprocess.Popen:
+    """The local Batch service as its own process (``python -m local.batch``), listening when this returns.
+    With ``tls`` it serves HTTPS (and trusts that certificate for its downloads and uploads); with
+    ``entra_jwks`` it is an Entra-only account trusting the local identity's tokens."""
     argv = [sys.executable, "-m", "local.batch", "--host", LOOPBACK, "--port", str(port),
             "--data-dir", str(data_dir), "--node-network", node_network]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.cert_path), "--tls-key", str(tls.key_path)]
+        env.update(tls.trust_environment())
+    if entra_jwks is not None:
+        argv += ["--entra-jwks", str(entra_jwks), "--entra-issuer", identity.ISSUER, "--entra-only"]
     if auto_storage_connection:  # linked to an Azurite as the account's auto-storage; passed by env, never argv
         argv += ["--auto-storage-connection-env", "LOCAL_BATCH_AUTO_STORAGE"]
         env["LOCAL_BATCH_AUTO_STORAGE"] = auto_storage_connection
@@ -127,9 +187,17 @@ def up(config: StackConfig | None = None) -> RunningStack:
     logs = config.data_dir / "logs"
     stack = RunningStack(config, {})
     try:
-        stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log").pid
+        tls, jwks = None, None
+        if config.keyless:
+            tls = make_certificate(config.data_dir / "tls", LOOPBACK)
+            os.environ.update(tls.trust_environment())  # this process's own clients (provisioning) trust it too
+            stack.identity_secret = secrets.token_urlsafe(24)
+            jwks = config.data_dir / "identity" / "jwks.json"
+            stack.pids["identity"] = start_identity(stack, jwks, logs / "identity.log").pid
+        stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log",
+                                              tls=(tls.cert_path, tls.key_path) if tls else None).pid
         batch = start_batch_service(config.data_dir / "batch", config.batch_port, config.node_network, logs / "batch.log",
-                                    auto_storage_connection=stack.azurite.connection_string)
+                                    auto_storage_connection=stack.azurite.connection_string, tls=tls, entra_jwks=jwks)
         stack.pids["batch"] = batch.pid
         _provision(stack)
         if not config.functions_host:
@@ -140,6 +208,20 @@ def up(config: StackConfig | None = None) -> RunningStack:
     except BaseException:
         down_stack(stack)
         raise
+
+
+def start_identity(stack: RunningStack, jwks: Path, log_path: Path) -> subprocess.Popen:
+    """The local managed identity endpoint (``python -m local.identity``), its secret passed by env only."""
+    proc = start_group(
+        [sys.executable, "-m", "local.identity", "--host", LOOPBACK, "--port", str(stack.config.identity_port), "--jwks-file", str(jwks)],
+        cwd=REPO_ROOT, log_path=log_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "IDENTITY_HEADER": stack.identity_secret or ""},
+    )
+    try:
+        wait_for_port(LOOPBACK, stack.config.identity_port, proc=proc)
+    except BaseException:
+        stop_group(proc.pid)
+        raise
+    return proc
 
 
 def start_functions_host(stack: RunningStack) -> int:
@@ -162,13 +244,14 @@ def _provision(stack: RunningStack) -> None:
     from shared.provision import ensure_storage
     from shared.settings import Settings
 
-    clients = Clients(Settings.from_env(stack.app_settings()))
+    operator = {**stack.app_settings(), "DataStorage": stack.operator_storage_connection()}  # the operator provisions, with the key
+    clients = Clients(Settings.from_env(operator))
     ensure_storage(clients)
     seed_repo_profiles(clients, stack.config.app_root / "profiles")  # the repo's profiles/*.yaml, new or changed ones
 
 
 def down_stack(stack: RunningStack) -> None:
-    for name in ("funchost", "batch", "azurite"):
+    for name in ("funchost", "batch", "azurite", "identity"):
         pid = stack.pids.get(name)
         if pid:
             stop_group(pid)

@@ -29,8 +29,10 @@ class Certificate:
     key_path: Path
 
     def trust_environment(self) -> dict[str, str]:
-        """Environment that makes Python clients (requests, urllib, ssl) trust this certificate and no other."""
-        return {"REQUESTS_CA_BUNDLE": str(self.cert_path), "SSL_CERT_FILE": str(self.cert_path)}
+        """Environment that makes Python clients (requests, urllib, ssl) trust this certificate and no other,
+        and Node (Azurite, which fetches a copy's source from itself) trust it besides its own roots."""
+        path = str(self.cert_path)
+        return {"REQUESTS_CA_BUNDLE": path, "SSL_CERT_FILE": path, "NODE_EXTRA_CA_CERTS": path}
 
 
 def make_certificate(directory: Path, host: str = "127.0.0.1") -> Certificate:

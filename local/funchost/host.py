@@ -31,10 +31,11 @@ from local.funchost.queue_listener import DEFAULT_LEASE_SECONDS, QueueListener
 from local.funchost.renewal import Renewer
 from local.funchost.schedule import parse_schedule
 from local.funchost.settings import (
-    host_storage_connection_string,
+    StorageConnection,
+    host_storage_connection,
     resolve_expressions,
     resolve_host_id,
-    storage_connection_string,
+    storage_connection,
 )
 from local.funchost.timer_listener import ScheduleMonitor, TimerListener, use_monitor_default
 
@@ -72,7 +73,7 @@ class FunctionsHost:
         self._stop_timeout = stop_timeout
         self._queue_lease_seconds = queue_lease_seconds
         self._listeners: list[Listener] = []
-        self._clients: dict[tuple[str, str], QueueServiceClient | BlobServiceClient] = {}
+        self._clients: dict[tuple[str, StorageConnection], QueueServiceClient | BlobServiceClient] = {}
         self._renewer: Renewer | None = None
         self._invoker: Invoker | None = None
         self._app: LoadedApp | None = None
@@ -158,7 +159,7 @@ class FunctionsHost:
         options = self.config.queues
         if spec.trigger_type == "queueTrigger":
             queue_name = resolve_expressions(str(trigger["queueName"]), settings, where=f"{where} queueName").lower()
-            service = self._queue_service(storage_connection_string(trigger.get("connection"), settings, where=where))
+            service = self._queue_service(storage_connection(trigger.get("connection"), settings, where=where))
             return QueueListener(
                 spec,
                 service.get_queue_client(queue_name),
@@ -172,8 +173,8 @@ class FunctionsHost:
         if spec.trigger_type == "blobTrigger":
             path = resolve_expressions(str(trigger["path"]), settings, where=f"{where} path")
             pattern = BlobPathPattern.parse(path, where=where)
-            data_cs = storage_connection_string(trigger.get("connection"), settings, where=where)
-            host_cs = host_storage_connection_string(settings, needed_for=f"{where} (blob receipts)")
+            data_cs = storage_connection(trigger.get("connection"), settings, where=where)
+            host_cs = host_storage_connection(settings, needed_for=f"{where} (blob receipts)")
             scan_interval = min(DEFAULT_BLOB_SCAN_INTERVAL, options.max_polling_interval)
             if self._max_poll_interval is not None:
                 scan_interval = min(scan_interval, self._max_poll_interval)
@@ -197,25 +198,23 @@ class FunctionsHost:
                 use_monitor = use_monitor_default(schedule)
             monitor = None
             if use_monitor:
-                host_cs = host_storage_connection_string(settings, needed_for=f"{where} (timer schedule monitor)")
+                host_cs = host_storage_connection(settings, needed_for=f"{where} (timer schedule monitor)")
                 assert self.host_id is not None
                 monitor = ScheduleMonitor(self._blob_service(host_cs).get_container_client(HOSTS_CONTAINER), self.host_id, spec.full_name)
             return TimerListener(spec, schedule, self._invoker, run_on_startup=bool(trigger.get("runOnStartup")),
                                  monitor=monitor, expression=expression)
         raise FuncHostError(f"{where}: unsupported trigger {spec.trigger_type}")  # loader filters these out
 
-    def _queue_service(self, connection_string: str) -> QueueServiceClient:
-        key = ("queue", connection_string)
+    def _queue_service(self, connection: StorageConnection) -> QueueServiceClient:
+        key = ("queue", connection)
         if key not in self._clients:
-            self._clients[key] = QueueServiceClient.from_connection_string(connection_string)
+            self._clients[key] = connection.queue_service()
         return self._clients[key]  # type: ignore[return-value]
 
-    def _blob_service(self, connection_string: str) -> BlobServiceClient:
-        key = ("blob", connection_string)
+    def _blob_service(self, connection: StorageConnection) -> BlobServiceClient:
+        key = ("blob", connection)
         if key not in self._clients:
-            self._clients[key] = BlobServiceClient.from_connection_string(
-                connection_string, max_single_get_size=BLOB_CHUNK_BYTES, max_chunk_get_size=BLOB_CHUNK_BYTES
-            )
+            self._clients[key] = connection.blob_service(max_single_get_size=BLOB_CHUNK_BYTES, max_chunk_get_size=BLOB_CHUNK_BYTES)
         return self._clients[key]  # type: ignore[return-value]
 
     def _close_clients(self) -> None:

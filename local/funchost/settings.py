@@ -10,7 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
+
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from local.funchost.errors import SettingError
 
@@ -21,7 +26,6 @@ HOST_STORAGE_SETTING = "AzureWebJobsStorage"
 HOST_ID_SETTING = "AzureFunctionsWebHost__hostid"
 
 _EXPRESSION = re.compile(r"%([^%]+)%")
-_IDENTITY_SUFFIXES = ("__serviceUri", "__queueServiceUri", "__blobServiceUri", "__accountName")
 
 
 def resolve_expressions(value: str, settings: Mapping[str, str], *, where: str) -> str:
@@ -40,37 +44,86 @@ def resolve_expressions(value: str, settings: Mapping[str, str], *, where: str) 
     return _EXPRESSION.sub(substitute, value)
 
 
-def storage_connection_string(connection: str | None, settings: Mapping[str, str], *, where: str) -> str:
-    """The storage connection string a binding's ``connection`` property designates.
+@dataclass(frozen=True)
+class StorageConnection:
+    """The storage account a binding's ``connection`` designates: a connection string (keys), or, as the
+    real host's identity-based connections are, service URIs reached with the app's managed identity
+    (``DefaultAzureCredential``: ``IDENTITY_ENDPOINT`` in App Service, the local identity endpoint here)."""
 
-    Lookup order: the setting itself, then ``AzureWebJobs<name>`` (the real host's
-    prefix convention), then ``AzureWebJobsStorage``. The last fallback is what the
-    real host does for an empty ``connection``; applying it to an unset named
-    setting too keeps a one-account local stack working without extra settings
-    (a warning says so, because in Azure the same omission is an indexing error).
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    client_id: str | None = None  # a user-assigned identity (``<name>__clientId``)
+
+    def blob_service(self, **options) -> BlobServiceClient:
+        if self.connection_string:
+            return BlobServiceClient.from_connection_string(self.connection_string, **options)
+        if not self.blob_service_uri:
+            raise SettingError("this identity-based connection has no blob service URI (set <name>__blobServiceUri)")
+        return BlobServiceClient(self.blob_service_uri, credential=_credential(self.client_id), **options)
+
+    def queue_service(self, **options) -> QueueServiceClient:
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string, **options)
+        if not self.queue_service_uri:
+            raise SettingError("this identity-based connection has no queue service URI (set <name>__queueServiceUri)")
+        return QueueServiceClient(self.queue_service_uri, credential=_credential(self.client_id), **options)
+
+
+@lru_cache(maxsize=None)
+def _credential(client_id: str | None):
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else DefaultAzureCredential()
+
+
+def _identity_connection(name: str, settings: Mapping[str, str]) -> StorageConnection | None:
+    """``<name>__blobServiceUri``/``__queueServiceUri``, or ``__accountName`` for Azure's public endpoints."""
+    def get(suffix: str) -> str | None:
+        return settings.get(name + suffix, "").strip() or None
+
+    account = get("__accountName")
+    blob = get("__blobServiceUri") or get("__serviceUri") or (f"https://{account}.blob.core.windows.net" if account else None)
+    queue = get("__queueServiceUri") or get("__serviceUri") or (f"https://{account}.queue.core.windows.net" if account else None)
+    if not (blob or queue):
+        return None
+    return StorageConnection(blob_service_uri=blob, queue_service_uri=queue, client_id=get("__clientId"))
+
+
+def storage_connection(connection: str | None, settings: Mapping[str, str], *, where: str) -> StorageConnection:
+    """The storage account a binding's ``connection`` property designates.
+
+    Lookup order, as the real host's: the setting itself (a connection string), then
+    ``AzureWebJobs<name>``, then the identity-based form ``<name>__blobServiceUri`` /
+    ``__queueServiceUri`` / ``__serviceUri`` / ``__accountName``, then ``AzureWebJobsStorage``.
+    The last fallback is what the real host does for an empty ``connection``; applying it to an
+    unset named setting too keeps a one-account local stack working without extra settings (a
+    warning says so, because in Azure the same omission is an indexing error).
     """
     name = (connection or "").strip()
     if name:
         for candidate in (name, f"AzureWebJobs{name}"):
             value = settings.get(candidate, "").strip()
             if value:
-                return value
-        identity = [name + suffix for suffix in _IDENTITY_SUFFIXES if settings.get(name + suffix)]
-        if identity:
-            raise SettingError(
-                f"{where}: connection {name!r} is configured as an identity-based connection ({', '.join(identity)}); "
-                "the local host only supports connection strings"
-            )
+                return StorageConnection(connection_string=value)
+        identity = _identity_connection(name, settings)
+        if identity is not None:
+            return identity
         log.warning("%s: app setting %s is not set; using %s instead", where, name, HOST_STORAGE_SETTING)
-    return host_storage_connection_string(settings, needed_for=where)
+    return host_storage_connection(settings, needed_for=where)
 
 
-def host_storage_connection_string(settings: Mapping[str, str], *, needed_for: str) -> str:
-    """The host's own storage account (receipts, timer status, blob poison queue)."""
+def host_storage_connection(settings: Mapping[str, str], *, needed_for: str) -> StorageConnection:
+    """The host's own storage account (receipts, timer status, blob poison queue): ``AzureWebJobsStorage``,
+    a connection string or identity-based."""
     value = settings.get(HOST_STORAGE_SETTING, "").strip()
-    if not value:
-        raise SettingError(f"{needed_for} needs a storage account, but environment variable {HOST_STORAGE_SETTING} is not set")
-    return value
+    if value:
+        return StorageConnection(connection_string=value)
+    identity = _identity_connection(HOST_STORAGE_SETTING, settings)
+    if identity is None:
+        raise SettingError(f"{needed_for} needs a storage account, but environment variable {HOST_STORAGE_SETTING} "
+                           f"(or {HOST_STORAGE_SETTING}__blobServiceUri and __queueServiceUri) is not set")
+    return identity
 
 
 def resolve_host_id(explicit: str | None, settings: Mapping[str, str]) -> str:
