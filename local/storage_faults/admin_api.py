@@ -68,10 +68,10 @@ class AdminApi:
         try:
             skew = abs(time.time() - parsedate_to_datetime(date).timestamp())
         except (TypeError, ValueError):
-            raise _Refused(401, "AuthenticationFailed", "x-ms-date is missing or not an HTTP date") from None
+            raise _Refused(403, "AuthenticationFailed", "x-ms-date is missing or not an HTTP date") from None
         expected = f"SharedKey {self._account}:{signature(self._key, request.method, target, date)}"
         if skew > MAX_CLOCK_SKEW or not hmac.compare_digest(request.headers.get("authorization", ""), expected):
-            raise _Refused(401, "AuthenticationFailed", "the admin request's signature does not verify")
+            raise _Refused(403, "AuthenticationFailed", "the admin request's signature does not verify")
 
     def _route(self, method: str, target: str, body: dict[str, Any]) -> tuple[int, Any]:
         parts = urlsplit(target)
@@ -134,7 +134,7 @@ def _opt(body: dict[str, Any], key: str, kind: type) -> Any:
 
 def _send(client: BufferedSocket, status: int, payload: Any) -> None:
     data = b"" if payload is None else json.dumps(payload).encode()
-    reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Error")
+    reason = {200: "OK", 201: "Created", 204: "No Content", 403: "Forbidden"}.get(status, "Error")
     head = f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(data)}\r\n"
     if data:
         head += "Content-Type: application/json\r\n"

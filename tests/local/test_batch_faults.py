@@ -84,10 +84,10 @@ def test_flaky_period_and_latency(batch: BatchEnv):
     assert time.monotonic() - started >= 0.5
     assert batch.admin.faults() == [], "the latency rule is used up"
 
-    # The admin API is as closed as the Batch API: a wrong key gets Batch's 401.
+    # The admin API is as closed as the Batch API: a wrong key gets Batch's 403.
     with pytest.raises(AdminError) as denied:
         BatchAdmin(batch.service.url, account_key="d3Jvbmcta2V5").request_count()
-    assert (denied.value.status, denied.value.code) == (401, "AuthenticationFailed")
+    assert (denied.value.status, denied.value.code) == (403, "AuthenticationFailed")
 
 
 def test_preempted_low_priority_node_requeues_its_running_task(batch: BatchEnv):

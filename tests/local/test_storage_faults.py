@@ -132,5 +132,5 @@ def test_rules_are_scoped_and_the_admin_api_is_signed(proxy: StorageFaultProxy):
     assert bad.value.status == 400 and "status" in bad.value.message
     with pytest.raises(StorageFaultsAdminError) as denied:
         StorageFaultsAdmin(proxy.blob_url, account_key="d3Jvbmcta2V5").requests()
-    assert (denied.value.status, denied.value.code) == (401, "AuthenticationFailed")
+    assert (denied.value.status, denied.value.code) == (403, "AuthenticationFailed")
     container.delete_container()
