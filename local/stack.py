@@ -49,6 +49,11 @@ class StackConfig:
     functions_host: bool = True  # False leaves the app to `func start` (Core Tools)
     keyless: bool = False  # HTTPS, Entra tokens from a local managed identity, no keys in the app (module docstring)
     identity_port: int = 0
+    # Put the storage fault proxy (local.storage_faults) between every client and Azurite: the app
+    # settings, SAS URLs and the Batch account's auto-storage then name its ports, not Azurite's.
+    storage_faults: bool = False
+    proxy_blob_port: int = 0  # the proxy's ports (0 picks free ones); used only with storage_faults
+    proxy_queue_port: int = 0
 
     def resolved(self) -> "StackConfig":
         return StackConfig(
@@ -62,6 +67,9 @@ class StackConfig:
             functions_host=self.functions_host,
             keyless=self.keyless,
             identity_port=(self.identity_port or free_port()) if self.keyless else 0,
+            storage_faults=self.storage_faults,
+            proxy_blob_port=(self.proxy_blob_port or free_port()) if self.storage_faults else 0,
+            proxy_queue_port=(self.proxy_queue_port or free_port()) if self.storage_faults else 0,
         )
 
 
@@ -83,6 +91,18 @@ class RunningStack:
     @property
     def azurite(self) -> AzuriteEndpoints:
         return AzuriteEndpoints(LOOPBACK, self.config.blob_port, self.config.queue_port, scheme=self.scheme)
+
+    @property
+    def storage(self) -> AzuriteEndpoints:
+        """Where clients send storage requests: the fault proxy when the stack has one, else Azurite itself."""
+        if self.config.storage_faults:
+            return AzuriteEndpoints(LOOPBACK, self.config.proxy_blob_port, self.config.proxy_queue_port)
+        return self.azurite
+
+    @property
+    def storage_faults_url(self) -> str | None:
+        """The storage fault proxy's admin endpoint (``local.storage_faults.admin``), if the stack has a proxy."""
+        return f"http://{LOOPBACK}:{self.config.proxy_blob_port}" if self.config.storage_faults else None
 
     @property
     def batch_url(self) -> str:
@@ -113,8 +133,8 @@ class RunningStack:
             }
         else:
             credentials = {
-                "AzureWebJobsStorage": self.azurite.connection_string,
-                "DataStorage": self.azurite.connection_string,
+                "AzureWebJobsStorage": self.storage.connection_string,
+                "DataStorage": self.storage.connection_string,
                 "BATCH_ACCOUNT_URL": self.batch_url,
                 "BATCH_ACCOUNT_NAME": DEV_BATCH_ACCOUNT_NAME,
                 "BATCH_ACCOUNT_KEY": DEV_BATCH_ACCOUNT_KEY,
@@ -177,6 +197,21 @@ def start_batch_service(data_dir: Path, port: int, node_network: str, log_path: 
     return proc
 
 
+def start_storage_faults(azurite: AzuriteEndpoints, listen: AzuriteEndpoints, log_path: Path) -> subprocess.Popen:
+    """The storage fault proxy as its own process, relaying ``listen``'s ports to Azurite's; listening when this returns."""
+    argv = [sys.executable, "-m", "local.storage_faults", "--host", listen.host,
+            "--blob-port", str(listen.blob_port), "--queue-port", str(listen.queue_port),
+            "--blob-upstream", f"{azurite.host}:{azurite.blob_port}", "--queue-upstream", f"{azurite.host}:{azurite.queue_port}"]
+    proc = start_group(argv, cwd=REPO_ROOT, log_path=log_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        wait_for_port(listen.host, listen.blob_port, proc=proc)
+        wait_for_port(listen.host, listen.queue_port, proc=proc)
+    except BaseException:
+        stop_group(proc.pid)
+        raise
+    return proc
+
+
 def up(config: StackConfig | None = None) -> RunningStack:
     """Start all three services and create the contract's containers and queues."""
     config = (config or StackConfig()).resolved()
@@ -187,6 +222,8 @@ def up(config: StackConfig | None = None) -> RunningStack:
     logs = config.data_dir / "logs"
     stack = RunningStack(config, {})
     try:
+        if config.keyless and config.storage_faults:
+            raise ValueError("the storage fault proxy speaks plain HTTP; it cannot stand in front of the keyless stack's HTTPS Azurite")
         tls, jwks = None, None
         if config.keyless:
             tls = make_certificate(config.data_dir / "tls", LOOPBACK)
@@ -196,8 +233,10 @@ def up(config: StackConfig | None = None) -> RunningStack:
             stack.pids["identity"] = start_identity(stack, jwks, logs / "identity.log").pid
         stack.pids["azurite"] = start_azurite(stack.azurite, config.data_dir / "azurite", logs / "azurite.log",
                                               tls=(tls.cert_path, tls.key_path) if tls else None).pid
+        if config.storage_faults:
+            stack.pids["storage_faults"] = start_storage_faults(stack.azurite, stack.storage, logs / "storage-faults.log").pid
         batch = start_batch_service(config.data_dir / "batch", config.batch_port, config.node_network, logs / "batch.log",
-                                    auto_storage_connection=stack.azurite.connection_string, tls=tls, entra_jwks=jwks)
+                                    auto_storage_connection=stack.storage.connection_string, tls=tls, entra_jwks=jwks)
         stack.pids["batch"] = batch.pid
         _provision(stack)
         if not config.functions_host:
@@ -251,7 +290,7 @@ def _provision(stack: RunningStack) -> None:
 
 
 def down_stack(stack: RunningStack) -> None:
-    for name in ("funchost", "batch", "azurite", "identity"):
+    for name in ("funchost", "batch", "storage_faults", "azurite", "identity"):
         pid = stack.pids.get(name)
         if pid:
             stop_group(pid)

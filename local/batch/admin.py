@@ -80,7 +80,8 @@ class BatchAdmin:
         return self.requests(method, path_prefix)["count"]
 
     def requests(self, method: str | None = None, path_prefix: str | None = None) -> dict[str, Any]:
-        """``{"count": n, "requests": {"GET /pools/p": n, ...}}``."""
+        """``{"count": n, "requests": {"GET /pools/p": n, ...}, "failed": n, "failedRequests": {...}}``: requests seen,
+        and how many of them fault rules failed (counted also after their rule has expired)."""
         return self._call("GET", "/_admin/requests", query=_drop_none({"method": method, "pathPrefix": path_prefix}))
 
     def reset_request_count(self) -> None:

@@ -27,8 +27,9 @@ POST   /_admin/faults/failures                         {status, count?, seconds?
                                                         message?, seed?}
 POST   /_admin/faults/latency                          {seconds, count?, duration?, method?, pathPrefix?}
 DELETE /_admin/faults                                  remove every rule
-GET    /_admin/requests?method=&pathPrefix=            {"count": n, "requests": {"GET /pools": n}}
-DELETE /_admin/requests                                reset the counter
+GET    /_admin/requests?method=&pathPrefix=            {"count": n, "requests": {"GET /pools": n},
+                                                        "failed": n, "failedRequests": {"GET /pools": n}}
+DELETE /_admin/requests                                reset the counters
 POST   /_admin/pools/{pool}/nodes/{node}/preempt       {"requeuedTasks": ["job/task", ...]}
 PUT    /_admin/pools/{pool}/nodes/{node}/state         {state: unusable|idle|offline|unknown}
 POST   /_admin/snapshot                                write the persistence snapshot now
@@ -36,6 +37,7 @@ POST   /_admin/snapshot                                write the persistence sna
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -48,6 +50,7 @@ from local.batch.account import BatchAccount
 from local.batch.errors import BatchServiceError, invalid
 
 ADMIN_PREFIX = "/_admin/"
+log = logging.getLogger("local.batch.faults")
 
 # Batch's codes and messages for the statuses a rule can inject.
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
@@ -76,6 +79,7 @@ class FaultRule:
     until: float | None = None  # time.monotonic() deadline
     fraction: float = 1.0
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    failed: int = 0  # requests this rule has failed so far
     id: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -92,7 +96,7 @@ class FaultRule:
         if self.until is not None:
             out["secondsLeft"] = round(max(0.0, self.until - now), 3)
         if self.kind == "failure":
-            out.update({"status": self.status, "code": self.code, "retryAfter": self.retry_after})
+            out.update({"status": self.status, "code": self.code, "retryAfter": self.retry_after, "failed": self.failed})
         else:
             out["latency"] = self.latency
         return out
@@ -111,6 +115,8 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._next_id = 0
         self._requests: Counter[str] = Counter()
+        # failures injected, by route: kept when their rule has expired, so a test reads them after a fault period
+        self._failures: Counter[str] = Counter()
         self._sleep = sleep
 
     # ---- rules -------------------------------------------------------------------
@@ -176,19 +182,18 @@ class FaultInjector:
         """How many requests (matching ``method`` and ``path_prefix``) the service has seen, in total and by route."""
         with self._lock:
             items = dict(self._requests)
-        selected = {}
-        for key, n in items.items():
-            verb, _, path = key.partition(" ")
-            if method and verb != method.upper():
-                continue
-            if path_prefix and not path.lower().startswith(path_prefix.lower()):
-                continue
-            selected[key] = n
-        return sum(selected.values()), selected
+        return _select(items, method, path_prefix)
+
+    def failure_count(self, method: str | None = None, path_prefix: str | None = None) -> tuple[int, dict[str, int]]:
+        """How many of those requests a rule failed, in total and by route (each one an attempt a client had to repeat)."""
+        with self._lock:
+            items = dict(self._failures)
+        return _select(items, method, path_prefix)
 
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._failures.clear()
 
     # ---- the hook the HTTP layer calls -------------------------------------------
     def before_request(self, method: str, path: str) -> None:
@@ -206,13 +211,29 @@ class FaultInjector:
                     rule.remaining = None if rule.remaining is None else rule.remaining - 1
                 elif failure is None and rule.rng.random() < rule.fraction:
                     failure = rule
+                    rule.failed += 1
                     rule.remaining = None if rule.remaining is None else rule.remaining - 1
+                    self._failures[f"{method.upper()} {path}"] += 1
             self._rules = [rule for rule in self._rules if not rule.expired(now)]
         if delay:
             self._sleep(delay)
         if failure is not None:
+            log.info("injected %d %s: %s %s", failure.status, failure.code, method.upper(), path)
             headers = {"Retry-After": _retry_after_text(failure.retry_after)} if failure.retry_after is not None else {}
             raise BatchServiceError(failure.status, failure.code, failure.message, headers=headers)
+
+
+def _select(items: dict[str, int], method: str | None, path_prefix: str | None) -> tuple[int, dict[str, int]]:
+    """The counter entries ("VERB /path") matching ``method`` and ``path_prefix``: their total and themselves."""
+    selected = {}
+    for key, n in items.items():
+        verb, _, path = key.partition(" ")
+        if method and verb != method.upper():
+            continue
+        if path_prefix and not path.lower().startswith(path_prefix.lower()):
+            continue
+        selected[key] = n
+    return sum(selected.values()), selected
 
 
 def _fraction(value: float) -> float:
@@ -312,7 +333,8 @@ class AdminApi:
         elif path == "/_admin/requests":
             if method == "GET":
                 total, by_route = inj.request_count(query.get("method"), query.get("pathPrefix"))
-                return 200, {"count": total, "requests": by_route}
+                failed, failed_by_route = inj.failure_count(query.get("method"), query.get("pathPrefix"))
+                return 200, {"count": total, "requests": by_route, "failed": failed, "failedRequests": failed_by_route}
             if method == "DELETE":
                 inj.reset_requests()
                 return 204, None

@@ -17,7 +17,9 @@ from types import ModuleType
 from typing import Mapping
 
 from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import QueueServiceClient
+from azure.storage.queue import ExponentialRetry as QueueRetry
 
 from local.funchost.blob_listener import POISON_QUEUE, BlobListener
 from local.funchost.blob_path import BlobPathPattern
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 
 # Blob downloads happen in chunks of this size, so reading a huge blob never holds it all.
 BLOB_CHUNK_BYTES = 4 * 1024 * 1024
+# The real host's storage clients (Azure.Storage for .NET) retry 3 times, exponentially from 0.8 s; the Python
+# SDK's default waits 15 s first, which would make a poll that meets one ServerBusy look like a host stalled
+# for 15 s. About the same waits (0.8, 2.8, 4.8 s), in the Python SDK's own policy.
+HOST_STORAGE_RETRY = {"initial_backoff": 0.8, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0.4}
 # The real host scans containers roughly every 10 s; a lower poll interval lowers this too.
 DEFAULT_BLOB_SCAN_INTERVAL = 10.0
 
@@ -208,13 +214,14 @@ class FunctionsHost:
     def _queue_service(self, connection: StorageConnection) -> QueueServiceClient:
         key = ("queue", connection)
         if key not in self._clients:
-            self._clients[key] = connection.queue_service()
+            self._clients[key] = connection.queue_service(retry_policy=QueueRetry(**HOST_STORAGE_RETRY))
         return self._clients[key]  # type: ignore[return-value]
 
     def _blob_service(self, connection: StorageConnection) -> BlobServiceClient:
         key = ("blob", connection)
         if key not in self._clients:
-            self._clients[key] = connection.blob_service(max_single_get_size=BLOB_CHUNK_BYTES, max_chunk_get_size=BLOB_CHUNK_BYTES)
+            self._clients[key] = connection.blob_service(max_single_get_size=BLOB_CHUNK_BYTES, max_chunk_get_size=BLOB_CHUNK_BYTES,
+                                                         retry_policy=BlobRetry(**HOST_STORAGE_RETRY))
         return self._clients[key]  # type: ignore[return-value]
 
     def _close_clients(self) -> None:

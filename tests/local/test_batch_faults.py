@@ -69,9 +69,14 @@ def test_flaky_period_and_latency(batch: BatchEnv):
         assert batch.client.get_pool("pool").id == "pool"
     attempts = batch.admin.request_count(path_prefix="/pools/pool")
     assert attempts > 8, "some requests failed and were retried"
-    assert [rule["kind"] for rule in batch.admin.faults()] == ["failure"], "the period has not ended"
+    [rule] = batch.admin.faults()
+    assert rule["kind"] == "failure", "the period has not ended"
+    assert rule["failed"] == attempts - 8, "every attempt beyond the eight calls answered a failure"
     batch.admin.clear_faults()
     assert batch.admin.faults() == []
+    counted = batch.admin.requests(path_prefix="/pools/pool")
+    assert (counted["count"], counted["failed"]) == (attempts, attempts - 8), "failures stay counted after the rule is gone"
+    assert counted["failedRequests"] == {"GET /pools/pool": attempts - 8}
 
     batch.admin.add_latency(0.5, count=1)
     started = time.monotonic()
@@ -79,10 +84,10 @@ def test_flaky_period_and_latency(batch: BatchEnv):
     assert time.monotonic() - started >= 0.5
     assert batch.admin.faults() == [], "the latency rule is used up"
 
-    # The admin API is as closed as the Batch API: a wrong key gets Batch's 401.
+    # The admin API is as closed as the Batch API: a wrong key gets Batch's 403.
     with pytest.raises(AdminError) as denied:
         BatchAdmin(batch.service.url, account_key="d3Jvbmcta2V5").request_count()
-    assert (denied.value.status, denied.value.code) == (401, "AuthenticationFailed")
+    assert (denied.value.status, denied.value.code) == (403, "AuthenticationFailed")
 
 
 def test_preempted_low_priority_node_requeues_its_running_task(batch: BatchEnv):
