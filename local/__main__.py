@@ -39,16 +39,21 @@ def port_options(command):
               help="start the local Functions host; --no-functions-host leaves the app to `func start`")
 @click.option("--storage-faults", is_flag=True,
               help="put the storage fault proxy (local.storage_faults) between every client and Azurite; docs/faults.md")
+@click.option("--keyless", is_flag=True,
+              help="run as deployed: HTTPS, a managed identity endpoint, no key in the app (docs/security.md)")
 @click.pass_obj
-def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int, functions_host: bool, storage_faults: bool) -> None:
+def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int, functions_host: bool, storage_faults: bool,
+       keyless: bool) -> None:
     """Start the stack (no-op if it is already running)."""
     running = local_stack.up(local_stack.StackConfig(
         data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port, functions_host=functions_host,
-        storage_faults=storage_faults))
+        storage_faults=storage_faults, keyless=keyless))
     click.echo(f"local stack up: blob {running.storage.blob_url}, queue {running.storage.queue_url}, batch {running.batch_url}")
     if running.storage_faults_url:
         click.echo(f"storage fault proxy in front of Azurite (blob {running.azurite.blob_url}); "
                    f"admin: StorageFaultsAdmin({running.storage_faults_url!r})")
+    if running.certificate is not None:
+        click.echo(f"keyless: trust {running.certificate.cert_path} (REQUESTS_CA_BUNDLE); tokens from {running.identity_endpoint}")
     click.echo(f"logs in {running.config.data_dir / 'logs'}")
 
 
