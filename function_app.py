@@ -1,10 +1,18 @@
-"""The Functions app: registers the trigger adapters (Python v2 programming model)."""
+"""The Functions app: registers the trigger adapters (Python v2 programming model).
+
+Telemetry is set up first, once per worker process, from the app settings
+(``shared.telemetry``: Application Insights in Azure, a local file on the local stack).
+"""
 import azure.functions as func
 
-from functions.inbox import bp as inbox_bp
-from functions.reconcile_timer import bp as reconcile_bp
-from functions.run_control import bp as run_control_bp
-from functions.run_requests import bp as run_requests_bp
+from shared import telemetry
+
+telemetry.setup(service_name="dmsbatch-functions")
+
+from functions.inbox import bp as inbox_bp  # noqa: E402
+from functions.reconcile_timer import bp as reconcile_bp  # noqa: E402
+from functions.run_control import bp as run_control_bp  # noqa: E402
+from functions.run_requests import bp as run_requests_bp  # noqa: E402
 
 app = func.FunctionApp()
 app.register_functions(run_requests_bp)

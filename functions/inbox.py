@@ -11,6 +11,10 @@ gave up, before the host would poison the blob.
 
 Uses the host's default (polling) blob trigger: the local Functions host
 supports only that one.
+
+Each attempt is a span of the run's trace (``received_drop``): the blob's ``traceparent``
+metadata, set by the ``dmsbatch`` client, continues the client's trace; a zip dropped by
+hand starts the run's trace here.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import clients, max_dequeue_count
-from shared.intake import IntakeRetry, accept_dropped_zip, note_failed_attempt
+from shared.intake import IntakeRetry, accept_dropped_zip, note_failed_attempt, received_drop
 
 bp = func.Blueprint()
 log = logging.getLogger("dmsbatch.functions.inbox")
@@ -41,19 +45,20 @@ def inbox_zip(blob: func.InputStream) -> None:
     core = clients()
     container = core.settings.inbox_container
     name = blob_name_of(blob, container)
-    try:
-        run_id = accept_dropped_zip(core, container, name, etag_of(blob))
-    except IntakeRetry as exc:
+    with received_drop(container, name, etag_of(blob), blob.metadata):
         try:
-            gave_up = note_failed_attempt(core, exc, max_dequeue_count())
-        except Exception as counting:  # storage is down: let the host retry the original failure
-            log.warning("%s/%s: could not count the failed attempt: %s", container, name, counting)
-            raise exc from None
-        if gave_up:
-            return
-        log.warning("%s", exc)
-        raise
-    if run_id is None:
-        log.info("%s/%s: nothing to take in (already done, deleted or overwritten)", container, name)
-    else:
-        log.info("%s/%s: taken in as run %s", container, name, run_id)
+            run_id = accept_dropped_zip(core, container, name, etag_of(blob))
+        except IntakeRetry as exc:
+            try:
+                gave_up = note_failed_attempt(core, exc, max_dequeue_count())
+            except Exception as counting:  # storage is down: let the host retry the original failure
+                log.warning("%s/%s: could not count the failed attempt: %s", container, name, counting)
+                raise exc from None
+            if gave_up:
+                return
+            log.warning("%s", exc)
+            raise
+        if run_id is None:
+            log.info("%s/%s: nothing to take in (already done, deleted or overwritten)", container, name)
+        else:
+            log.info("%s/%s: taken in as run %s", container, name, run_id)

@@ -14,6 +14,7 @@ import azure.functions as func
 from functions.runtime import clients, move_to_poison
 from shared.cancel import UnknownRunError, decode_cancel, request_cancel
 from shared.errors import UnusableMessageError
+from shared.run_metrics import message_received
 
 bp = func.Blueprint()
 log = logging.getLogger("dmsbatch.functions.run_control")
@@ -22,6 +23,7 @@ log = logging.getLogger("dmsbatch.functions.run_control")
 @bp.queue_trigger(arg_name="msg", queue_name="%RUN_CONTROL_QUEUE%", connection="DataStorage")
 def run_control(msg: func.QueueMessage) -> None:
     body = msg.get_body()
+    message_received(clients().settings.run_control_queue, msg.insertion_time, msg.dequeue_count)
     try:
         run_id, reason = decode_cancel(body)
         status = request_cancel(clients(), run_id, reason)

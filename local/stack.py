@@ -147,6 +147,8 @@ class RunningStack:
             "INBOX_CONTAINER": "inbox",
             "RECONCILE_SCHEDULE": self.config.reconcile_schedule,
             "FUNCTIONS_WORKER_RUNTIME": "python",
+            # spans, metrics and logs of the app and its clients, as JSON lines (shared/telemetry.py, `dmsbatch trace`)
+            "TELEMETRY_FILE": str(self.config.data_dir / "telemetry.jsonl"),
         }
 
     def save(self) -> None:

@@ -41,6 +41,7 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from shared import tracing
 from shared.errors import PermanentRunError
 from shared.planning import RunUrls, _task
 from shared.run_store import RunStore
@@ -301,6 +302,7 @@ def chain_workers(clients: "Clients", run: "RunObservation") -> None:
     store = RunStore(clients.runs())
     spec = store.read(run.run_id, REQUEST_BLOB).document["spec"]
     tasks = plan_workers(spec, run.run_id, worker_urls(clients, store, run.run_id, spec, run.deadline), host)
+    tracing.annotate(beopest_master=f"{host}:{spec['beopest']['port']}", beopest_workers=len(tasks))
     try:
         add_missing_tasks(clients.batch, run.job_id, tasks, run.run_id)
     except PermanentRunError as exc:  # Batch refused the workers: the run cannot go on

@@ -22,6 +22,12 @@
 5. deletes that version of the zip from the inbox (a newer upload under the
    same name is left alone: it is a new drop).
 
+Telemetry: intake is a span of the run's trace (``received_drop``). A zip the
+``dmsbatch`` client dropped carries its trace context in the blob's ``traceparent``
+metadata and intake continues it; a zip dropped by hand starts the run's trace here,
+with a trace id derived from the blob's name and ETag, so every attempt at that drop
+shares one trace. The request intake posts carries intake's context on.
+
 Every step checks what is already done, so a redelivery (or two deliveries at
 once) ends with one run. Storage errors are transient: they come out as
 ``IntakeRetry`` naming the run id in use, and ``note_failed_attempt`` lets the
@@ -34,13 +40,17 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient
+from opentelemetry.trace import SpanKind
 
+from shared import tracing
 from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.ids import is_valid_run_id
@@ -101,6 +111,17 @@ def run_id_for_drop(blob_name: str, etag: str) -> str:
     return run_id
 
 
+@contextmanager
+def received_drop(container: str, blob_name: str, etag: str | None, metadata: Mapping[str, str] | None) -> Iterator[None]:
+    """The span of one intake attempt, in the run's trace: under the ``traceparent`` the client put in the
+    blob's metadata, else under a root derived from the drop (name and ETag), which intake thereby starts."""
+    drop = f"drop:{container}/{blob_name}\n{bare_etag(etag or '')}"
+    run_id = run_id_for_drop(blob_name, etag) if etag else None
+    with tracing.run_span("dmsbatch.intake", run_id, parent=tracing.parent_for(metadata, drop), kind=SpanKind.CONSUMER,
+                          blob=f"{container}/{blob_name}"):
+        yield
+
+
 def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: str | None) -> str | None:
     """Take in one version of a dropped zip; return its run id.
 
@@ -137,6 +158,8 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
             return None
         log.info("%s/%s: inspected %d entries reading %d of %d bytes in %d requests", container, blob_name,
                  inspection.entries, inspection.bytes_fetched, inspection.size, inspection.requests)
+        tracing.annotate(run_id=derived, zip_bytes=properties.size, zip_entries=inspection.entries,
+                         zip_bytes_read=inspection.bytes_fetched, zip_requests=inspection.requests)
         problems = list(inspection.problems)
 
         wanted = inspection.document.get("run_id") if isinstance(inspection.document, dict) else None
@@ -148,13 +171,18 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
                                 f"and this drop runs as '{derived}'")
         if run_id == derived:
             _claim(store, derived, record, check_other_runs=False)  # the id carries this drop's hash: no other run has it
+        tracing.annotate(run_id=run_id)
 
         document, spec = _request_document(inspection, run_id, zip_name, problems, ProfileStore.for_clients(clients))
+        if spec is not None:
+            tracing.annotate(run_kind=spec["kind"])
 
-        _keep_zip(clients, source, container, blob_name, etag, run_id, derived)
+        with tracing.step("dmsbatch.intake.keep_zip"):
+            _keep_zip(clients, source, container, blob_name, etag, run_id, derived)
         if spec is not None and not problems:  # the study's own files the spec names: out of the zip, beside it
-            problems += copy_out_named_files(source, etag, properties.size, named_files(spec, zip_name), clients.runs(),
-                                             store.inputs_prefix(run_id), derived, clients.settings.zip_extract_max_bytes)
+            with tracing.step("dmsbatch.intake.copy_out"):
+                problems += copy_out_named_files(source, etag, properties.size, named_files(spec, zip_name), clients.runs(),
+                                                 store.inputs_prefix(run_id), derived, clients.settings.zip_extract_max_bytes)
         if problems:
             log.warning("%s/%s rejected as run %s: %s", container, blob_name, run_id, "; ".join(problems))
             reject_run(clients, PermanentRunError(run_id, problems, reason=REJECTED))

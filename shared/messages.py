@@ -12,6 +12,12 @@ message can make the backend read nothing but what belongs to that run: no
 other run's files, no other container, no URL to another account.
 ``shared.spec_blobs`` reads it; ``shared.posting.post_run_request`` is the
 client side that chooses between the two forms.
+
+Either form may carry the run's W3C trace context in ``traceparent`` (and
+``tracestate``), so the run's trace continues from the client that posted it
+(``shared.tracing``). They are optional and never part of the spec: they are taken out
+before the spec is read, and a malformed one is ignored (the run then gets a trace of
+its own), since telemetry must never fail a run.
 """
 from __future__ import annotations
 
@@ -20,17 +26,18 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import PermanentRunError, UnusableMessageError
 from shared.ids import is_valid_run_id, run_id_for_message
 from shared.spec import RUN_ID_RULE
+from shared.tracing import TRACE_FIELDS
 
 
 QUEUE_MESSAGE_LIMIT = 64 * 1024  # bytes of a queue message's text, here base64
 SPEC_BLOB_FIELD = "spec_blob"
-REFERENCE_FIELDS = ("run_id", SPEC_BLOB_FIELD)
+REFERENCE_FIELDS = ("run_id", SPEC_BLOB_FIELD)  # besides the optional trace fields
 SPEC_BLOB_SUFFIXES = (".json", ".yaml", ".yml")
 SPEC_BLOB_PATH = "request/spec.json"  # where post_run_request puts a spec, under runs/<run_id>/
 MAX_BLOB_NAME = 1024
@@ -44,6 +51,7 @@ class RunRequest:
     run_id: str
     document: dict[str, Any]
     spec_blob: str | None = None  # runs/<spec_blob>, read by shared.spec_blobs before validation
+    trace: dict[str, str] = field(default_factory=dict)  # the message's traceparent/tracestate, if it had them
 
 
 class UndecodableMessage(ValueError):
@@ -81,14 +89,39 @@ def decode_run_request(body: bytes, message_id: str) -> RunRequest:
         document = decode_body(body)
     except UndecodableMessage as exc:
         raise PermanentRunError(fallback, [str(exc)]) from None
+    trace = take_trace_fields(document)
     run_id = document.get("run_id")
     if run_id is not None and not is_valid_run_id(run_id):
         raise UnusableMessageError(f"run_id {run_id!r} {RUN_ID_RULE}; no status can be recorded for it")
     if SPEC_BLOB_FIELD in document:
-        return _reference(document, run_id, fallback)
+        reference = _reference(document, run_id, fallback)
+        return RunRequest(reference.run_id, reference.document, reference.spec_blob, trace)
     if run_id is None:
-        return RunRequest(fallback, {**document, "run_id": fallback})
-    return RunRequest(run_id, document)
+        return RunRequest(fallback, {**document, "run_id": fallback}, trace=trace)
+    return RunRequest(run_id, document, trace=trace)
+
+
+def take_trace_fields(document: dict[str, Any]) -> dict[str, str]:
+    """Remove the optional trace fields from a decoded message; return those that are text."""
+    fields = {name: document.pop(name) for name in TRACE_FIELDS if name in document}
+    return {name: value for name, value in fields.items() if isinstance(value, str)}
+
+
+def trace_of(body: bytes, message_id: str) -> tuple[str | None, dict[str, str]]:
+    """The run id and trace fields of a message, for its span, before (and whatever) decoding says about it.
+
+    Never raises: a body that is not base64 JSON is run ``msg-<message id>`` (as
+    ``decode_run_request`` records it) with no context; an unusable run id is no run (None).
+    """
+    try:
+        document = decode_body(body)
+    except UndecodableMessage:
+        return run_id_for_message(message_id), {}
+    trace = take_trace_fields(document)
+    run_id = document.get("run_id")
+    if run_id is None:
+        return run_id_for_message(message_id), trace
+    return (run_id if is_valid_run_id(run_id) else None), trace
 
 
 def _reference(document: dict[str, Any], run_id: str | None, fallback: str) -> RunRequest:
@@ -158,3 +191,8 @@ def spec_blob_name(run_id: str) -> str:
 
 def reference_message(run_id: str, blob_name: str) -> dict[str, str]:
     return {"run_id": run_id, SPEC_BLOB_FIELD: blob_name}
+
+
+def with_trace(document: dict[str, Any], trace: dict[str, str]) -> dict[str, Any]:
+    """The message ``document`` carrying the trace fields ``trace`` (a copy; the caller's spec is left alone)."""
+    return {**document, **{k: v for k, v in trace.items() if k in TRACE_FIELDS}} if trace else document

@@ -19,9 +19,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
+from shared import tracing
 from shared.clients import Clients
 from shared.ids import is_valid_run_id
-from shared.messages import UndecodableMessage, decode_body
+from shared.messages import UndecodableMessage, decode_body, take_trace_fields
 from shared.run_store import RunStore
 from shared.status import read_status
 from shared.submission import finish_unsubmitted, was_submitted
@@ -45,7 +48,7 @@ def settle_poisoned_requests(clients: Clients) -> list[str]:
 
 
 def _settle(clients: Clients, store: RunStore, queue_name: str, content: str) -> str | None:
-    run_id = _run_id_of(content)
+    run_id, trace = _run_id_of(content)
     if run_id is None:
         return None  # no run id of its own: nothing a status could be recorded under (moved there by the adapter)
     status = read_status(store, run_id)
@@ -53,18 +56,23 @@ def _settle(clients: Clients, store: RunStore, queue_name: str, content: str) ->
         return None  # under way, or over and announced (a run over but unannounced gets its run-events message)
     problem = (f"the run request was moved to {queue_name} after the Functions host's attempts to submit it did not "
                "finish (timed out or crashed); post it again under a new run id once the cause is fixed")
-    status = finish_unsubmitted(clients, run_id, "failed", REASON, [problem])
-    log.error("run %s: %s (now %s)", run_id, problem, status.get("state"))
+    # in the run's trace: the message's traceparent, as its deliveries had it
+    with tracing.run_span("dmsbatch.poisoned_request", run_id, parent=tracing.parent_for(trace, f"run:{run_id}"),
+                          kind=SpanKind.CONSUMER, queue=queue_name):
+        status = finish_unsubmitted(clients, run_id, "failed", REASON, [problem])
+        log.error("run %s: %s (now %s)", run_id, problem, status.get("state"))
     return run_id
 
 
-def _run_id_of(content: str) -> str | None:
+def _run_id_of(content: str) -> tuple[str | None, dict[str, str]]:
+    """The run id a poisoned message names (None: none usable) and its trace fields."""
     try:
         document: dict[str, Any] = decode_body(content.encode("utf-8"))
     except UndecodableMessage:
-        return None
+        return None, {}
+    trace = take_trace_fields(document)
     run_id = document.get("run_id")
-    return run_id if isinstance(run_id, str) and is_valid_run_id(run_id) else None
+    return (run_id if isinstance(run_id, str) and is_valid_run_id(run_id) else None), trace
 
 
 def _rotate(queue: Any) -> None:

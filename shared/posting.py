@@ -9,6 +9,10 @@ form ``shared.messages`` decodes and ``shared.spec_blobs`` reads). The blob is
 written before the message is sent, so the backend never sees a reference to
 nothing; posting again overwrites it, and submission keeps the first spec it
 accepted for a run id.
+
+The message carries the current span's ``traceparent`` (the post is a span of its own,
+a producer), so submission continues the poster's trace: the client's ``dmsbatch
+submit``, or intake for a dropped zip.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.storage.blob import ContentSettings
+from opentelemetry.trace import SpanKind
 
+from shared import tracing
 from shared.clients import Clients
 from shared.ids import is_valid_run_id
-from shared.messages import encoded_size, fits_in_a_message, message_text, reference_message, spec_blob_name
+from shared.messages import encoded_size, fits_in_a_message, message_text, reference_message, spec_blob_name, with_trace
 from shared.spec import RUN_ID_RULE
 
 log = logging.getLogger("dmsbatch.posting")
@@ -39,8 +45,16 @@ def post_run_request(clients: Clients, document: dict[str, Any]) -> PostedReques
 
     A spec too big for a message needs a ``run_id``: the blob is stored under it.
     """
+    with tracing.run_span("dmsbatch.run_request.post", document.get("run_id"), kind=SpanKind.PRODUCER,
+                          queue=clients.settings.run_requests_queue) as span:
+        posted = _post(clients, document, tracing.carrier())
+        span.set_attributes({"message_bytes": posted.message_bytes, "by_reference": posted.spec_blob is not None})
+        return posted
+
+
+def _post(clients: Clients, document: dict[str, Any], trace: dict[str, str]) -> PostedRequest:
     queue = clients.queue(clients.settings.run_requests_queue)
-    text = message_text(document)
+    text = message_text(with_trace(document, trace))
     run_id = document.get("run_id")
     if fits_in_a_message(text):
         queue.send_message(text)
@@ -49,8 +63,9 @@ def post_run_request(clients: Clients, document: dict[str, Any]) -> PostedReques
         raise ValueError(f"a spec of {encoded_size(text):,} bytes (base64) does not fit a queue message and is posted as a "
                          f"spec blob under runs/<run_id>/, so it needs a run_id that {RUN_ID_RULE}; got {run_id!r}")
     name = spec_blob_name(run_id)
-    clients.runs().upload_blob(name, text.encode("utf-8"), overwrite=True, content_settings=JSON)
-    reference = message_text(reference_message(run_id, name))
+    spec_text = message_text(document)  # the blob holds the spec alone; the trace fields go in the message
+    clients.runs().upload_blob(name, spec_text.encode("utf-8"), overwrite=True, content_settings=JSON)
+    reference = message_text(with_trace(reference_message(run_id, name), trace))
     queue.send_message(reference)
-    log.info("run %s: spec of %d bytes posted as %s/%s", run_id, len(text.encode("utf-8")), clients.settings.runs_container, name)
+    log.info("run %s: spec of %d bytes posted as %s/%s", run_id, len(spec_text.encode("utf-8")), clients.settings.runs_container, name)
     return PostedRequest(run_id, name, encoded_size(reference))

@@ -5,18 +5,26 @@ alone, and each action is safe to repeat, so a restart, a second instance or
 an overlapping tick does no harm. Per active run a quiet tick costs one Batch
 request (task counts) beyond the shared job listing, and one look at each pool
 that a run is waiting on before any of its tasks has started.
+
+Telemetry: a tick is a span of its own trace and a ``dmsbatch.reconcile.tick.duration``
+measurement. Each action on a run is a span of that run's trace, continued from the
+``traceparent`` submission put in the job's metadata (the reconciler keeps no state, so
+this is how it knows the trace), linked to the tick that took it. Writing the manifest
+also records the run's phases on Batch (``shared.run_timeline``).
 """
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from opentelemetry.trace import SpanKind
 
-from shared import batch_ops, beopest
+from shared import batch_ops, beopest, run_metrics, run_timeline, tracing
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event
@@ -58,6 +66,8 @@ class RunObservation:
     kind: str = "single"  # the run kind (job metadata)
     beopest: beopest.BeopestObservation | None = None  # a BeoPEST run's master, when this tick looked at it
     pool: PoolOutlook = field(default_factory=PoolOutlook)  # looked at only while none of its tasks has started
+    traceparent: str | None = None  # the run's trace context (job metadata, set by submission)
+    job_created_at: datetime | None = None  # when Batch created the job: the run's wait for nodes starts there
 
 
 @dataclass
@@ -75,7 +85,7 @@ def observe(clients: Clients) -> list[RunObservation]:
     store = RunStore(clients.runs())
     runs = []
     pools: dict[str, PoolOutlook] = {}  # one look per pool and tick, however many runs wait on it
-    for job in batch.list_jobs(filter="state eq 'active'", select=["id", "metadata", "poolInfo"]):
+    for job in batch.list_jobs(filter="state eq 'active'", select=["id", "metadata", "poolInfo", "creationTime"]):
         meta = {m.name: m.value for m in job.metadata or []}
         run_id = meta.get(META_RUN_ID)
         if not run_id:
@@ -83,7 +93,7 @@ def observe(clients: Clients) -> list[RunObservation]:
         try:
             runs.append(_observe_run(batch, store, job, meta, run_id, pools))
         except Exception:  # one run that cannot be observed (a bad status blob, a failing call) must not stall the others
-            log.exception("run %s: could not be observed; will retry next tick", run_id)
+            log.exception("run %s: could not be observed; will retry next tick", run_id, extra={"run_id": run_id})
     return runs
 
 
@@ -110,6 +120,8 @@ def _observe_run(batch: Any, store: RunStore, job: Any, meta: dict[str, str], ru
         kind=kind,
         beopest=beopest.observe(batch, job.id, meta, counted, status) if kind == "beopest" and not is_terminal(status) else None,
         pool=pools.get(pool_id or "", PoolOutlook()) if waiting else PoolOutlook(),
+        traceparent=meta.get(tracing.META_TRACEPARENT),
+        job_created_at=getattr(job, "creation_time", None),
     )
 
 
@@ -215,18 +227,36 @@ def reconcile(clients: Clients, now: datetime | None = None) -> TickReport:
     """One tick over every active run."""
     report = TickReport()
     now = now or datetime.now(timezone.utc)
-    for run in observe(clients):
-        report.observed += 1
-        action = decide(run, now)
-        if action is None:
-            continue
-        act, outcome = ACTIONS[action]
-        try:
-            act(clients, run)
-            getattr(report, outcome).append(run.run_id)
-        except Exception:  # one broken run must not stop the others; the next tick retries it
-            log.exception("run %s: %s failed; will retry next tick", run.run_id, action)
+    started = time.monotonic()
+    with tracing.root_span("dmsbatch.reconcile.tick", kind=SpanKind.CONSUMER) as tick:
+        acted = 0
+        for run in observe(clients):
+            report.observed += 1
+            action = decide(run, now)
+            if action is None:
+                continue
+            acted += 1
+            act, outcome = ACTIONS[action]
+            with action_span(run, action):
+                try:
+                    act(clients, run)
+                    getattr(report, outcome).append(run.run_id)
+                except Exception as exc:  # one broken run must not stop the others; the next tick retries it
+                    tracing.record_failure(exc)
+                    log.exception("run %s: %s failed; will retry next tick", run.run_id, action)
+        tick.set_attributes({"runs_observed": report.observed, "runs_acted": acted})
+    run_metrics.tick_finished(time.monotonic() - started)
     return report
+
+
+def action_span(run: RunObservation, action: str):
+    """The span of one action on a run: in the run's trace (from its job's metadata), linked to the current tick."""
+    counts = run.counts
+    return tracing.run_span(f"dmsbatch.reconcile.{action}", run.run_id, parent=tracing.run_parent(run.traceparent, run.run_id),
+                            links=tracing.link_to_current(), action=action, run_kind=run.kind, job_id=run.job_id,
+                            tasks_total=counts["active"] + counts["running"] + counts["completed"],
+                            tasks_active=counts["active"], tasks_running=counts["running"],
+                            tasks_succeeded=counts["succeeded"], tasks_failed=counts["failed"])
 
 
 def task_summary(run: RunObservation) -> dict[str, int]:
@@ -340,7 +370,12 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     batch = clients.batch
     manifest = store.read(run.run_id, MANIFEST_BLOB).document
     if manifest is None:
-        manifest = _write_manifest(clients, store, run)
+        with tracing.step("dmsbatch.manifest.write") as span:
+            manifest, written = _write_manifest(clients, store, run)
+            span.set_attributes(tracing.clean({"written": written, "run_state": manifest["status"],
+                                               "outputs": manifest["totals"]["outputs"]}))
+        if written:  # once per run: the manifest is created once, so its phases and latency are recorded once
+            _record_phases(run, manifest)
     manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
     totals = manifest["totals"]
 
@@ -356,6 +391,7 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     if not status.get("event_sent_at"):
         emit_run_event(clients, run.run_id, status["state"], status.get("reason"), manifest_url)
         update_status(store, run.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+        run_metrics.run_ended(run.kind, status["state"], status.get("reason"))
     _release_pool(clients, run)  # before the job ends, so a failed release is retried next tick
     try:
         batch_ops.terminate_job(batch, run.job_id, f"run {status['state']}")
@@ -365,7 +401,17 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     log.info("run %s: %s; manifest at %s", run.run_id, status["state"], manifest_url)
 
 
-def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> dict[str, Any]:
+def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
+    """The run's phases on Batch as spans, and the manifest latency (``shared.run_timeline``)."""
+    parent = tracing.with_run(tracing.run_parent(run.traceparent, run.run_id), run.run_id, run_kind=run.kind)
+    latency = run_timeline.record_phases(parent, manifest, run.job_created_at, datetime.now(timezone.utc))
+    if latency is not None:
+        run_metrics.manifest_written(run.kind, manifest["status"], latency)
+        tracing.annotate(manifest_latency_s=round(latency, 3))
+
+
+def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[dict[str, Any], bool]:
+    """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
     batch = clients.batch
     request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
     status = read_status(store, run.run_id) or {}
@@ -388,8 +434,8 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> d
     final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
     manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
-        manifest = store.read(run.run_id, MANIFEST_BLOB).document  # another tick won the race
-    return manifest
+        return store.read(run.run_id, MANIFEST_BLOB).document, False  # another tick won the race
+    return manifest, True
 
 
 def _release_pool(clients: Clients, run: RunObservation) -> None:

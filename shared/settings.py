@@ -58,6 +58,9 @@ class Settings:
     zip_extract_max_bytes: int = 4 * 1024**3
     # a spec too big for a queue message, posted as runs/<run_id>/... and referenced (shared/spec_blobs.py)
     spec_blob_max_bytes: int = 16 * 1024**2
+    # the local stack's telemetry file (JSON lines of spans, metrics and logs; shared/telemetry.py reads it
+    # before settings exist); unset in Azure, where APPLICATIONINSIGHTS_CONNECTION_STRING sends them instead
+    telemetry_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -9,25 +9,31 @@ Tasks are added in collections of 100 (the SDK's ``create_tasks`` chunks them),
 several collections at a time, after one listing of the job's existing task
 ids: a 10,000-member sweep costs about 100 requests plus a constant, however
 often its message is delivered.
+
+Telemetry: each delivery is a span of the run's trace (``received_run_request``), under
+the message's ``traceparent``; the job's metadata records that span
+(``dmsbatch_traceparent``) so the reconciler's actions on the run continue the trace.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from opentelemetry.trace import SpanKind
 
-from shared import batch_ops, spec_blobs
+from shared import batch_ops, run_metrics, spec_blobs, tracing
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.events import emit_run_event
-from shared.messages import RunRequest
-from shared.planning import RunUrls, deadline_for, plan_run
+from shared.messages import RunRequest, trace_of
+from shared.planning import RunPlan, RunUrls, deadline_for, plan_run
 from shared.profiles import spec_for_submission
 from shared.run_store import RunStore
 from shared.sas import USER_DELEGATION_MAX, SasIssuer, SasLifetimeError
@@ -43,6 +49,26 @@ TASK_COLLECTIONS_IN_PARALLEL = 8
 MAX_SWEEP_CSV_BYTES = 16 * 1024 * 1024
 
 
+@contextmanager
+def received_run_request(queue: str, body: bytes, message_id: str, dequeue_count: int | None,
+                         inserted_at: datetime | None) -> Iterator[None]:
+    """The span of one delivery of a run-requests message, in its run's trace; records the message's queue age.
+
+    The parent is the message's ``traceparent`` (the poster's span), else the run's derived
+    root, so deliveries of a message that carries none still share one trace. A message that
+    names no usable run id gets no span (it belongs to no run); its age is still recorded.
+    """
+    age = run_metrics.message_received(queue, inserted_at, dequeue_count)
+    run_id, trace = trace_of(body, message_id)
+    if run_id is None:
+        yield
+        return
+    with tracing.run_span("dmsbatch.submission", run_id, parent=tracing.parent_for(trace, f"run:{run_id}"), kind=SpanKind.CONSUMER,
+                          queue=queue, message_id=message_id, dequeue_count=dequeue_count,
+                          queue_age_s=round(age, 3) if age is not None else None):
+        yield
+
+
 def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     """Validate, record and submit one run; return its status document.
 
@@ -56,7 +82,9 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     spec = record["spec"]
 
     status = update_status(store, run_id, "accepted", lambda s: s.update(name=spec.get("name") or run_id, kind=spec["kind"]))
+    tracing.annotate(run_kind=spec["kind"], run_name=spec.get("name") or run_id)
     if is_terminal(status) or (status.get("timestamps") or {}).get("submitted"):
+        tracing.annotate(redelivery=True, run_state=status.get("state"))
         return status  # a redelivery of a run that is already under way or done
     # (not the state alone: a sweep's first members can run, and the reconciler mark the run
     # running, before its last collection is added; a redelivery then adds the rest)
@@ -84,7 +112,38 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     except SpecError as exc:  # a sweep's CSV file that cannot be used
         raise PermanentRunError(run_id, exc.errors) from None
     batch = clients.batch
+    tracing.annotate(tasks_total=len(plan.tasks), pool_id=plan.pool_id, job_id=plan.job.id)
+    # the reconciler, which holds no state, continues the run's trace from the job's metadata: this span
+    context = tracing.traceparent()
+    if context:
+        plan.job.metadata.append(bm.BatchMetadataItem(name=tracing.META_TRACEPARENT, value=context))
+    with tracing.step("dmsbatch.batch.ensure_pool", pool_id=plan.pool_id):
+        _ensure_pool(batch, plan, spec, run_id)
+    with tracing.step("dmsbatch.batch.create_job", job_id=plan.job.id):
+        try:
+            batch.create_job(plan.job)
+        except ResourceExistsError:
+            tracing.annotate(existed=True)
+            log.info("run %s: job %s already exists; completing its submission", run_id, plan.job.id)
+    add_missing_tasks(batch, plan.job.id, plan.tasks, run_id)
+    try:
+        grow_idle_pool(batch, plan.pool, run_id)
+    except HttpResponseError as exc:  # still shrinking: the reconciler grows it once it is steady
+        if getattr(exc.error, "code", None) != "PoolBeingResized":
+            raise
 
+    def submitted(s: dict[str, Any]) -> None:
+        s.update(job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat())
+        s.setdefault("timestamps", {}).setdefault("submitted", now_iso())  # also when the run is already running
+        s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
+
+    status = update_status(store, run_id, "submitted", submitted)
+    run_metrics.run_started(spec["kind"], len(plan.tasks))
+    return status
+
+
+def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: dict[str, Any], run_id: str) -> None:
+    """The run's pool exists (created from the plan if missing), or a ``PermanentRunError`` says why it cannot be used."""
     try:
         existing_pool = batch.get_pool(plan.pool_id, select=["id", "state", "enableInterNodeCommunication", "taskSlotsPerNode"])
         if spec["kind"] == "mpi" and (not existing_pool.enable_inter_node_communication or (existing_pool.task_slots_per_node or 1) != 1):
@@ -104,23 +163,6 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
                 raise PermanentRunError(run_id, [f"pool: Batch refused to create pool '{plan.pool_id}': {_error_details(exc)}"],
                                         reason="Batch refused the run's pool") from None
             raise
-    try:
-        batch.create_job(plan.job)
-    except ResourceExistsError:
-        log.info("run %s: job %s already exists; completing its submission", run_id, plan.job.id)
-    add_missing_tasks(batch, plan.job.id, plan.tasks, run_id)
-    try:
-        grow_idle_pool(batch, plan.pool, run_id)
-    except HttpResponseError as exc:  # still shrinking: the reconciler grows it once it is steady
-        if getattr(exc.error, "code", None) != "PoolBeingResized":
-            raise
-
-    def submitted(s: dict[str, Any]) -> None:
-        s.update(job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat())
-        s.setdefault("timestamps", {}).setdefault("submitted", now_iso())  # also when the run is already running
-        s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
-
-    return update_status(store, run_id, "submitted", submitted)
 
 
 def run_urls(clients: Clients, store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None,
@@ -189,13 +231,22 @@ def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> d
 
 
 def add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str = "") -> int:
-    """Add the tasks the job does not have yet; return how many were added.
+    """Add the tasks the job does not have yet; return how many were added (counted in ``dmsbatch.tasks.submitted``
+    under the kind of the run whose scope this is: submission's, or the reconciler's action).
 
     One listing of the job's task ids (``$select=id``, 1,000 a page), then
     collections of 100, ``TASK_COLLECTIONS_IN_PARALLEL`` at a time: never one
     request per task. A task added meanwhile by a concurrent delivery comes
     back as ``TaskExists``, which the SDK counts as added.
     """
+    with tracing.step("dmsbatch.batch.add_tasks", job_id=job_id, tasks_planned=len(tasks)) as span:
+        added = _add_missing_tasks(batch, job_id, tasks, run_id)
+        span.set_attribute("tasks_added", added)
+    run_metrics.tasks_submitted(str(tracing.current_run().get("run_kind") or ""), added)
+    return added
+
+
+def _add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str) -> int:
     existing = {t.id for t in batch.list_tasks(job_id, select=["id"])}
     new_tasks = [t for t in tasks if t.id not in existing]
     if not new_tasks:
@@ -275,6 +326,7 @@ def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, e
         emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=status.get("manifest_url"),
                        errors=status.get("errors"))
         status = update_status(store, run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+        run_metrics.run_ended(status.get("kind"), status["state"], status.get("reason"))
     return status
 
 

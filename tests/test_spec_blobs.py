@@ -12,6 +12,7 @@ import base64
 import http.client
 import http.server
 import json
+import re
 import threading
 import uuid
 from urllib.parse import urlparse
@@ -99,7 +100,10 @@ def test_a_spec_too_big_for_a_message_is_uploaded_and_referenced(private_queue):
     posted = post_run_request(private_queue, document)
     assert posted.spec_blob == f"{run_id}/request/spec.json"
     request, content = received(private_queue)
-    assert json.loads(content) == {"run_id": run_id, "spec_blob": posted.spec_blob}
+    message = json.loads(content)
+    traceparent = message.pop("traceparent", None)  # optional: the poster's trace context (docs/contracts.md)
+    assert message == {"run_id": run_id, "spec_blob": posted.spec_blob}
+    assert traceparent is None or re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
     assert (request.run_id, request.spec_blob) == (run_id, posted.spec_blob)
     assert json.loads(private_queue.runs().download_blob(posted.spec_blob).readall()) == document
 
