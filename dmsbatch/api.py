@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from shared import posting
+from shared import posting, tracing
 from shared.clients import Clients
 from shared.ids import is_valid_run_id
 from shared.run_store import RunStore
@@ -50,7 +50,7 @@ def new_run_id(name: str) -> str:
 
 
 def submit_study(clients: Clients, study_dir: Path, run_id: str | None = None) -> str:
-    """Upload ``study_dir/inputs/**`` beside the run and post its spec to ``run-requests``."""
+    """Upload ``study_dir/inputs/**`` beside the run and post its spec to ``run-requests``; the first span of its trace."""
     study_dir = Path(study_dir)
     document = read_spec(study_dir)
     # fail here, with the same messages as the backend, before uploading anything (its profile merged as the backend does)
@@ -58,13 +58,16 @@ def submit_study(clients: Clients, study_dir: Path, run_id: str | None = None) -
     run_id = run_id or document.get("run_id") or new_run_id(spec.get("name") or study_dir.name)
     if not is_valid_run_id(run_id):
         raise ValueError(f"run id {run_id!r} {RUN_ID_RULE}")
-    store = RunStore(clients.runs())
-    inputs_dir = study_dir / "inputs"
-    if inputs_dir.is_dir():
-        for path in sorted(p for p in inputs_dir.rglob("*") if p.is_file()):
-            with open(path, "rb") as data:
-                clients.runs().upload_blob(store.inputs_prefix(run_id) + path.relative_to(inputs_dir).as_posix(), data, overwrite=True)
-    post_run_request(clients, {**document, "run_id": run_id})
+    with tracing.run_span("dmsbatch.submit", run_id, run_kind=spec["kind"], via="queue", layout="inputs"):
+        store = RunStore(clients.runs())
+        inputs_dir = study_dir / "inputs"
+        if inputs_dir.is_dir():
+            with tracing.step("dmsbatch.upload", target="runs"):
+                for path in sorted(p for p in inputs_dir.rglob("*") if p.is_file()):
+                    with open(path, "rb") as data:
+                        clients.runs().upload_blob(store.inputs_prefix(run_id) + path.relative_to(inputs_dir).as_posix(), data,
+                                                   overwrite=True)
+        post_run_request(clients, {**document, "run_id": run_id})
     return run_id
 
 

@@ -449,6 +449,74 @@ def cancel(ctx: click.Context, run_id: str, reason: str | None, wait_: bool) -> 
                 raise
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--all", "show_all", is_flag=True, help="Every span, also each task's when there are more than 10.")
+@click.option("--json", "as_json", is_flag=True, help="Print the spans and phases as JSON.")
+@click.option("--kql", is_flag=True, help="Print the Application Insights (Log Analytics) query for the run's spans instead.")
+@click.option("--app-insights", "app_insights", metavar="RESOURCE_ID", envvar="DMSBATCH_APP_INSIGHTS",
+              help="Azure: read the spans from this Application Insights resource (its ARM id; DMSBATCH_APP_INSIGHTS).")
+@click.option("--days", default=7, show_default=True, help="With --app-insights or --kql: how many days back to look.")
+@click.pass_context
+def trace(ctx: click.Context, run_id: str, show_all: bool, as_json: bool, kql: bool, app_insights: str | None,
+          days: int) -> None:
+    """Where a run's time went: the spans of its trace in order, with durations, then its phases.
+
+    \b
+    On the local stack the spans come from its telemetry file; against Azure from
+    Application Insights (--app-insights RESOURCE_ID, signed in with `az login`), or
+    --kql prints the query to run in the portal.
+    """
+    from dmsbatch import trace as traces
+
+    if kql:
+        click.echo(traces.kql_for(run_id, days))
+        return
+    found = _session(ctx).trace(run_id, app_insights=app_insights, days=days)
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), indent=2))
+        return
+    for line in _trace_lines(found, show_all):
+        click.echo(line)
+
+
+# what the listing shows of a span's attributes, when it has them
+_TRACE_DETAILS = ("via", "layout", "bytes_uploaded", "queue_age_s", "dequeue_count", "redelivery", "tasks_added", "pool_id",
+                  "exit_code", "result", "node_id", "beopest_master", "beopest_workers", "run_state",
+                  "failure_kind", "manifest_latency_s", "zip_bytes", "existed")
+
+
+def _trace_lines(found, show_all: bool) -> list[str]:
+    from dmsbatch import trace as traces
+
+    spans, hidden = traces.spans_to_show(found, show_all)
+    origin = min(s.start for s in found.spans)
+    kinds = sorted({str(s.attributes["run_kind"]) for s in found.spans if s.attributes.get("run_kind")})
+    ids = ", ".join(found.trace_ids)
+    lines = [f"run {found.run_id}{' (' + ', '.join(kinds) + ')' if kinds else ''}: {len(found.spans)} spans in trace {ids}, "
+             f"{found.seconds:.1f} s from the first to the last"]
+    lines.append(f"  {'start':>9}  {'took':>9}  span")
+    for span in spans:
+        name = span.name.removeprefix("dmsbatch.")
+        if span.name == traces.TASK_SPAN and span.attributes.get("task_id"):
+            name = f"task {span.attributes['task_id']}"
+        details = traces.describe(span, _TRACE_DETAILS)
+        where = f"[{span.service.removeprefix('dmsbatch-')}]" if span.service else ""
+        label = f"{'  ' * min(found.depth(span), 6)}{name}"
+        lines.append(f"  {'+' + _secs((span.start - origin).total_seconds()):>9}  {_secs(span.seconds):>9}  "
+                     f"{label:<40} {where:<12}{' FAILED' if span.failed else ''} {details}".rstrip())
+    if hidden:
+        lines.append(f"  ({hidden} task spans not shown; --all shows them)")
+    lines.append("where the time went:")
+    for phase, seconds in found.phases():
+        lines.append(f"  {phase:<18} {_secs(seconds) if seconds is not None else '-':>9}")
+    return lines
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.3f}s" if seconds < 10 else f"{seconds:.1f}s"
+
+
 # ---- profiles and application packages -------------------------------------------------------
 
 @cli.group(cls=DmsGroup, context_settings=CONTEXT)

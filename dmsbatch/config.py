@@ -458,7 +458,7 @@ def from_local_stack(data_dir: Path | None) -> Config:
         running = local_stack.RunningStack(local_stack.StackConfig(data_dir=data_dir), {})
     app = running.app_settings()
     keep = ("DataStorage", "BATCH_ACCOUNT_URL", "BATCH_ACCOUNT_NAME", "BATCH_ACCOUNT_KEY", "RUN_REQUESTS_QUEUE",
-            "RUN_EVENTS_QUEUE", "RUN_CONTROL_QUEUE", "INBOX_CONTAINER")
+            "RUN_EVENTS_QUEUE", "RUN_CONTROL_QUEUE", "INBOX_CONTAINER", "TELEMETRY_FILE")
     app = {k: v for k, v in app.items() if k in keep}
     mapped = [MappedSetting(k, ("local stack",), v, secret=k in ("DataStorage", "BATCH_ACCOUNT_KEY")) for k, v in app.items()]
     return Config(source=f"the local stack in {data_dir}", app_settings=app, mapped=mapped,

@@ -102,9 +102,15 @@ class Session:
     def clients(self):
         """The SDK clients, once storage has answered one request: a wrong key or an absent stack is said at once,
         not after the SDK's retries (``retry_total=0`` on that one request)."""
+        from shared import telemetry
         from shared.clients import Clients
 
         self.config.check_reachable()
+        # the client's spans (submit, upload, post) go where the backend's do on the local stack; against Azure
+        # nothing is exported from here (operators cannot ingest into Application Insights), but the run's trace
+        # context still travels with the request
+        path = self.config.app_settings.get(telemetry.FILE_SETTING)
+        telemetry.setup({telemetry.FILE_SETTING: path} if path else {}, service_name="dmsbatch-client")
         clients = Clients(self.config.settings())
         with translating(self.config):
             clients.runs().get_container_properties(retry_total=0)
@@ -183,8 +189,51 @@ class Session:
             return self.call(download_results, str(run_id), download)
         return self.call(results, str(run_id))
 
+    def trace(self, run_id: str, app_insights: str | None = None, days: int = 7):
+        """The spans of the run's trace (``dmsbatch.trace.RunTrace``): from Application Insights when ``app_insights``
+        names the resource (its ARM id), else from the local stack's telemetry file."""
+        from dmsbatch import trace as traces
+
+        if app_insights:
+            return _from_app_insights(app_insights, str(run_id), days)
+        path = self.config.app_settings.get("TELEMETRY_FILE")
+        if not path:
+            raise UsageProblem(f"the configuration from {self.config.source} has no telemetry file (only the local stack "
+                               "writes one): against Azure give --app-insights RESOURCE_ID (the Application Insights "
+                               "resource), or run the query `dmsbatch trace RUN_ID --kql` prints in its Logs")
+        found = traces.from_file(Path(path), str(run_id))
+        if not found.spans:
+            raise UsageProblem(f"no spans of run {run_id!r} in {path}: is the run id right? (a run's spans appear as it "
+                               "goes; runs from before telemetry was set up have none)")
+        return found
+
     def cancel(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
         """Ask the backend to cancel the run (``run-control``); returns its status before the request."""
         from dmsbatch.runs import cancel
 
         return self.call(cancel, str(run_id), reason)
+
+
+def _from_app_insights(resource_id: str, run_id: str, days: int):
+    """``dmsbatch.trace.from_app_insights``, its failures said as the command says others'."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+    from dmsbatch import trace as traces
+
+    try:
+        found = traces.from_app_insights(resource_id, run_id, days)
+    except ClientAuthenticationError as exc:
+        raise CredentialsRefused(f"no Azure credential could query Application Insights ({_first_line(exc)}): sign in with "
+                                 "`az login`") from None
+    except HttpResponseError as exc:
+        if exc.status_code in (401, 403):
+            raise CredentialsRefused(f"Application Insights refused the query ({exc.status_code}): the signed-in identity "
+                                     f"needs read access (Log Analytics Reader, or Reader) on {resource_id}") from None
+        raise UsageProblem(f"Application Insights could not run the query ({exc.status_code}): {_first_line(exc)}; "
+                           "is RESOURCE_ID the resource's full ARM id?") from None
+    except ServiceRequestError as exc:
+        raise ServiceUnreachable(f"cannot reach Azure Monitor ({_first_line(exc)})") from None
+    if not found.spans:
+        raise UsageProblem(f"Application Insights has no spans of run {run_id!r} in the last {days} days (ingestion "
+                           "takes a few minutes; --days looks further back)")
+    return found

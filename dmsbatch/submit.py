@@ -16,6 +16,10 @@ A folder is zipped while it is uploaded (``dmsbatch.zipstream`` into
 ``dmsbatch.blockupload``): no copy on disk, memory bounded by the block size and
 the number of blocks in flight. Everything is validated first, with the backend's
 messages, so a bad spec costs no upload.
+
+A submission is the first span of the run's trace (``dmsbatch.submit``, with the upload
+as a child): its context travels in the request's ``traceparent``, or for a drop in the
+zip's ``traceparent`` metadata, which intake continues (``shared.tracing``).
 """
 from __future__ import annotations
 
@@ -64,6 +68,20 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     ``progress(n)`` is called as bytes are uploaded; ``on_study(study)`` once the
     study is read (what it is, its layout), before anything is uploaded.
     """
+    from shared import tracing
+
+    with tracing.run_span("dmsbatch.submit", run_id, path=Path(path).name):
+        submission = _submit(clients, path, run_id=run_id, via=via, zip_name=zip_name, exclude=exclude, profiles=profiles,
+                             concurrency=concurrency, block_size=block_size, progress=progress, on_study=on_study)
+        tracing.annotate(run_id=submission.run_id, via=submission.via, layout=submission.layout,
+                         bytes_uploaded=submission.bytes_uploaded)
+        return submission
+
+
+def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | None, zip_name: str | None,
+            exclude: tuple[str, ...], profiles: Any, concurrency: int, block_size: int | None,
+            progress: Callable[[int], None] | None, on_study: Callable[[Study], None] | None) -> Submission:
+    from shared import tracing
     from shared.ids import is_valid_run_id
     from shared.profiles import ProfileStore
     from shared.spec import RUN_ID_RULE
@@ -87,6 +105,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
         raise UsageProblem(f"run id {wanted!r} {RUN_ID_RULE}")
     profiles = profiles if profiles is not None else ProfileStore.for_clients(clients)
     spec = validate(study, profiles, clients.settings.sweep_max_members, run_id=wanted)
+    tracing.annotate(run_kind=spec["kind"], via=via, layout=study.layout)
     if wanted is not None:
         _check_unused(clients, wanted)
     block_size = block_size or block_size_for(study.total_bytes)
@@ -94,33 +113,39 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     if via == "inbox":
         blob_name = f"{datetime.now(timezone.utc):%Y%m%dt%H%M%S}-{secrets.token_hex(3)}/{study.zip_name}"
         blob = clients.blob_service.get_blob_client(clients.settings.inbox_container, blob_name)
-        metadata = {META_RUN_ID: wanted} if wanted else None  # so `wait` knows the drop is on its way (runs._in_inbox)
-        result = upload_stream(blob, _zip_bytes(study, wanted, limits.max_ratio), block_size=block_size, concurrency=concurrency,
-                               progress=progress, overwrite=False, metadata=metadata)
-        from shared.intake import run_id_for_drop
+        metadata = {META_RUN_ID: wanted} if wanted else {}  # so `wait` knows the drop is on its way (runs._in_inbox)
+        with tracing.step("dmsbatch.upload", target="inbox", bytes=study.total_bytes):
+            metadata.update(tracing.carrier())  # intake continues this trace (the blob's traceparent metadata)
+            result = upload_stream(blob, _zip_bytes(study, wanted, limits.max_ratio), block_size=block_size, concurrency=concurrency,
+                                   progress=progress, overwrite=False, metadata=metadata or None)
+            from shared.intake import run_id_for_drop
 
-        final = wanted or run_id_for_drop(blob_name, result.etag)
+            final = wanted or run_id_for_drop(blob_name, result.etag)
+            tracing.annotate(run_id=final)  # known only now (intake derives it from the upload's ETag)
         return Submission(final, via, study.layout, f"{clients.settings.inbox_container}/{blob_name}", result.size,
                           time.monotonic() - started)
 
     from dmsbatch import api  # the module that posts run requests (post_run_request); imported here: it imports this one
 
     final = wanted or api.new_run_id(spec.get("name") or Path(path).stem)
+    tracing.annotate(run_id=final)
     inputs_prefix = f"{final}/inputs/"
     uploaded, blob_label = 0, None
-    if study.layout == "zip":
-        blob = clients.runs().get_blob_client(inputs_prefix + study.zip_name)
-        result = upload_stream(blob, _zip_bytes(study, None, limits.max_ratio), block_size=block_size, concurrency=concurrency, progress=progress)
-        uploaded, blob_label = result.size, f"{clients.settings.runs_container}/{blob.blob_name}"
-        uploaded += _upload_named_files(clients, study, spec, inputs_prefix, concurrency)
-    elif study.layout == "inputs":
-        for file in study.input_files:
-            with open(file.path, "rb") as data:
-                clients.runs().upload_blob(inputs_prefix + file.name, data, overwrite=True, length=file.size,
-                                           max_concurrency=concurrency)
-            uploaded += file.size
-            if progress is not None:
-                progress(file.size)
+    with tracing.step("dmsbatch.upload", target="runs", bytes=study.total_bytes):
+        if study.layout == "zip":
+            blob = clients.runs().get_blob_client(inputs_prefix + study.zip_name)
+            result = upload_stream(blob, _zip_bytes(study, None, limits.max_ratio), block_size=block_size, concurrency=concurrency,
+                                   progress=progress)
+            uploaded, blob_label = result.size, f"{clients.settings.runs_container}/{blob.blob_name}"
+            uploaded += _upload_named_files(clients, study, spec, inputs_prefix, concurrency)
+        elif study.layout == "inputs":
+            for file in study.input_files:
+                with open(file.path, "rb") as data:
+                    clients.runs().upload_blob(inputs_prefix + file.name, data, overwrite=True, length=file.size,
+                                               max_concurrency=concurrency)
+                uploaded += file.size
+                if progress is not None:
+                    progress(file.size)
     api.post_run_request(clients, study.request_document(final))
     return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
 
