@@ -8,16 +8,21 @@ real stack: what an operator would see in Application Insights, minus Azure.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
+from opentelemetry import trace as trace_api
 
 from dmsbatch.trace import from_file
 from local.batch import DEV_BATCH_ACCOUNT_KEY
+from shared.intake import bare_etag, run_id_for_drop
+from shared.tracing import derived_parent
 from tests.cli_helpers import dms, write_study
 from tests.conftest import REPO_ROOT, post_raw, unique_run_id, wait_for_final_status, wait_until
 
@@ -169,6 +174,22 @@ def test_a_dropped_study_is_one_trace_through_intake(stack, tmp_path):
     phases = dict(trace.phases())
     assert phases["in the inbox"] is not None and 0 <= phases["in the inbox"] < 60, "until the blob trigger found the zip"
     assert phases["intake"] == intake.seconds and phases["queued"] is not None
+
+
+def test_a_zip_dropped_by_hand_starts_its_trace_at_intake(stack, clients, store):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("run.yaml", "name: by-hand\ncommand: echo by hand\nconstraints: {max_wall_clock: 2m}\n")
+    name = f"{unique_run_id('hand')}.zip"
+    etag = clients.blob_service.get_blob_client(clients.settings.inbox_container, name).upload_blob(buffer.getvalue())["etag"]
+    run_id = run_id_for_drop(name, etag)
+    assert wait_for_final_status(store, run_id)["state"] == "succeeded"
+    trace = finished_trace(stack, run_id)
+    intake = the(trace.spans, "dmsbatch.intake")
+    assert not any(s.span_id == intake.parent_id for s in trace.spans), "intake is where the trace starts"
+    derived = trace_api.get_current_span(derived_parent(f"drop:{clients.settings.inbox_container}/{name}\n{bare_etag(etag)}"))
+    assert trace.trace_ids == [f"{derived.get_span_context().trace_id:032x}"], "its id comes from the drop: retries share it"
+    assert the(trace.spans, "dmsbatch.submission").parent_id == the(trace.spans, "dmsbatch.run_request.post").span_id
 
 
 def test_a_message_with_a_traceparent_continues_it_and_one_without_gets_a_trace_of_its_own(stack, clients, store):
