@@ -14,6 +14,7 @@ from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue import ExponentialRetry as QueueRetry
 
+from shared.run_metrics import response_hook
 from shared.settings import Settings
 
 # The storage SDKs' own exponential policy, retrying 500/503 (ServerBusy, OperationTimedOut) and dropped
@@ -39,18 +40,18 @@ class Clients:
     @cached_property
     def blob_service(self) -> BlobServiceClient:
         s = self.settings
-        retry = BlobRetry(**STORAGE_RETRY)
+        options = {"retry_policy": BlobRetry(**STORAGE_RETRY), "raw_response_hook": response_hook("storage")}
         if s.storage_connection_string:
-            return BlobServiceClient.from_connection_string(s.storage_connection_string, retry_policy=retry)
-        return BlobServiceClient(s.blob_service_url, credential=self._identity, retry_policy=retry)
+            return BlobServiceClient.from_connection_string(s.storage_connection_string, **options)
+        return BlobServiceClient(s.blob_service_url, credential=self._identity, **options)
 
     @cached_property
     def queue_service(self) -> QueueServiceClient:
         s = self.settings
-        retry = QueueRetry(**STORAGE_RETRY)
+        options = {"retry_policy": QueueRetry(**STORAGE_RETRY), "raw_response_hook": response_hook("storage")}
         if s.storage_connection_string:
-            return QueueServiceClient.from_connection_string(s.storage_connection_string, retry_policy=retry)
-        return QueueServiceClient(s.queue_service_url, credential=self._identity, retry_policy=retry)
+            return QueueServiceClient.from_connection_string(s.storage_connection_string, **options)
+        return QueueServiceClient(s.queue_service_url, credential=self._identity, **options)
 
     @cached_property
     def batch(self) -> BatchClient:
@@ -58,8 +59,10 @@ class Clients:
         if s.batch_account_key:
             if not s.batch_account_name:
                 raise ValueError("BATCH_ACCOUNT_KEY is set but BATCH_ACCOUNT_NAME is not")
-            return BatchClient(s.batch_account_url, AzureNamedKeyCredential(s.batch_account_name, s.batch_account_key))
-        return BatchClient(s.batch_account_url, self._identity)
+            credential = AzureNamedKeyCredential(s.batch_account_name, s.batch_account_key)
+        else:
+            credential = self._identity
+        return BatchClient(s.batch_account_url, credential, raw_response_hook=response_hook("batch"))
 
     def runs(self) -> ContainerClient:
         return self.blob_service.get_container_client(self.settings.runs_container)

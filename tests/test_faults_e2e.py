@@ -43,7 +43,8 @@ from shared.clients import Clients
 from shared.run_store import RunStore
 from shared.settings import Settings
 from shared.status import TERMINAL_STATES, read_status
-from tests.conftest import MANIFEST_SCHEMA, REPO_ROOT, post_spec, run_story
+from tests.conftest import MANIFEST_SCHEMA, REPO_ROOT, post_spec, run_story, wait_until
+from tests.telemetry_support import metric_points
 
 FAULT_SECONDS = 60
 BATCH_FAULTS = [  # together 30% of Batch requests (a request is failed by the first rule that fires)
@@ -86,6 +87,7 @@ class Phase:
     storage: dict[str, Any] = field(default_factory=dict)
     batch_rules: list[dict[str, Any]] = field(default_factory=list)
     storage_rules: list[dict[str, Any]] = field(default_factory=list)
+    started_ns: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -264,15 +266,31 @@ def check_nothing_poisoned(clients: Clients) -> None:
         assert left == [], f"{queue}-poison holds messages: {[m.content for m in left]}"
 
 
-def check_retries_visible(faulted: Phase) -> None:
-    """Injected failures happened and every run succeeded anyway, so each failed request was retried
-    (by the SDKs' policies, or as the next attempt of the function or tick that made it).
+def retried_in_telemetry(stack: local_stack.RunningStack, since_ns: int) -> dict[str, int]:
+    """The backend's ``dmsbatch.requests.failed_attempts`` since ``since_ns``, by service (delta points summed)."""
+    totals = {"batch": 0, "storage": 0}
+    for point in metric_points(stack, "dmsbatch.requests.failed_attempts", since_ns):
+        service = point["attributes"].get("service")
+        if service in totals:
+            totals[service] += int(point["value"])
+    return totals
 
-    Today the figures are the injectors' counters. When the backend emits OpenTelemetry, this is
-    where its recorded retries (e.g. a span event or a counter per retried request) are compared
-    with ``faulted.batch["failed"]`` and ``faulted.storage["failed"]``."""
+
+def check_retries_visible(stack: local_stack.RunningStack, faulted: Phase) -> dict[str, int]:
+    """Injected failures happened and every run succeeded anyway, so each failed request was retried
+    (by the SDKs' policies, or as the next attempt of the function or tick that made it), and the
+    backend's telemetry says so: its count of retried responses, by service, is above zero and no more
+    than the injectors failed (they also fail the test's own requests and the nodes' uploads)."""
     assert faulted.batch["failed"] > 0 and faulted.storage["failed"] > 0, "faults were injected on both services"
     assert faulted.batch["failed"] < faulted.batch["count"], "most Batch requests went through"
+    # the Functions host exports metrics every 10 s: wait for the interval that holds the last failures
+    def on_both_services() -> dict[str, int] | None:
+        totals = retried_in_telemetry(stack, faulted.started_ns)
+        return totals if all(totals.values()) else None
+
+    seen = wait_until(on_both_services, timeout=40, what="the backend's retried requests in its telemetry")
+    assert seen["batch"] <= faulted.batch["failed"] and seen["storage"] <= faulted.storage["failed"], (seen, faulted.batch, faulted.storage)
+    return seen
 
 
 def figures(baseline: Phase, faulted: Phase) -> dict[str, Any]:
@@ -300,6 +318,7 @@ def print_figures(numbers: dict[str, Any], data_dir: Path) -> None:
         print(f"    batch requests {phase['batch_requests']}, failed {phase['batch_failed']} {phase['batch_failed_by_rule']}")
         print(f"    storage requests {phase['storage_requests']}, failed {phase['storage_failed']} {phase['storage_failed_by_rule']}")
     print(f"  seconds added by faults: {numbers['seconds_added_by_faults']}")
+    print(f"  retried responses in the backend's telemetry (dmsbatch.requests.failed_attempts): {numbers['retried_in_telemetry']}")
 
 
 # ---- the test -------------------------------------------------------------------------------
@@ -307,6 +326,7 @@ def test_a_sweep_a_beopest_run_and_an_mpi_run_survive_transient_batch_and_storag
     batch_admin, storage_admin = admins
 
     def measure(phase: Phase, faults: FaultPeriod | None) -> None:
+        phase.started_ns = time.time_ns()
         batch_admin.reset_request_count()
         storage_admin.reset_requests()
         run_all(direct, phase, faults)
@@ -322,5 +342,5 @@ def test_a_sweep_a_beopest_run_and_an_mpi_run_survive_transient_batch_and_storag
     measure(faulted, FaultPeriod(batch_admin, storage_admin))
     check_nothing_poisoned(direct)
     numbers = figures(baseline, faulted)
+    numbers["retried_in_telemetry"] = check_retries_visible(fault_stack, faulted)
     print_figures(numbers, fault_stack.config.data_dir)
-    check_retries_visible(faulted)

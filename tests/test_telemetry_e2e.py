@@ -13,7 +13,6 @@ import json
 import re
 import time
 import zipfile
-from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
@@ -24,6 +23,7 @@ from local.batch import DEV_BATCH_ACCOUNT_KEY
 from shared.intake import bare_etag, run_id_for_drop
 from shared.tracing import derived_parent
 from tests.cli_helpers import dms, write_study
+from tests.telemetry_support import finished_trace, metric_points, records, spans_of_trace, telemetry_file, the
 from tests.conftest import REPO_ROOT, post_raw, unique_run_id, wait_for_final_status, wait_until
 
 BEOPEST = REPO_ROOT / "examples" / "beopest"
@@ -32,50 +32,6 @@ command: sleep 1 && mkdir -p output && echo traced > output/result.txt
 outputs: [output/*]
 constraints: {max_wall_clock: 5m}
 """
-
-
-# ---- reading the telemetry file -------------------------------------------------------------------------
-def telemetry_file(stack) -> Path:
-    return Path(stack.app_settings()["TELEMETRY_FILE"])
-
-
-def records(stack, signal: str) -> list[dict[str, Any]]:
-    path = telemetry_file(stack)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith(f'{{"signal":"{signal}"')]
-
-
-def spans_of_trace(stack, trace_id: str) -> list[dict[str, Any]]:
-    """Every span of one trace, whatever run id (if any) it claims: so the run id on each can be checked."""
-    return [s for s in records(stack, "span") if s["context"]["trace_id"] == f"0x{trace_id}"]
-
-
-def finished_trace(stack, run_id: str, last_span: str = "dmsbatch.reconcile.finish"):
-    """The run's spans once the reconciler's finish span (which ends after the run-events message) is written."""
-    return wait_until(lambda: (t := from_file(telemetry_file(stack), run_id)) and any(s.name == last_span for s in t.spans) and t,
-                      timeout=30, what=f"the {last_span} span of run {run_id}")
-
-
-def the(spans, name: str):
-    found = [s for s in spans if s.name == name]
-    assert len(found) == 1, f"{len(found)} spans named {name}: {[s.name for s in spans]}"
-    return found[0]
-
-
-def metric_points(stack, name: str, since_ns: int, **attributes: str) -> list[dict[str, Any]]:
-    """Data points of metric ``name`` exported after ``since_ns`` whose attributes include ``attributes`` (delta
-    temporality: each point holds what was measured in its interval)."""
-    points = []
-    for line in records(stack, "metrics"):
-        for resource in line["resource_metrics"]:
-            for scope in resource["scope_metrics"]:
-                for metric in scope["metrics"]:
-                    if metric["name"] != name:
-                        continue
-                    points += [p for p in metric["data"]["data_points"] if int(p["time_unix_nano"]) >= since_ns
-                               and all(p["attributes"].get(k) == v for k, v in attributes.items())]
-    return points
 
 
 def histogram(points: list[dict[str, Any]]) -> dict[str, float]:
