@@ -92,7 +92,7 @@ def open_study(path: str | Path, *, zip_name: str | None = None, exclude: tuple[
 
 def _parse(spec_name: str, raw: bytes) -> dict[str, Any]:
     """The spec as intake parses it (UTF-8, YAML or JSON with line and column, bounded expansion)."""
-    from shared.zip_inspect import parse_spec_text
+    from shared.spec_text import parse_spec_text
 
     document, problems = parse_spec_text(spec_name, raw)
     if problems:

@@ -103,6 +103,7 @@ module data 'modules/data-storage.bicep' = {
     queues: [
       runRequestsQueue
       '${runRequestsQueue}-poison'
+      '${runRequestsQueue}-poison-settled'
       runEventsQueue
       runControlQueue
       '${runControlQueue}-poison'

@@ -58,7 +58,7 @@ from shared.profiles import ProfileStore, load_run_spec
 from shared.posting import post_run_request
 from shared.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
-from shared.spec import SpecError
+from shared.spec import RUN_ID_RULE, SpecError
 from shared.status import STATUS_BLOB, now_iso
 from shared.submission import REQUEST_BLOB, reject_run
 from shared.zip_extract import copy_out_named_files, named_files, with_zip_as_input
@@ -163,7 +163,9 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
         problems = list(inspection.problems)
 
         wanted = inspection.document.get("run_id") if isinstance(inspection.document, dict) else None
-        if is_valid_run_id(wanted) and wanted != derived:
+        if wanted is not None and not is_valid_run_id(wanted):  # refused, never silently replaced by the derived id
+            problems.append(f"run_id: {str(wanted)[:80]!r} {RUN_ID_RULE}; fix it, or leave it out and this drop runs as '{derived}'")
+        elif is_valid_run_id(wanted) and wanted != derived:
             if _claim(store, wanted, record, check_other_runs=True):
                 run_id = wanted
             else:

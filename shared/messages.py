@@ -32,6 +32,7 @@ from typing import Any
 from shared.errors import PermanentRunError, UnusableMessageError
 from shared.ids import is_valid_run_id, run_id_for_message
 from shared.spec import RUN_ID_RULE
+from shared.spec_text import TooDeep, load_json, shape_problem
 from shared.tracing import TRACE_FIELDS
 
 
@@ -69,11 +70,16 @@ def decode_body(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UndecodableMessage("(message): is not JSON (the decoded bytes are not UTF-8 text)") from None
     try:
-        document = json.loads(text)
+        document = load_json(text)
     except json.JSONDecodeError as exc:
         raise UndecodableMessage(f"(message): is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except TooDeep as exc:
+        raise UndecodableMessage(f"(message): {exc}; a run request is a flat mapping of spec fields") from None
     if not isinstance(document, dict):
         raise UndecodableMessage(f"(message): must be a JSON object holding a run spec, not a {type(document).__name__}")
+    problem = shape_problem(document)
+    if problem:
+        raise UndecodableMessage(f"(message): {problem}")
     return document
 
 

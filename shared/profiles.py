@@ -42,7 +42,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.errors import PermanentRunError
 from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS, SpecError, load_spec
-from shared.zip_inspect import parse_spec_text
+from shared.spec_text import parse_spec_text
 
 log = logging.getLogger("dmsbatch.profiles")
 

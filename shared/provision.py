@@ -18,7 +18,7 @@ def ensure_storage(clients: Clients) -> None:
         except ResourceExistsError:
             pass
     for queue in (s.run_requests_queue, s.run_events_queue, s.run_control_queue,
-                  f"{s.run_requests_queue}-poison", f"{s.run_control_queue}-poison"):
+                  s.run_requests_poison_queue, s.settled_poison_queue, f"{s.run_control_queue}-poison"):
         try:
             clients.queue_service.create_queue(queue)
         except ResourceExistsError:

@@ -62,6 +62,16 @@ class Settings:
     # before settings exist); unset in Azure, where APPLICATIONINSIGHTS_CONNECTION_STRING sends them instead
     telemetry_file: str | None = None
 
+    @property
+    def run_requests_poison_queue(self) -> str:
+        """Where the Functions host moves a run request it gave up on (its naming, not a setting)."""
+        return f"{self.run_requests_queue}-poison"
+
+    @property
+    def settled_poison_queue(self) -> str:
+        """Where the reconciler moves a poisoned run request once its run has a failed status (shared.poisoned_requests)."""
+        return f"{self.run_requests_queue}-poison-settled"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

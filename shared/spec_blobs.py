@@ -2,7 +2,7 @@
 
 A reference message (``shared.messages``) names ``runs/<run_id>/...``; this
 module reads that blob with the checks the inbox applies to a zip's spec file
-(``shared.zip_inspect.parse_spec_text``: UTF-8, YAML or JSON with line and
+(``shared.spec_text.parse_spec_text``: UTF-8, YAML or JSON with line and
 column, bounded expansion), under a size limit of its own (setting
 ``SPEC_BLOB_MAX_BYTES``, default 16 MiB: a reference exists for specs bigger
 than the 64 KiB a zip's spec file may be).
@@ -26,7 +26,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.messages import SPEC_BLOB_FIELD, RunRequest
-from shared.zip_inspect import MAX_SPEC_VALUES, parse_spec_text
+from shared.spec_text import MAX_SPEC_VALUES, parse_spec_text
 
 log = logging.getLogger("dmsbatch.spec_blobs")
 

@@ -44,7 +44,6 @@ propagate, so the caller retries.
 from __future__ import annotations
 
 import io
-import json
 import re
 import stat
 import struct
@@ -53,10 +52,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient
+
+from shared.spec_text import MAX_SPEC_VALUES, parse_spec_text
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -70,8 +70,6 @@ RATIO_MIN_BYTES = 1 * MiB
 # The central directory is read in one piece; this bounds it per allowed entry
 # (46 bytes of header plus name, extra field and comment).
 CENTRAL_DIRECTORY_BYTES_PER_ENTRY = 4 * KiB
-MAX_SPEC_VALUES = 100_000
-MAX_SPEC_DEPTH = 64
 
 _EOCD = b"PK\x05\x06"
 _EOCD64_LOCATOR = b"PK\x06\x07"
@@ -437,53 +435,3 @@ def _read_spec(
     result.document, result.spec_parsed = document, not problems
 
 
-def parse_spec_text(spec_name: str, raw: bytes, max_values: int = MAX_SPEC_VALUES) -> tuple[Any, list[str]]:
-    """Parse a spec file's bytes (YAML with ``yaml.safe_load``, or JSON); (document, problems).
-
-    ``max_values`` bounds what the document may expand to (a spec blob, larger than a zip's spec file, allows more).
-    """
-    try:
-        text = raw.decode("utf-8-sig")  # tolerate the BOM Windows editors write
-    except UnicodeDecodeError as exc:
-        return None, [f"{spec_name}: is not UTF-8 text (byte {exc.start + 1} is {raw[exc.start]:#04x}); save it as UTF-8"]
-    try:
-        if spec_name.endswith(".json"):
-            document = json.loads(text)
-        else:
-            document = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        return None, [f"{spec_name}: is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
-    except yaml.YAMLError as exc:
-        return None, [f"{spec_name}: is not valid YAML: {_yaml_error(exc)}"]
-    except RecursionError:
-        return None, [f"{spec_name}: nests too deeply"]
-    problem = _check_shape(document, max_values)
-    if problem:
-        return None, [f"{spec_name}: {problem}"]
-    return document, []
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    what = ": ".join(p for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p) or str(exc).splitlines()[0]
-    if mark is None:
-        return what
-    return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
-
-
-def _check_shape(document: Any, max_values: int = MAX_SPEC_VALUES) -> str | None:
-    """Bound what a small file can expand to (YAML aliases can make a 1 KiB file mean gigabytes)."""
-    budget = max_values
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        value, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            return f"expands to more than {max_values:,} values (YAML aliases?); a run spec is much smaller"
-        if depth > MAX_SPEC_DEPTH:
-            return f"nests more than {MAX_SPEC_DEPTH} levels deep"
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
-        elif isinstance(value, (list, tuple, set)):
-            stack.extend((item, depth + 1) for item in value)
-    return None

@@ -30,6 +30,7 @@ from local.funchost.blob_stream import LazyBlobInputStream
 from shared import intake
 from shared.clients import Clients
 from shared.run_store import RunStore
+from shared.spec import RUN_ID_RULE
 from shared.intake import INTAKE_BLOB, IntakeRetry, accept_dropped_zip, note_failed_attempt, run_id_for_drop
 from shared.status import read_status
 from shared.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob, inspect_zip
@@ -462,6 +463,7 @@ HOSTILE: dict[str, tuple[bytes, list[str]]] = {
     "no-spec": (build_zip([("study/hydro.inp", "x")]), ["no-spec.zip: has no run.yaml or run.json at its root"]),
     "bad-yaml": (study_zip("command: ./hydro\noutputs: [a, b\nenvironment: {}\n"),
                  ["run.yaml: is not valid YAML: while parsing a flow sequence: expected ',' or ']', but got ':' (line 3, column 12)"]),
+    "bad-run-id": (study_zip("run_id: ../../x\n" + GOOD_SPEC), []),  # refused by name, not replaced by a derived id
     "unknown-field": (study_zip(GOOD_SPEC.replace("command:", "comand:")),
                       ["comand: is not a field here; check its spelling and indentation"]),  # among others
     "dotdot": (study_zip(GOOD_SPEC, [("../../home/evil.sh", "rm -rf ~")]),
@@ -532,6 +534,8 @@ def test_a_hostile_or_broken_zip_fails_with_the_precise_reason_and_is_kept(clien
     if expected is None:  # the bomb: ratio under the default limit of 200 to 1
         [problem] = status["errors"]
         assert problem.startswith("study/zeros.bin: compresses ") and problem.endswith("at most 200 to 1 is allowed (a zip bomb?)")
+    elif case == "bad-run-id":
+        assert status["errors"] == [f"run_id: '../../x' {RUN_ID_RULE}; fix it, or leave it out and this drop runs as '{run_id}'"]
     elif case == "unknown-field":  # beside it, whatever the schema says about the missing command
         assert expected[0] in status["errors"]
     else:
