@@ -260,9 +260,10 @@ def test_a_host_killed_mid_submission_leaves_exactly_the_members_after_restart(t
         # real host), so it would come back only after 10 minutes; a redelivery is the same body again, so post it.
         post_raw(clients, clients.settings.run_requests_queue, body)
 
-        def submitted():
+        def submitted():  # submission completed; the pool is grown back for the run, so it may already be running or over
             status = read_status(store, run_id)
-            return status if status and status.get("state") == "submitted" and status["tasks"]["total"] == 1000 else None
+            done = status and (status.get("timestamps") or {}).get("submitted") and status.get("state") in ("submitted", "running", "succeeded")
+            return status if done and status["tasks"]["total"] == 1000 else None
 
         status = wait_until(submitted, 60, what="status.json to say submitted with 1000 tasks")
         ids = [t.id for t in batch.list_tasks(job_id, select=["id"])]
