@@ -40,14 +40,13 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from local.batch.account import BatchAccount
 from local.batch.errors import BatchServiceError, invalid
+from local.fault_rules import RuleBook, RuleLife
 
 ADMIN_PREFIX = "/_admin/"
 log = logging.getLogger("local.batch.faults")
@@ -64,8 +63,8 @@ _RUNNING_TASK_STATES = ("preparing", "running")
 
 
 @dataclass
-class FaultRule:
-    """One injected fault: which requests it matches, what it does, and when it runs out."""
+class FaultRule(RuleLife):
+    """One injected fault: which requests it matches and what it does (its life: ``RuleLife``)."""
 
     kind: str  # "failure" or "latency"
     status: int = 503
@@ -75,26 +74,14 @@ class FaultRule:
     latency: float = 0.0
     method: str | None = None
     path_prefix: str | None = None
-    remaining: int | None = None  # None: until ``until`` (or for ever)
-    until: float | None = None  # time.monotonic() deadline
-    fraction: float = 1.0
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-    failed: int = 0  # requests this rule has failed so far
-    id: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
         return not self.path_prefix or path.lower().startswith(self.path_prefix.lower())
 
-    def expired(self, now: float) -> bool:
-        return self.remaining == 0 or (self.until is not None and now >= self.until)
-
     def describe(self, now: float) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "method": self.method, "pathPrefix": self.path_prefix,
-                               "remaining": self.remaining, "fraction": self.fraction}
-        if self.until is not None:
-            out["secondsLeft"] = round(max(0.0, self.until - now), 3)
+        out: dict[str, Any] = {**self.life(now), "kind": self.kind, "method": self.method, "pathPrefix": self.path_prefix}
         if self.kind == "failure":
             out.update({"status": self.status, "code": self.code, "retryAfter": self.retry_after, "failed": self.failed})
         else:
@@ -111,12 +98,7 @@ class FaultInjector:
     """Request-level fault rules and a request counter; thread-safe, shared by all handler threads."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep):
-        self._lock = threading.Lock()
-        self._rules: list[FaultRule] = []
-        self._next_id = 0
-        self._requests: Counter[str] = Counter()
-        # failures injected, by route: kept when their rule has expired, so a test reads them after a fault period
-        self._failures: Counter[str] = Counter()
+        self._book: RuleBook[FaultRule] = RuleBook()  # rules, and requests and failures by route ("VERB /path")
         self._sleep = sleep
 
     # ---- rules -------------------------------------------------------------------
@@ -160,40 +142,25 @@ class FaultInjector:
     def _add(self, rule: FaultRule, count: int | None, seconds: float | None) -> FaultRule:
         if count is not None and int(count) < 1:
             raise invalid("count must be at least 1.", PropertyName="count", PropertyValue=str(count))
-        rule.remaining = int(count) if count is not None else None
-        rule.until = time.monotonic() + float(seconds) if seconds is not None else None
-        with self._lock:
-            self._next_id += 1
-            rule.id = self._next_id
-            self._rules.append(rule)
-        return rule
+        return self._book.add(rule, count, seconds)
 
     def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        self._book.clear()
 
     def rules(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        with self._lock:
-            return [rule.describe(now) for rule in self._rules if not rule.expired(now)]
+        return self._book.describe(FaultRule.describe)
 
     # ---- the request counter -----------------------------------------------------
     def request_count(self, method: str | None = None, path_prefix: str | None = None) -> tuple[int, dict[str, int]]:
         """How many requests (matching ``method`` and ``path_prefix``) the service has seen, in total and by route."""
-        with self._lock:
-            items = dict(self._requests)
-        return _select(items, method, path_prefix)
+        return _select(self._book.counts()[0], method, path_prefix)
 
     def failure_count(self, method: str | None = None, path_prefix: str | None = None) -> tuple[int, dict[str, int]]:
         """How many of those requests a rule failed, in total and by route (each one an attempt a client had to repeat)."""
-        with self._lock:
-            items = dict(self._failures)
-        return _select(items, method, path_prefix)
+        return _select(self._book.counts()[1], method, path_prefix)
 
     def reset_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-            self._failures.clear()
+        self._book.reset_counts()
 
     # ---- the hook the HTTP layer calls -------------------------------------------
     def before_request(self, method: str, path: str) -> None:
@@ -201,20 +168,20 @@ class FaultInjector:
         now = time.monotonic()
         delay = 0.0
         failure: FaultRule | None = None
-        with self._lock:
-            self._requests[f"{method.upper()} {path}"] += 1
-            for rule in self._rules:
-                if rule.expired(now) or not rule.matches(method, path):
+        book, route = self._book, f"{method.upper()} {path}"
+        with book.lock:
+            book.requests[route] += 1
+            for rule in book.live(now):
+                if not rule.matches(method, path):
                     continue
                 if rule.kind == "latency":
                     delay += rule.latency
-                    rule.remaining = None if rule.remaining is None else rule.remaining - 1
-                elif failure is None and rule.rng.random() < rule.fraction:
+                    rule.spend(failed=False)
+                elif failure is None and rule.fires():
                     failure = rule
-                    rule.failed += 1
-                    rule.remaining = None if rule.remaining is None else rule.remaining - 1
-                    self._failures[f"{method.upper()} {path}"] += 1
-            self._rules = [rule for rule in self._rules if not rule.expired(now)]
+                    rule.spend()
+                    book.failures[route] += 1
+            book.prune(now)
         if delay:
             self._sleep(delay)
         if failure is not None:

@@ -16,15 +16,15 @@ connection thread shares one injector.
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate
 from typing import Any
 from xml.sax.saxutils import escape
+
+from local.fault_rules import RuleBook, RuleLife
 
 SERVICES = ("blob", "queue")
 # Storage's codes and messages for the statuses a rule injects by default.
@@ -46,23 +46,17 @@ class RuleError(ValueError):
 
 
 @dataclass
-class StorageFaultRule:
-    """One failure rule: which requests it matches, how it fails them, and when it runs out."""
+class StorageFaultRule(RuleLife):
+    """One failure rule: which requests it matches and how it fails them (its life: ``RuleLife``)."""
 
     status: int
     code: str
     message: str
-    fraction: float = 1.0
     retry_after: float | None = None
     service: str | None = None
     method: str | None = None
     path_prefix: str | None = None  # on the URL path, e.g. "/devstoreaccount1/runs/"
     user_agent: str | None = None  # a substring of User-Agent: "azsdk-python" is every Azure SDK client
-    remaining: int | None = None
-    until: float | None = None  # time.monotonic() deadline
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-    failed: int = 0  # requests this rule failed so far
-    id: int = 0
 
     def matches(self, service: str, method: str, path: str, user_agent: str) -> bool:
         if self.service and self.service != service:
@@ -73,18 +67,10 @@ class StorageFaultRule:
             return False
         return not self.path_prefix or path.startswith(self.path_prefix)
 
-    def expired(self, now: float) -> bool:
-        return self.remaining == 0 or (self.until is not None and now >= self.until)
-
     def describe(self, now: float) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id, "status": self.status, "code": self.code, "fraction": self.fraction, "retryAfter": self.retry_after,
-            "service": self.service, "method": self.method, "pathPrefix": self.path_prefix, "userAgent": self.user_agent,
-            "remaining": self.remaining, "failed": self.failed,
-        }
-        if self.until is not None:
-            out["secondsLeft"] = round(max(0.0, self.until - now), 3)
-        return out
+        return {**self.life(now), "status": self.status, "code": self.code, "retryAfter": self.retry_after,
+                "service": self.service, "method": self.method, "pathPrefix": self.path_prefix, "userAgent": self.user_agent,
+                "failed": self.failed}
 
 
 @dataclass(frozen=True)
@@ -105,11 +91,7 @@ class StorageFaultInjector:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[StorageFaultRule] = []
-        self._next_id = 0
-        self._requests: Counter[str] = Counter()
-        self._failures: Counter[str] = Counter()
+        self._book: RuleBook[StorageFaultRule] = RuleBook()  # keys "<service> <METHOD> /<account>/<container or queue>"
 
     def fail(self, status: int = 503, *, fraction: float = 1.0, count: int | None = None, seconds: float | None = None,
              retry_after: float | None = None, service: str | None = None, method: str | None = None,
@@ -135,43 +117,28 @@ class StorageFaultInjector:
         rule = StorageFaultRule(
             status=status, code=code or default_code, message=message or KNOWN_CODES.get(code or "", default_message),
             fraction=fraction, retry_after=None if retry_after is None else float(retry_after), service=service,
-            method=method, path_prefix=path_prefix, user_agent=user_agent,
-            remaining=None if count is None else int(count),
-            until=None if seconds is None else time.monotonic() + float(seconds), rng=random.Random(seed),
+            method=method, path_prefix=path_prefix, user_agent=user_agent, rng=random.Random(seed),
         )
-        with self._lock:
-            self._next_id += 1
-            rule.id = self._next_id
-            self._rules.append(rule)
-        return rule
+        return self._book.add(rule, count, seconds)
 
     def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        self._book.clear()
 
     def rules(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        with self._lock:
-            return [rule.describe(now) for rule in self._rules if not rule.expired(now)]
+        return self._book.describe(StorageFaultRule.describe)
 
     def decide(self, service: str, method: str, path: str, user_agent: str = "") -> InjectedFailure | None:
         """Count the request; return the failure to answer it with, or None to forward it."""
         now = time.monotonic()
         key = _counter_key(service, method, path)
-        with self._lock:
-            self._requests[key] += 1
-            chosen: StorageFaultRule | None = None
-            for rule in self._rules:
-                if rule.expired(now) or not rule.matches(service, method, path, user_agent):
-                    continue
-                if rule.rng.random() < rule.fraction:
-                    chosen = rule
-                    break
+        book = self._book
+        with book.lock:
+            book.requests[key] += 1
+            chosen = next((rule for rule in book.live(now) if rule.matches(service, method, path, user_agent) and rule.fires()), None)
             if chosen is not None:
-                chosen.failed += 1
-                chosen.remaining = None if chosen.remaining is None else chosen.remaining - 1
-                self._failures[key] += 1
-            self._rules = [rule for rule in self._rules if not rule.expired(now)]
+                chosen.spend()
+                book.failures[key] += 1
+            book.prune(now)
         if chosen is None:
             return None
         return InjectedFailure(chosen.status, chosen.code, chosen.message, chosen.retry_after)
@@ -181,8 +148,7 @@ class StorageFaultInjector:
 
         Keys are ``"<service> <METHOD> /<account>/<container or queue>"``.
         """
-        with self._lock:
-            requests, failures = dict(self._requests), dict(self._failures)
+        requests, failures = self._book.counts()
 
         def wanted(key: str) -> bool:
             svc, verb, path = key.split(" ", 2)
@@ -194,9 +160,7 @@ class StorageFaultInjector:
         return {"count": sum(selected.values()), "failed": sum(failed.values()), "requests": selected, "failedRequests": failed}
 
     def reset_counts(self) -> None:
-        with self._lock:
-            self._requests.clear()
-            self._failures.clear()
+        self._book.reset_counts()
 
 
 def _counter_key(service: str, method: str, path: str) -> str:
