@@ -45,8 +45,6 @@ _DURATION = re.compile(r"^-?P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(
 SKIP_TOKEN = "$skiptoken"
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _SELECT_ITEM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
-_EDM = {"string": "Edm.String", "integer": "Edm.Int32", "boolean": "Edm.Boolean", "number": "Edm.Double",
-        "array": "Collection", "object": "a complex type"}
 
 
 def body_error(reason: str) -> BatchServiceError:
