@@ -445,6 +445,15 @@ def _binary_body(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() in ("application/zip", "application/octet-stream", "application/x-zip-compressed")
 
 
+def _routed(account: BatchAccount, request: Request) -> Response | None:
+    """The response of the route ``request`` matches (its path parameters filled in), or None if none does."""
+    for method, regex, handler in ROUTES:
+        match = regex.match(request.path)
+        if match and method == request.method:
+            return handler(account, Request(request.method, request.path, request.query, request.body, match.groupdict()))
+    return None
+
+
 # ---- the handler ---------------------------------------------------------------------
 def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None,
                  entra: "EntraConfig | None" = None) -> type[BaseHTTPRequestHandler]:
@@ -499,11 +508,10 @@ def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | Non
             body = contract.check_body(operation, raw)
             if self.headers.get("ocp-range"):
                 query["__range"] = self.headers["ocp-range"]
-            for method, regex, handler in ROUTES:
-                match = regex.match(parts.path)
-                if match and method == self.command:
-                    return handler(account, Request(self.command, parts.path, query, body, match.groupdict()))
-            raise unsupported.refusal(operation.operation_id)
+            response = _routed(account, Request(self.command, parts.path, query, body, {}))
+            if response is None:
+                raise unsupported.refusal(operation.operation_id)
+            return response
 
         def _admin(self, path: str, query: dict[str, str], raw: bytes) -> Response:
             try:
@@ -512,10 +520,9 @@ def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | Non
                 raise body_error(f"the body is not JSON: {exc}") from None
             if admin is not None and not path.startswith(PACKAGE_ADMIN_PREFIX):
                 return Response(*admin.handle(self.command, path, query, body))
-            for method, regex, handler in ROUTES:
-                match = regex.match(path)
-                if match and method == self.command:
-                    return handler(account, Request(self.command, path, query, body, match.groupdict()))
+            response = _routed(account, Request(self.command, path, query, body, {}))
+            if response is not None:
+                return response
             raise BatchServiceError(400, "InvalidUri", "The requested URI does not represent any resource on the server.",
                                     {"Reason": f"{self.command} {path} is not an admin route"})
 
