@@ -257,13 +257,14 @@ def check_events(events: dict[str, list[dict[str, Any]]], phase: Phase) -> None:
 
 
 def check_nothing_poisoned(clients: Clients) -> None:
-    for queue in (clients.settings.run_requests_queue, clients.settings.run_control_queue):
-        poison = clients.queue_service.get_queue_client(f"{queue}-poison")
+    s = clients.settings
+    for name in (s.run_requests_poison_queue, s.settled_poison_queue, f"{s.run_control_queue}-poison"):
+        poison = clients.queue_service.get_queue_client(name)
         try:
             left = list(poison.peek_messages(max_messages=32))
         except ResourceNotFoundError:  # never created: nothing was ever poisoned
             left = []
-        assert left == [], f"{queue}-poison holds messages: {[m.content for m in left]}"
+        assert left == [], f"{name} holds messages: {[m.content for m in left]}"
 
 
 def retried_in_telemetry(stack: local_stack.RunningStack, since_ns: int) -> dict[str, int]:

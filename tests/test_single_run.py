@@ -154,8 +154,9 @@ def test_undecodable_message_ends_as_failed_status_and_event(clients, store, raw
     assert status["errors"][0].startswith(expected)
     [event] = events_for(clients, run_id)
     assert event["status"] == "failed" and event["errors"] == status["errors"] and event["manifest_url"] is None
-    poison = clients.queue_service.get_queue_client(f"{clients.settings.run_requests_queue}-poison")
-    assert raw not in [m.content for m in poison.peek_messages(max_messages=32)], "bad input is recorded, not poisoned"
+    for name in (clients.settings.run_requests_poison_queue, clients.settings.settled_poison_queue):
+        poison = clients.queue_service.get_queue_client(name)
+        assert raw not in [m.content for m in poison.peek_messages(max_messages=32)], f"bad input is recorded, not poisoned ({name})"
 
 
 def test_schema_errors_name_every_bad_field(clients, store):
@@ -184,10 +185,11 @@ def test_message_with_unusable_run_id_goes_to_poison_queue(clients, store):
 
     bad_id = "../Etc/Passwd"
     post_spec(clients, {"run_id": bad_id, "command": "true"})
-    poison = clients.queue(f"{clients.settings.run_requests_queue}-poison")
+    # on the poison queue, and from the next reconcile tick on in the settled one (shared.poisoned_requests)
+    queues = [clients.queue(clients.settings.run_requests_poison_queue), clients.queue(clients.settings.settled_poison_queue)]
 
     def poisoned():
-        return [m for m in poison.peek_messages(max_messages=32) if bad_id in m.content]
+        return [m for queue in queues for m in queue.peek_messages(max_messages=32) if bad_id in m.content][:1]
 
     [message] = wait_until(poisoned, 30, what="the message on the poison queue")
     assert json.loads(message.content)["run_id"] == bad_id
