@@ -26,6 +26,9 @@ param inboxEventGrid bool = false
 @description('Name of the Python function with the inbox blob trigger.')
 param inboxFunctionName string = 'inbox_zip'
 
+@description('Name of the Python function with the blob trigger on task logs (runs/<run_id>/logs/...): a run is checked when its tasks upload their logs.')
+param logsFunctionName string = 'run_logs'
+
 // Names of containers and queues: the defaults of shared/settings.py (tests/test_infra.py checks).
 param runsContainer string = 'runs'
 param inboxContainer string = 'inbox'
@@ -33,6 +36,7 @@ param profilesContainer string = 'profiles'
 param runRequestsQueue string = 'run-requests'
 param runEventsQueue string = 'run-events'
 param runControlQueue string = 'run-control'
+param runWorkQueue string = 'run-work'
 
 @description('NCRONTAB schedule of the reconcile timer (six fields, seconds first).')
 param reconcileSchedule string = '*/30 * * * * *'
@@ -107,6 +111,8 @@ module data 'modules/data-storage.bicep' = {
       runEventsQueue
       runControlQueue
       '${runControlQueue}-poison'
+      runWorkQueue
+      '${runWorkQueue}-poison'
     ]
   }
 }
@@ -175,6 +181,10 @@ var appSettings = [
   {
     name: 'RUN_CONTROL_QUEUE'
     value: runControlQueue
+  }
+  {
+    name: 'RUN_WORK_QUEUE'
+    value: runWorkQueue
   }
   {
     name: 'RUNS_CONTAINER'
@@ -265,6 +275,8 @@ module inboxEvents 'modules/inbox-events.bicep' = if (inboxEventGrid) {
     functionAppName: functionApp.outputs.name
     functionName: inboxFunctionName
     inboxContainer: inboxContainer
+    logsFunctionName: logsFunctionName
+    runsContainer: runsContainer
     dataAccountName: data.outputs.name
     location: location
     tags: tags
@@ -289,4 +301,5 @@ output profilesContainer string = profilesContainer
 output runRequestsQueue string = runRequestsQueue
 output runEventsQueue string = runEventsQueue
 output runControlQueue string = runControlQueue
+output runWorkQueue string = runWorkQueue
 output eventGridSystemTopic string = inboxEventGrid ? names.systemTopic : ''

@@ -144,7 +144,11 @@ class RunningStack:
             "RUN_REQUESTS_QUEUE": "run-requests",
             "RUN_EVENTS_QUEUE": "run-events",
             "RUN_CONTROL_QUEUE": "run-control",
+            "RUN_WORK_QUEUE": "run-work",
+            "RUNS_CONTAINER": "runs",
             "INBOX_CONTAINER": "inbox",
+            # the local timer ticks every second: look at each active run's progress every 5 s (Azure: 30 s)
+            "RECONCILE_PROGRESS_SECONDS": "5",
             "RECONCILE_SCHEDULE": self.config.reconcile_schedule,
             "FUNCTIONS_WORKER_RUNTIME": "python",
             # spans, metrics and logs of the app and its clients, as JSON lines (shared/telemetry.py, `dmsbatch trace`)

@@ -49,9 +49,11 @@ from shared.spec import BEOPEST_VARIABLES
 from shared.status import now_iso, update_status
 from shared.submission import REQUEST_BLOB, add_missing_tasks, run_urls
 
-if TYPE_CHECKING:  # the reconciler imports this module
+from shared import batch_ops
+
+if TYPE_CHECKING:
     from shared.clients import Clients
-    from shared.reconcile import RunObservation
+    from shared.run_observation import RunObservation
 
 log = logging.getLogger("dmsbatch.beopest")
 
@@ -59,6 +61,7 @@ MASTER_TASK_ID = "master"
 WORKER_PREFIX = "w-"
 MIN_WORKER_DIGITS = 3
 META_BEOPEST = "dmsbatch_beopest"  # job metadata: {"port", "workers", "host_timeout", "host_pattern"} as JSON
+META_CHAINED = "dmsbatch_beopest_chained"  # job metadata, once the workers are added: the timer stops watching the master
 HOST_VARIABLE, MASTER_VARIABLE, PORT_VARIABLE, WORKER_INDEX_VARIABLE = BEOPEST_VARIABLES
 STDOUT_WINDOW = 64 * 1024  # the most of the master's stdout.txt read per look
 # a host name, IPv4 or IPv6 address: what a worker can be pointed at
@@ -315,6 +318,14 @@ def chain_workers(clients: "Clients", run: "RunObservation") -> None:
             status["beopest"] = {"master": address, "workers": len(tasks), "found_at": now_iso()}
 
     update_status(store, run.run_id, None, chained)
+    # Every task is now added: Batch may end the job with its last task, and the timer need not look at
+    # the master on every tick any more (its end comes as a log upload, or in the staggered looks).
+    batch_ops.end_job_with_its_tasks(clients.batch, run.job_id, {**run.metadata, META_CHAINED: address})
+
+
+def watched_every_tick(metadata: dict[str, str]) -> bool:
+    """A BeoPEST run whose workers are not chained yet: the master's host must be caught as soon as it prints it."""
+    return bool(metadata.get(META_BEOPEST)) and not metadata.get(META_CHAINED)
 
 
 def run_failure(status: dict[str, Any]) -> str | None:

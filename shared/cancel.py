@@ -1,18 +1,19 @@
-"""Cancelling a run: record the wish; the reconciler and submission act on it.
+"""Cancelling a run: record the wish, and ask for a check of the run; the reconciler and submission act on it.
 
-A cancel request only marks ``status.json`` (``cancel_requested_at``). The
-reconciler, which already reads every active run's status each tick, ends the
-run's unfinished tasks and then finishes the run as ``cancelled`` with its
-manifest; submission, if the request arrives before the job exists, finishes
-the run as ``cancelled`` instead of submitting it. Recording intent instead of
-acting here keeps one writer of Batch state per run and makes a repeated or
-early cancel harmless.
+A cancel request marks ``status.json`` (``cancel_requested_at``) and asks for a
+check of the run (``shared.run_checks``). The check terminates the run's job
+(one Batch request, whatever the number of tasks), and the check that sees the
+job completed finishes the run as ``cancelled`` with its manifest; submission,
+if the request arrives before the job exists, finishes the run as ``cancelled``
+instead of submitting it. Recording intent instead of acting here keeps one
+writer of Batch state per run and makes a repeated or early cancel harmless.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from shared.clients import Clients
+from shared.run_checks import CheckRequest, request_check
 from shared.run_store import RunStore
 from shared.status import is_terminal, now_iso, read_status, update_status
 
@@ -32,7 +33,10 @@ def request_cancel(clients: Clients, run_id: str, reason: str | None = None) -> 
             status.setdefault("cancel_requested_at", now_iso())
             status.setdefault("cancel_reason", reason or "by request")
 
-    return update_status(store, run_id, None, mark)
+    status = update_status(store, run_id, None, mark)
+    if not is_terminal(status):
+        request_check(clients, CheckRequest(run_id, reason="cancel"), take_stale=True)
+    return status
 
 
 def cancelled_reason(status: dict[str, Any]) -> str:

@@ -59,6 +59,9 @@ class RunPlan:
     pool: bm.BatchPoolCreateOptions
     job: bm.BatchJobCreateOptions
     tasks: list[bm.BatchTaskCreateOptions]
+    # the plan holds every task the run will have, so once they are added Batch may end the job with
+    # them (onAllTasksComplete); a BeoPEST run's workers come later, once the master's host is known
+    all_tasks_known: bool = True
 
 
 def deadline_for(spec: dict[str, Any], settings: Settings, accepted_at: datetime) -> datetime:
@@ -209,7 +212,7 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
     )
     if spec["kind"] == "beopest":
         job.metadata.append(beopest.job_metadata(spec))  # port, workers, host timeout and rule, for the reconciler
-    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks)
+    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks, all_tasks_known=spec["kind"] != "beopest")
 
 
 def task_command_line(spec: dict[str, Any], command: str) -> str:

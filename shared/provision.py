@@ -17,7 +17,7 @@ def ensure_storage(clients: Clients) -> None:
             clients.blob_service.create_container(container)
         except ResourceExistsError:
             pass
-    for queue in (s.run_requests_queue, s.run_events_queue, s.run_control_queue,
+    for queue in (s.run_requests_queue, s.run_events_queue, s.run_control_queue, s.run_work_queue, s.run_work_poison_queue,
                   s.run_requests_poison_queue, s.settled_poison_queue, f"{s.run_control_queue}-poison"):
         try:
             clients.queue_service.create_queue(queue)

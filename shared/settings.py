@@ -33,6 +33,14 @@ class Settings:
     run_requests_queue: str = "run-requests"
     run_events_queue: str = "run-events"
     run_control_queue: str = "run-control"
+    # checks of one run each, asked for by the timer, log uploads and cancels (shared.run_checks)
+    run_work_queue: str = "run-work"
+    # a run whose checks fail this many times in a row fails with the error as its reason
+    run_check_attempts: int = 5
+    # each active run's task counts are looked at about this often (staggered over the ticks), and a tick
+    # asks for at most reconcile_checks_per_tick such looks: past that, each run is looked at less often
+    reconcile_progress_seconds: int = 30
+    reconcile_checks_per_tick: int = 40
     default_pool_id: str = "dmsbatch-default"
     default_vm_size: str = "standard_d2s_v3"
     default_dedicated_nodes: int = 1
@@ -66,6 +74,11 @@ class Settings:
     def run_requests_poison_queue(self) -> str:
         """Where the Functions host moves a run request it gave up on (its naming, not a setting)."""
         return f"{self.run_requests_queue}-poison"
+
+    @property
+    def run_work_poison_queue(self) -> str:
+        """Where the Functions host moves a check whose every attempt failed even to record its failure."""
+        return f"{self.run_work_queue}-poison"
 
     @property
     def settled_poison_queue(self) -> str:

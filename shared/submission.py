@@ -126,6 +126,9 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
             tracing.annotate(existed=True)
             log.info("run %s: job %s already exists; completing its submission", run_id, plan.job.id)
     add_missing_tasks(batch, plan.job.id, plan.tasks, run_id)
+    if plan.all_tasks_known:  # from now on Batch ends the job when its last task completes: the reconciler's signal
+        with tracing.step("dmsbatch.batch.end_job_with_its_tasks", job_id=plan.job.id):
+            _end_job_with_its_tasks(batch, plan.job.id)
     try:
         grow_idle_pool(batch, plan.pool, run_id)
     except HttpResponseError as exc:  # still shrinking: the reconciler grows it once it is steady
@@ -140,6 +143,14 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     status = update_status(store, run_id, "submitted", submitted)
     run_metrics.run_started(spec["kind"], len(plan.tasks))
     return status
+
+
+def _end_job_with_its_tasks(batch: BatchClient, job_id: str) -> None:
+    try:
+        batch_ops.end_job_with_its_tasks(batch, job_id)
+    except HttpResponseError as exc:  # a redelivery after the run ended (or was cancelled meanwhile): nothing to set
+        if getattr(exc.error, "code", None) not in ("JobCompleted", "JobBeingTerminated", "JobBeingDeleted", "JobNotActive"):
+            raise
 
 
 def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: dict[str, Any], run_id: str) -> None:

@@ -153,7 +153,7 @@ def test_the_reconciler_chains_waits_fails_and_ends_workers_as_the_master_goes()
     assert decide(observed(status=failed, **running), NOW) == "beopest_fail", "keep ending the master until it has ended"
     assert decide(observed(running=0, completed=1, status=failed, master_state="completed"), NOW) == "finish"
     cancelled = observed(status={**chained, "cancel_requested_at": "x"}, running=3, master_state="completed")
-    assert decide(cancelled, NOW) == "end_tasks", "a cancel request ends every task the usual way"
+    assert decide(cancelled, NOW) == "end_run", "a cancel request ends the job, every task with it"
 
 
 class CountingBatch:

@@ -8,11 +8,13 @@ from shared.reconcile import RunObservation, decide
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
 
-def observe(active=0, running=0, completed=0, succeeded=0, failed=0, status=None, deadline=NOW + timedelta(hours=1)):
+def observe(active=0, running=0, completed=0, succeeded=0, failed=0, status=None, deadline=NOW + timedelta(hours=1),
+            job_state="active"):
     return RunObservation(
         run_id="r1", job_id="run-r1", pool_id="p", deadline=deadline, when_done="keep",
         counts={"active": active, "running": running, "completed": completed, "succeeded": succeeded, "failed": failed},
         status=status or {"state": "submitted", "tasks": {"total": 1, "active": 1, "running": 0, "succeeded": 0, "failed": 0}},
+        job_state=job_state,
     )
 
 
@@ -32,13 +34,14 @@ def test_a_job_with_no_tasks_yet_is_left_alone():
     assert decide(observe(status={"state": "accepted"}), NOW) is None
 
 
-def test_past_the_deadline_unfinished_tasks_are_ended_on_every_tick_until_none_is_left():
+def test_past_the_deadline_the_job_is_ended_until_batch_has_ended_it_then_the_run_finishes():
     late = observe(running=1, deadline=NOW - timedelta(seconds=1), status={"state": "running", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}})
     assert decide(late, NOW) == "time_out"
     marked = {"state": "running", "deadline_passed_at": "x", "tasks": {"total": 1, "active": 0, "running": 1, "succeeded": 0, "failed": 0}}
-    # a first pass that was cut short (throttling, a host that stopped) left the task running: end it again
+    # a terminate that did not reach Batch (throttling, a host that stopped) leaves the job active: end it again
     assert decide(observe(running=1, deadline=NOW - timedelta(seconds=1), status=marked), NOW) == "time_out"
-    assert decide(observe(completed=1, failed=1, deadline=NOW - timedelta(seconds=1), status=marked), NOW) == "finish"
+    assert decide(observe(running=1, deadline=NOW - timedelta(seconds=1), status=marked, job_state="terminating"), NOW) is None
+    assert decide(observe(deadline=NOW - timedelta(seconds=1), status=marked, job_state="completed"), NOW) == "finish"
 
 
 def test_a_run_already_marked_finished_is_finished_again_until_its_job_ends():
@@ -48,14 +51,14 @@ def test_a_run_already_marked_finished_is_finished_again_until_its_job_ends():
 def test_a_run_failed_elsewhere_while_its_tasks_run_has_them_ended_before_its_manifest():
     # e.g. its submission failed for good after the job and some tasks existed
     failed = {"state": "failed", "reason": "Batch refused the run's tasks"}
-    assert decide(observe(running=1, active=3, status=failed), NOW) == "end_tasks"
+    assert decide(observe(running=1, active=3, status=failed), NOW) == "end_run"
     assert decide(observe(completed=4, failed=4, status=failed), NOW) == "finish"
 
 
 def test_a_run_that_never_got_its_tasks_times_out_and_then_finishes():
     never = dict(deadline=NOW - timedelta(seconds=1))
     assert decide(observe(status={"state": "accepted"}, **never), NOW) == "time_out"
-    assert decide(observe(status={"state": "accepted", "deadline_passed_at": "x"}, **never), NOW) == "finish"
+    assert decide(observe(status={"state": "accepted", "deadline_passed_at": "x"}, job_state="completed", **never), NOW) == "finish"
 
 
 def _task(result="failure", code="FailureExitCode", started="2026-11-24T12:00:00Z", ended="2026-11-24T12:10:00Z", exit_code=137):
@@ -79,11 +82,12 @@ def test_a_run_failed_before_its_tasks_ended_keeps_its_state_and_reason_in_the_m
     assert _final_state([_task(result="success", code=None, exit_code=0)], status, None) == ("failed", "Batch refused the run's tasks")
 
 
-def test_a_cancel_request_ends_unfinished_tasks_then_finishes_the_run():
+def test_a_cancel_request_ends_the_job_then_finishes_the_run():
     wanted = {"state": "running", "cancel_requested_at": "x", "tasks": {}}
-    assert decide(observe(running=1, status=wanted), NOW) == "end_tasks"
+    assert decide(observe(running=1, status=wanted), NOW) == "end_run"
     assert decide(observe(completed=1, failed=1, status=wanted), NOW) == "finish"
-    assert decide(observe(status={"state": "submitted", "cancel_requested_at": "x"}), NOW) == "finish", "no tasks yet: nothing to end"
+    assert decide(observe(status={"state": "submitted", "cancel_requested_at": "x"}), NOW) == "end_run", "no tasks yet: the job ends empty"
+    assert decide(observe(running=1, status=wanted, job_state="completed"), NOW) == "finish"
 
 
 def test_a_run_waiting_on_a_pool_that_cannot_run_it_grows_the_pool_or_fails():
@@ -97,15 +101,11 @@ def test_a_run_waiting_on_a_pool_that_cannot_run_it_grows_the_pool_or_fails():
     assert decide(waiting, NOW) is None, "a pool with nodes to come: wait"
 
 
-def test_tasks_that_stay_unfinished_are_ended_again_at_most_once_a_minute():
-    overdue = dict(deadline=NOW - timedelta(minutes=5))
-    recently = {"state": "running", "deadline_passed_at": "x", "tasks_ended_at": "2026-11-24T11:59:30Z", "tasks": {}}
-    a_while_ago = {**recently, "tasks_ended_at": "2026-11-24T11:58:00Z"}
-    assert decide(observe(running=1, status=recently, **overdue), NOW) is None
-    assert decide(observe(running=1, status=a_while_ago, **overdue), NOW) == "time_out"
-    cancelling = {"state": "running", "cancel_requested_at": "x", "tasks_ended_at": "2026-11-24T11:59:30Z", "tasks": {}}
-    assert decide(observe(running=1, status=cancelling), NOW) is None
-    assert decide(observe(running=1, status={**cancelling, "tasks_ended_at": "2026-11-24T11:58:59Z"}), NOW) == "end_tasks"
+def test_a_job_batch_has_ended_is_finished_whatever_its_last_counts_said():
+    # onAllTasksComplete ended it, or a terminate: the counts of a completed job are not even fetched
+    assert decide(observe(active=0, job_state="completed"), NOW) == "finish"
+    assert decide(observe(running=2, job_state="terminating"), NOW) is None, "still ending its tasks: a later check finishes it"
+    assert decide(observe(running=2, job_state="disabled"), NOW) is None
 
 
 def test_a_pool_the_runs_spec_cannot_grow_is_noted_once_not_retried_every_tick():

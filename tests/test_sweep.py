@@ -223,10 +223,11 @@ def test_a_csv_sweep_plans_from_the_text_the_caller_read():
 
 
 # ---- the reconciler and a sweep whose tasks arrive in collections ------------------------
-def observe(expected, active=0, running=0, completed=0, succeeded=0, status=None, deadline=NOW + timedelta(hours=1)):
+def observe(expected, active=0, running=0, completed=0, succeeded=0, status=None, deadline=NOW + timedelta(hours=1),
+            job_state="active"):
     return RunObservation(run_id="r1", job_id="run-r1", pool_id="p", deadline=deadline, when_done="keep",
                           counts={"active": active, "running": running, "completed": completed, "succeeded": succeeded, "failed": 0},
-                          status=status or {"state": "running"}, expected_tasks=expected)
+                          status=status or {"state": "running"}, expected_tasks=expected, job_state=job_state)
 
 
 def test_a_sweep_is_not_finished_while_its_tasks_are_still_being_added():
@@ -236,7 +237,9 @@ def test_a_sweep_is_not_finished_while_its_tasks_are_still_being_added():
     assert decide(observe(1000, completed=1000, succeeded=1000), NOW) == "finish"
     late = dict(deadline=NOW - timedelta(seconds=1))
     assert decide(observe(1000, completed=300, **late), NOW) == "time_out"
-    assert decide(observe(1000, completed=300, status={"state": "running", "deadline_passed_at": "x"}, **late), NOW) == "finish"
+    marked = {"state": "running", "deadline_passed_at": "x"}
+    assert decide(observe(1000, completed=300, status=marked, **late), NOW) == "time_out", "until Batch has ended the job"
+    assert decide(observe(1000, completed=300, status=marked, job_state="completed", **late), NOW) == "finish"
 
 
 # ---- submission on the local stack --------------------------------------------------------

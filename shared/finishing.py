@@ -1,0 +1,202 @@
+"""Finishing a run: its manifest (once, last), its final status, its run-events message, its pool.
+
+A check finishes a run when its job has completed (Batch ended it once every task completed, or
+because the run was cancelled, timed out or failed and the reconciler terminated it), or when every
+task has completed while the job is still active. Every step is safe to repeat: the manifest is
+created once (``create_once``), the event is sent once (``event_sent_at``), a pool already released
+or a job already ended is not an error.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared import batch_ops, beopest, run_metrics, run_timeline, tracing
+from shared.cancel import cancelled_reason
+from shared.clients import Clients
+from shared.events import emit_run_event
+from shared.manifest import build_manifest, output_entry, task_entry
+from shared.run_observation import RunObservation
+from shared.run_store import RunStore
+from shared.status import is_terminal, now_iso, read_status, update_status
+from shared.submission import REQUEST_BLOB
+
+log = logging.getLogger("dmsbatch.finishing")
+
+MANIFEST_BLOB = "manifest.json"
+STDERR_TAIL_BYTES = 4096
+TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
+
+
+def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
+    """Did Batch end this task at its wall-clock limit?
+
+    Batch does not document a failure code for that, so besides the local
+    service's code the task's own run time is compared with its limit.
+    """
+    if (task.get("failure") or {}).get("code") in TIMEOUT_CODES:
+        return True
+    if task["result"] == "success" or not limit_seconds or not (task["started_at"] and task["ended_at"]):
+        return False
+    ran = datetime.fromisoformat(task["ended_at"].replace("Z", "+00:00")) - datetime.fromisoformat(task["started_at"].replace("Z", "+00:00"))
+    return ran.total_seconds() >= limit_seconds
+
+
+def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None,
+                 kind: str | None = None) -> tuple[str, str | None]:
+    if is_terminal(status):  # ended before the tasks did (a submission that failed after its job existed): it stands
+        return status["state"], status.get("reason")
+    if status.get("cancel_requested_at"):
+        return "cancelled", cancelled_reason(status)
+    if kind == "beopest":  # the run follows its master; workers are ended with it, and one that fails does no harm
+        tasks = beopest.deciding_tasks(tasks)
+    if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
+        return "timed_out", "the run passed its wall-clock limit"
+    if kind == "beopest" and beopest.run_failure(status):
+        return "failed", beopest.run_failure(status)
+    failed = [t for t in tasks if t["result"] != "success"]
+    if not failed:
+        return "succeeded", None
+    first = failed[0]
+    if first["exit_code"] not in (None, 0):
+        why = f"task {first['id']} exited with code {first['exit_code']}"
+    else:
+        why = f"task {first['id']} failed: {(first.get('failure') or {}).get('message') or 'no exit code'}"
+    return "failed", why + (f" ({len(failed) - 1} more tasks failed)" if len(failed) > 1 else "")
+
+
+def _stderr_tail(store: RunStore, run_id: str, task_id: str) -> str | None:
+    blob = store.container.get_blob_client(f"{store.logs_prefix(run_id, task_id)}/stderr.txt")
+    try:
+        size = blob.get_blob_properties().size
+        data = blob.download_blob(offset=max(0, size - STDERR_TAIL_BYTES), length=min(size, STDERR_TAIL_BYTES)).readall() if size else b""
+    except ResourceNotFoundError:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def finish_run(clients: Clients, run: RunObservation) -> None:
+    """Write the manifest (once, last), the final status and the run-events message; end the job.
+
+    A run the reconciler gave up on (``gave_up_at``: its checks kept failing) already has its failed
+    status and its event; it gets no manifest, and only its pool is released."""
+    store = RunStore(clients.runs())
+    batch = clients.batch
+    if run.status.get("gave_up_at"):
+        _release_pool(clients, run)
+        return
+    manifest = store.read(run.run_id, MANIFEST_BLOB).document
+    if manifest is None:
+        with tracing.step("dmsbatch.manifest.write") as span:
+            manifest, written = _write_manifest(clients, store, run)
+            span.set_attributes(tracing.clean({"written": written, "run_state": manifest["status"],
+                                               "outputs": manifest["totals"]["outputs"]}))
+        if written:  # once per run: the manifest is created once, so its phases and latency are recorded once
+            _record_phases(run, manifest)
+    manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
+    totals = manifest["totals"]
+
+    def final(status: dict[str, Any]) -> None:
+        if status.get("state") == manifest["status"]:  # else it ended otherwise meanwhile; its own reason stands
+            status["reason"] = manifest["reason"]
+        status.update(manifest_url=manifest_url, finished_at=manifest["finished_at"])
+        if manifest["started_at"]:  # a task can start and end between two ticks
+            status.setdefault("timestamps", {}).setdefault("running", manifest["started_at"])
+        status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
+
+    status = update_status(store, run.run_id, manifest["status"], final)
+    if not status.get("event_sent_at"):
+        emit_run_event(clients, run.run_id, status["state"], status.get("reason"), manifest_url)
+        update_status(store, run.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+        run_metrics.run_ended(run.kind, status["state"], status.get("reason"))
+    _release_pool(clients, run)  # before the job ends, so a failed release is retried by the next check
+    if run.job_state != "completed":  # every task completed before Batch ended the job by itself
+        end_job(clients, run, f"run {status['state']}")
+    log.info("run %s: %s; manifest at %s", run.run_id, status["state"], manifest_url)
+
+
+def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
+    """The run's phases on Batch as spans, and the manifest latency (``shared.run_timeline``)."""
+    parent = tracing.with_run(tracing.run_parent(run.traceparent, run.run_id), run.run_id, run_kind=run.kind)
+    latency = run_timeline.record_phases(parent, manifest, run.job_created_at, datetime.now(timezone.utc))
+    if latency is not None:
+        run_metrics.manifest_written(run.kind, manifest["status"], latency)
+        tracing.annotate(manifest_latency_s=round(latency, 3))
+
+
+def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[dict[str, Any], bool]:
+    """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
+    batch = clients.batch
+    request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
+    status = read_status(store, run.run_id) or {}
+    raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
+    outputs, logs = [], {}
+    outputs_prefix = f"{run.run_id}/outputs/"
+    for blob in store.list(f"{run.run_id}/"):
+        if blob.name.startswith(outputs_prefix):
+            task_id, _, relative = blob.name[len(outputs_prefix):].partition("/")
+            outputs.append(output_entry(blob, task_id, relative, store.url(blob.name)))
+        elif blob.name.startswith(f"{run.run_id}/logs/"):
+            task_id, _, name = blob.name[len(f"{run.run_id}/logs/"):].partition("/")
+            logs.setdefault(task_id, {})[name.removesuffix(".txt")] = blob.name
+    tasks = []
+    for task in raw_tasks:
+        failed = task.execution_info is not None and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"
+        tail = _stderr_tail(store, run.run_id, task.id) if failed else None
+        tasks.append(task_entry(task, logs.get(task.id, {}), tail))
+    limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
+    final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
+    manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
+    if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
+        return store.read(run.run_id, MANIFEST_BLOB).document, False  # another tick won the race
+    return manifest, True
+
+
+def _release_pool(clients: Clients, run: RunObservation) -> None:
+    """Delete or shrink a pool the run asked to release, once no other active job uses it.
+
+    A run submitted between the listing and the shrink waits on a pool with no nodes; the next ticks see
+    it waiting there and grow the pool back (``decide`` -> ``grow_pool``).
+    """
+    if run.when_done == "keep" or not run.pool_id:
+        return
+    batch = clients.batch
+    if _other_active_jobs(batch, run):
+        return
+    try:
+        if run.when_done == "delete":
+            batch_ops.delete_pool(batch, run.pool_id)
+        elif run.when_done == "scale_to_zero":
+            batch_ops.resize_pool(batch, run.pool_id, 0, 0)
+    except ResourceNotFoundError:
+        pass
+    except HttpResponseError as exc:
+        if getattr(exc.error, "code", None) not in ("PoolBeingDeleted",):
+            raise
+
+
+def _other_active_jobs(batch: Any, run: RunObservation) -> list[str]:
+    """Active jobs on the run's pool besides its own: one listing, filtered by Batch to that pool."""
+    jobs = batch.list_jobs(filter=f"state eq 'active' and executionInfo/poolId eq '{run.pool_id}'", select=["id", "poolInfo"])
+    return [j.id for j in jobs if j.id != run.job_id and j.pool_info and j.pool_info.pool_id == run.pool_id]
+
+
+def end_job(clients: Clients, run: RunObservation, reason: str) -> None:
+    """Terminate the run's job: one request, however many tasks it has.
+
+    Batch terminates the running tasks (their processes are killed, then their output files with a
+    ``taskcompletion`` or ``taskfailure`` condition, stdout and stderr among them, are uploaded),
+    completes the tasks that never started, runs the job release task, then marks the job completed;
+    the next check of the run (the timer finds it among the jobs that completed) writes the manifest.
+    A job already ending or ended is not an error.
+    """
+    try:
+        batch_ops.terminate_job(clients.batch, run.job_id, reason)
+    except ResourceNotFoundError:
+        pass
+    except HttpResponseError as exc:
+        if getattr(exc.error, "code", None) not in ("JobCompleted", "JobNotActive", "JobBeingTerminated", "JobBeingDeleted"):
+            raise
