@@ -4,7 +4,8 @@ A pass costs the same few Batch requests whatever the number of active runs, and
 
 - the active jobs (``$select``ed, a page per 1,000): a run past its deadline gets a check (which ends
   its job), a BeoPEST run whose workers are not chained yet gets one on every pass (its master's host
-  must be caught at once), and each other run gets one about every ``reconcile_progress_seconds``,
+  must be caught at once), so does a run whose job is less than a minute old (at most a budget of
+  them, newest first: a run's start shows at once), and each other run gets one about every ``reconcile_progress_seconds``,
   staggered by its id so that the looks spread evenly over the passes, and never more than
   ``reconcile_checks_per_tick`` in one pass (past that, each run is looked at less often);
 - the jobs that completed since the last pass (``stateTransitionTime`` at or after a watermark): Batch
@@ -36,16 +37,20 @@ from opentelemetry.trace import SpanKind
 from shared import beopest, run_metrics, tracing
 from shared.clients import Clients
 from shared.planning import META_DEADLINE, META_RUN_ID
+from shared.pool_outlook import look_at_pools
 from shared.run_checks import CheckRequest, JobSnapshot, request_check
+from shared.run_observation import PoolOutlook
 
 log = logging.getLogger("dmsbatch.fleet")
 
 STATE_BLOB = "reconciler.json"
 OVERLAP = timedelta(minutes=2)  # jobs that completed this long before the last pass are listed again (none is missed)
-FIRST_LOOKBACK = timedelta(hours=1)  # the first pass ever looks this far back for completed jobs
+FIRST_LOOKBACK = timedelta(hours=1)
+YOUNG = timedelta(seconds=60)  # a job this new is looked at on every pass (at most a budget of them): its run's start shows at once  # the first pass ever looks this far back for completed jobs
 REQUESTS_IN_PARALLEL = 16
 ACTIVE_SELECT = ["id", "state", "metadata", "poolInfo", "creationTime"]
 ENDED_SELECT = [*ACTIVE_SELECT, "stateTransitionTime"]
+LOOKING = ("progress", "beopest")  # checks that may find their run waiting on its pool: handed the pool's outlook
 
 
 @dataclass(frozen=True)
@@ -89,17 +94,24 @@ class PassReport:
 
 
 # ---- deciding (pure) ----------------------------------------------------------------------
-def progress_due(run_id: str, active_runs: int, previous: datetime, now: datetime, every: int, budget: int) -> bool:
-    """Whether this pass looks at an active run's progress.
-
-    Each run is due once per period, at an offset that its id fixes, so that looks spread evenly over
-    the passes; the period is ``every`` seconds, or longer when that would make more than ``budget``
-    looks in a pass of this length.
-    """
+def look_period(runs: int, previous: datetime, now: datetime, every: int, budget: int) -> float:
+    """Seconds between two looks at one run: ``every``, or longer when that would make more than ``budget``
+    looks in a pass of this length."""
     gap = max((now - previous).total_seconds(), 0.0)
-    period = max(float(every), active_runs * gap / budget if budget > 0 else float(every), 1.0)
-    offset = zlib.crc32(run_id.encode()) / 2**32 * period
+    return max(float(every), runs * gap / budget if budget > 0 else float(every), 1.0)
+
+
+def progress_due(position: float, period: float, previous: datetime, now: datetime) -> bool:
+    """Whether a run at ``position`` (0 <= position < 1) of the staggered order is looked at in the pass
+    covering (previous, now]: each run once per period, at its own offset, so the looks spread evenly."""
+    offset = position * period
     return math.floor((now.timestamp() + offset) / period) != math.floor((previous.timestamp() + offset) / period)
+
+
+def stagger_order(run_ids: list[str]) -> dict[str, float]:
+    """Each run's position in the stagger: by a hash of its id, evenly spaced (so a pass holds its share exactly)."""
+    ordered = sorted(run_ids, key=lambda run_id: (zlib.crc32(run_id.encode()), run_id))
+    return {run_id: index / len(ordered) for index, run_id in enumerate(ordered)}
 
 
 def plan_checks(active: list[JobSnapshot], ended: list[tuple[JobSnapshot, str]], state: PassState, now: datetime,
@@ -107,16 +119,26 @@ def plan_checks(active: list[JobSnapshot], ended: list[tuple[JobSnapshot, str]],
     """The checks this pass asks for, from the two listings and the last pass's state."""
     previous = state.last_pass_at if state.last_pass_at and state.last_pass_at < now else now - timedelta(seconds=1)
     ours = [job for job in active if job.metadata.get(META_RUN_ID)]
-    checks = []
+    checks, young, staggered = [], [], []
     for job in ours:
         run_id = job.metadata[META_RUN_ID]
         deadline = _time(job.metadata.get(META_DEADLINE))
+        created = job.creation_time
         if deadline is not None and now > deadline:
             checks.append(PlannedCheck(run_id, "deadline", job))
         elif beopest.watched_every_tick(job.metadata):
             checks.append(PlannedCheck(run_id, "beopest", job))
-        elif progress_due(run_id, len(ours), previous, now, every, budget):
-            checks.append(PlannedCheck(run_id, "progress", job))
+        elif created is not None and now - created < YOUNG:
+            young.append(job)
+        else:
+            staggered.append(job)
+    if staggered:
+        period = look_period(len(staggered), previous, now, every, budget)
+        positions = stagger_order([job.metadata[META_RUN_ID] for job in staggered])
+        checks += [PlannedCheck(job.metadata[META_RUN_ID], "progress", job) for job in staggered
+                   if progress_due(positions[job.metadata[META_RUN_ID]], period, previous, now)]
+    young.sort(key=lambda job: job.creation_time, reverse=True)
+    checks += [PlannedCheck(job.metadata[META_RUN_ID], "progress", job) for job in young[:budget]]
     for job, ended_at in ended:
         run_id = job.metadata.get(META_RUN_ID)
         if run_id and state.handed_on.get(job.job_id) != ended_at:
@@ -154,7 +176,8 @@ def reconcile_fleet(clients: Clients, now: datetime | None = None) -> PassReport
         checks = plan_checks(active, ended, state, now, settings.reconcile_progress_seconds, settings.reconcile_checks_per_tick)
         for check in checks:
             report.planned[check.reason] = report.planned.get(check.reason, 0) + 1
-        not_handed_on = _ask_for(clients, checks, report)
+        pools = look_at_pools(clients.batch, {c.job.pool_id for c in checks if c.reason in LOOKING and c.job.pool_id})
+        not_handed_on = _ask_for(clients, checks, pools, report)
         _write_state(clients, next_state(state, ended, not_handed_on, now), etag)
         span.set_attributes({"runs_observed": report.active, "jobs_ended": report.ended, "checks_requested": report.requested,
                              "checks_coalesced": report.coalesced, "checks_failed": report.failed})
@@ -162,11 +185,13 @@ def reconcile_fleet(clients: Clients, now: datetime | None = None) -> PassReport
     return report
 
 
-def _ask_for(clients: Clients, checks: list[PlannedCheck], report: PassReport) -> list[PlannedCheck]:
+def _ask_for(clients: Clients, checks: list[PlannedCheck], pools: dict[str, PoolOutlook],
+             report: PassReport) -> list[PlannedCheck]:
     """Queue the checks, ``REQUESTS_IN_PARALLEL`` at a time; return those that could not be asked for."""
     def ask(check: PlannedCheck) -> bool | None:
+        request = CheckRequest(check.run_id, reason=check.reason, job=check.job, pool=pools.get(check.job.pool_id or ""))
         try:
-            return request_check(clients, CheckRequest(check.run_id, reason=check.reason, job=check.job), take_stale=True)
+            return request_check(clients, request, take_stale=True)
         except Exception as exc:  # noqa: BLE001 - one run's request must not stop the others'
             log.warning("run %s: could not ask for a check: %s", check.run_id, exc, extra={"run_id": check.run_id})
             return None

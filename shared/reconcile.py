@@ -28,6 +28,7 @@ from shared.clients import Clients
 from shared.events import emit_run_event
 from shared.ids import job_id
 from shared.finishing import _final_state, end_job, finish_run  # noqa: F401 - _final_state: the tests' entry point
+from shared.pool_outlook import look_at_pool
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE, pool_for
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
 from shared.run_observation import NO_COUNTS, PoolOutlook, RunObservation
@@ -72,34 +73,10 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
         when_done=meta.get(META_WHEN_DONE, "keep"), counts=counted, status=status,
         expected_tasks=int(meta.get(META_TASKS) or 0), kind=kind,
         beopest=beopest.observe(batch, job.job_id, meta, counted, status) if watching else None,
-        pool=_look_at_pool(batch, job.pool_id) if waiting and job.pool_id else PoolOutlook(),
+        pool=(request.pool or look_at_pool(batch, job.pool_id)) if waiting and job.pool_id else PoolOutlook(),
         traceparent=meta.get(tracing.META_TRACEPARENT), job_created_at=job.creation_time,
         job_state=job.state, metadata=meta,
     )
-
-
-def _look_at_pool(batch: Any, pool_id: str) -> PoolOutlook:
-    try:
-        pool = batch.get_pool(pool_id, select=["id", "enableAutoScale", "targetDedicatedNodes", "targetLowPriorityNodes",
-                                               "allocationState"])
-    except ResourceNotFoundError:
-        return PoolOutlook()  # nothing to grow; the run times out at its deadline
-    targets = (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
-    if not pool.enable_auto_scale and targets == 0:
-        return PoolOutlook(no_nodes_to_come=True)
-    if str(getattr(pool.allocation_state, "value", pool.allocation_state)) != "steady":
-        return PoolOutlook()  # nodes still coming or going
-    nodes = list(batch.list_nodes(pool_id, select=["id", "state", "startTaskInfo"]))
-    states = {str(getattr(n.state, "value", n.state)) for n in nodes}
-    if not nodes or not states <= {"starttaskfailed", "unusable"} or "starttaskfailed" not in states:
-        return PoolOutlook()
-    failed = next(n for n in nodes if str(getattr(n.state, "value", n.state)) == "starttaskfailed")
-    info = failed.start_task_info
-    detail = f"exit code {info.exit_code}" if info and info.exit_code is not None else (
-        (info.failure_info.message if info and info.failure_info else None) or "no exit code")
-    return PoolOutlook(start_task_failure=(
-        f"the start task of pool '{pool_id}' failed on every node, so no node can run the run's tasks "
-        f"(node {failed.id}: {detail}; its output is in the node's startup/stdout.txt and stderr.txt)"))
 
 
 # ---- decide (pure) -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from shared.errors import UnusableMessageError
 from shared.ids import is_valid_run_id
 from shared.messages import UndecodableMessage, decode_body
 from shared.planning import LOG_FILES
+from shared.run_observation import PoolOutlook
 from shared.spec import RUN_ID_RULE
 
 MARKER_BLOB = "check-pending"
@@ -69,15 +70,18 @@ class CheckRequest:
     reason: str = "timer"
     attempt: int = 0  # failed checks so far (shared.reconcile retries with backoff, then gives up)
     job: JobSnapshot | None = None
+    pool: PoolOutlook | None = None  # the run's pool as the timer's pass saw it (shared.pool_outlook)
 
     def retry(self) -> "CheckRequest":
-        return replace(self, reason="retry", attempt=self.attempt + 1, job=None)
+        return replace(self, reason="retry", attempt=self.attempt + 1, job=None, pool=None)
 
 
 def encode_check(request: CheckRequest) -> str:
     document: dict[str, Any] = {"run_id": request.run_id, "reason": request.reason, "attempt": request.attempt}
     if request.job is not None:
         document["job"] = asdict(request.job)
+    if request.pool is not None:
+        document["pool"] = asdict(request.pool)
     return json.dumps(document, separators=(",", ":"))
 
 
@@ -91,7 +95,8 @@ def decode_check(body: bytes) -> CheckRequest:
     try:
         document = decode_body(body)
     except UndecodableMessage as exc:
-        raise UnusableMessageError(str(exc).replace("holding a run spec", "holding a check")) from None
+        # the run-request wording ("holding a run spec", "a run request is a flat mapping...") does not apply here
+        raise UnusableMessageError(str(exc).replace(" holding a run spec", "").split("; a run request")[0]) from None
     problems = []
     run_id = document.get("run_id")
     if not is_valid_run_id(run_id):
@@ -103,11 +108,30 @@ def decode_check(body: bytes) -> CheckRequest:
     if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 <= attempt <= 1000:
         problems.append("attempt: must be a whole number from 0 to 1000")
     job, job_problems = _job_of(document.get("job"))
-    problems += job_problems
-    problems += [f"{name}: is not a field of a check message" for name in sorted(set(document) - {"run_id", "reason", "attempt", "job"})]
+    pool, pool_problems = _pool_of(document.get("pool"))
+    problems += job_problems + pool_problems
+    problems += [f"{name}: is not a field of a check message"
+                 for name in sorted(set(document) - {"run_id", "reason", "attempt", "job", "pool"})]
     if problems:
         raise UnusableMessageError("; ".join(problems))
-    return CheckRequest(run_id=run_id, reason=reason, attempt=attempt, job=job)
+    return CheckRequest(run_id=run_id, reason=reason, attempt=attempt, job=job, pool=pool)
+
+
+def _pool_of(value: Any) -> tuple[PoolOutlook | None, list[str]]:
+    if value is None:
+        return None, []
+    if not isinstance(value, dict):
+        return None, ["pool: must be an object"]
+    problems = []
+    if not isinstance(value.get("no_nodes_to_come", False), bool):
+        problems.append("pool.no_nodes_to_come: must be true or false")
+    failure = value.get("start_task_failure")
+    if failure is not None and not (isinstance(failure, str) and len(failure) <= 2000):
+        problems.append("pool.start_task_failure: must be text of at most 2000 characters")
+    problems += [f"pool.{name}: is not a field of a pool outlook" for name in sorted(set(value) - {"no_nodes_to_come", "start_task_failure"})]
+    if problems:
+        return None, problems
+    return PoolOutlook(no_nodes_to_come=value.get("no_nodes_to_come", False), start_task_failure=failure), []
 
 
 def run_of_log_blob(blob_name: str) -> str | None:

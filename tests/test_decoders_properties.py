@@ -117,3 +117,35 @@ def test_a_spec_blob_name_is_accepted_or_refused_with_a_reason(name, run_id):
 @given(SCALARS | JSON_VALUES)
 def test_a_run_id_is_valid_or_not_never_an_error(value):
     assert is_valid_run_id(value) in (True, False)
+
+
+CHECK_FIELDS = st.sampled_from(["run_id", "reason", "attempt", "job", "pool", "state", "metadata", "job_id", "pool_id",
+                                "created_at", "no_nodes_to_come", "start_task_failure", "x"])
+CHECK_VALUES = st.recursive(SCALARS | st.sampled_from(["progress", "log", "active", "completed", "2026-12-07T12:00:00+00:00"]),
+                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(CHECK_FIELDS | st.text(max_size=6), inner, max_size=6),
+                            max_leaves=30)
+CHECK_BODIES = BODIES | st.dictionaries(CHECK_FIELDS, CHECK_VALUES, max_size=6).map(lambda d: base64.b64encode(json.dumps(d).encode()))
+
+
+@SETTINGS
+@given(CHECK_BODIES)
+def test_a_run_work_message_decodes_into_a_check_or_is_unusable(body):
+    from shared.run_checks import CheckRequest, decode_check, encode_check
+
+    try:
+        request = decode_check(body)
+    except UnusableMessageError as exc:
+        assert str(exc), "the poison entry says why"
+    else:
+        assert isinstance(request, CheckRequest) and is_valid_run_id(request.run_id)
+        assert decode_check(base64.b64encode(encode_check(request).encode())) == request, "what the backend sends, it reads back"
+
+
+@SETTINGS
+@given(st.text(max_size=120) | st.sampled_from(["r-1/logs/main/stdout.txt", "../x/logs/main/stderr.txt", "r-1/logs/stdout.txt",
+                                                 "r-1/logs/m-00001/sub/stderr.txt", "r-1/outputs/main/stdout.txt"]))
+def test_a_blob_name_is_a_tasks_log_of_a_valid_run_or_nothing(name):
+    from shared.run_checks import run_of_log_blob
+
+    run_id = run_of_log_blob(name)
+    assert run_id is None or (is_valid_run_id(run_id) and name.startswith(f"{run_id}/logs/") and name.endswith((".txt")))

@@ -20,7 +20,7 @@ from shared.ids import run_id_for_message
 from shared.poisoned_requests import RECEIVE_LIMIT, settle_poisoned_requests
 from shared.provision import ensure_storage
 from shared.status import read_status, update_status
-from tests.conftest import events_for, post_raw, unique_run_id, wait_for_final_status, wait_until
+from tests.conftest import events_for, post_raw, post_spec, unique_run_id, wait_for_final_status, wait_until
 
 
 def as_host_leaves_it(document: dict) -> str:
@@ -133,3 +133,16 @@ def test_a_deeply_nested_cancel_goes_to_the_poison_queue_at_once_with_the_reason
     poison.delete_message(moved)
     log = (stack.config.data_dir / "logs" / "funchost.log").read_text()
     assert f"moved to {clients.settings.run_control_queue}-poison: (message): nests more than 64 levels deep" in log
+
+
+def test_a_deeply_nested_check_goes_to_the_poison_queue_at_once_and_checks_go_on(stack, clients, store):
+    post_raw(clients, clients.settings.run_work_queue, NESTED)
+    poison = clients.queue_service.get_queue_client(clients.settings.run_work_poison_queue)
+    [moved] = wait_until(lambda: [m for m in poison.receive_messages(max_messages=32, visibility_timeout=1) if m.content == NESTED],
+                         timeout=30, what="the nested check message on run-work-poison")
+    poison.delete_message(moved)
+    log = (stack.config.data_dir / "logs" / "funchost.log").read_text()
+    assert f"moved to {clients.settings.run_work_poison_queue}: (message): nests more than 64 levels deep" in log
+    run_id = unique_run_id("after-poison")
+    post_spec(clients, {"run_id": run_id, "command": "echo after"})
+    assert wait_for_final_status(store, run_id, timeout=60)["state"] == "succeeded", "later runs are still checked and finished"
