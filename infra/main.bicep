@@ -41,6 +41,15 @@ param runWorkQueue string = 'run-work'
 @description('NCRONTAB schedule of the reconcile timer (six fields, seconds first).')
 param reconcileSchedule string = '*/30 * * * * *'
 
+@description('About how often each active run\'s task counts are looked at (seconds, staggered over the passes).')
+param reconcileProgressSeconds int = 30
+
+@description('The most progress looks one pass of the timer asks for; past that each run is looked at less often.')
+param reconcileChecksPerTick int = 40
+
+@description('Failed checks of a run after which it fails with the error as its reason.')
+param runCheckAttempts int = 5
+
 // The default pool used when a run spec names none (README, Settings).
 param defaultPoolId string = 'dmsbatch-default'
 param defaultVmSize string = 'standard_d2s_v3'
@@ -201,6 +210,18 @@ var appSettings = [
   {
     name: 'RECONCILE_SCHEDULE'
     value: reconcileSchedule
+  }
+  {
+    name: 'RECONCILE_PROGRESS_SECONDS'
+    value: string(reconcileProgressSeconds)
+  }
+  {
+    name: 'RECONCILE_CHECKS_PER_TICK'
+    value: string(reconcileChecksPerTick)
+  }
+  {
+    name: 'RUN_CHECK_ATTEMPTS'
+    value: string(runCheckAttempts)
   }
   {
     name: 'DEFAULT_POOL_ID'

@@ -17,7 +17,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from shared import batch_ops, beopest, run_metrics, run_timeline, tracing
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
-from shared.events import emit_run_event
+from shared.events import emit_run_event_once
 from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
 from shared.run_store import RunStore
@@ -84,7 +84,6 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     A run the reconciler gave up on (``gave_up_at``: its checks kept failing) already has its failed
     status and its event; it gets no manifest, and only its pool is released."""
     store = RunStore(clients.runs())
-    batch = clients.batch
     if run.status.get("gave_up_at"):
         _release_pool(clients, run)
         return
@@ -108,9 +107,7 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
         status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
 
     status = update_status(store, run.run_id, manifest["status"], final)
-    if not status.get("event_sent_at"):
-        emit_run_event(clients, run.run_id, status["state"], status.get("reason"), manifest_url)
-        update_status(store, run.run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+    if not status.get("event_sent_at") and emit_run_event_once(clients, store, run.run_id, manifest_url):
         run_metrics.run_ended(run.kind, status["state"], status.get("reason"))
     _release_pool(clients, run)  # before the job ends, so a failed release is retried by the next check
     if run.job_state != "completed":  # every task completed before Batch ended the job by itself

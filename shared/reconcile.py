@@ -25,9 +25,9 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared import batch_ops, beopest, tracing
 from shared.clients import Clients
-from shared.events import emit_run_event
+from shared.events import emit_run_event_once
 from shared.ids import job_id
-from shared.finishing import _final_state, end_job, finish_run  # noqa: F401 - _final_state: the tests' entry point
+from shared.finishing import end_job, finish_run
 from shared.pool_outlook import look_at_pool
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE, pool_for
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
@@ -83,7 +83,9 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
 def decide(run: RunObservation, now: datetime) -> str | None:
     """One of: 'finish', 'time_out', 'end_run', 'grow_pool', 'fail_on_pool', 'progress', a BeoPEST step, or None."""
     if run.job_state == "completed":
-        return "finish"  # Batch ended the job: every task has completed, or the job was terminated
+        # Batch ended the job (every task completed, or it was terminated): finish the run, unless a check
+        # already did (a log upload's and the timer's both come for it)
+        return None if finished(run.status) else "finish"
     if run.job_state != "active":
         return None  # terminating, disabled, being deleted: a later check sees where it ends
     counts = run.counts
@@ -115,6 +117,11 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     if dict(run.status.get("tasks") or {}) != task_summary(run) or (started and run.status.get("state") == "submitted"):
         return "progress"
     return None
+
+
+def finished(status: dict[str, Any]) -> bool:
+    """The run's end is recorded in full: its event sent, its manifest written (or given up on)."""
+    return is_terminal(status) and bool(status.get("event_sent_at")) and bool(status.get("manifest_url") or status.get("gave_up_at"))
 
 
 # ---- act ---------------------------------------------------------------------------------
@@ -291,8 +298,7 @@ def give_up(clients: Clients, run_id: str, reason: str) -> None:
         store.container.get_blob_client(store.blob_name(run_id, STATUS_BLOB)).upload_blob(
             json.dumps(status, indent=2).encode(), overwrite=True)
     if not status.get("event_sent_at"):
-        emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=status.get("manifest_url"))
-        update_status(store, run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+        emit_run_event_once(clients, store, run_id)
     try:
         batch_ops.terminate_job(clients.batch, job_id(clients.settings.job_prefix, run_id), "run failed: the reconciler gave up")
     except Exception as exc:  # noqa: BLE001 - the run has its reason; a job that is gone or ended is fine

@@ -31,7 +31,7 @@ from shared import batch_ops, run_metrics, spec_blobs, tracing
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.errors import PermanentRunError
-from shared.events import emit_run_event
+from shared.events import emit_run_event_once
 from shared.messages import RunRequest, trace_of
 from shared.planning import RunPlan, RunUrls, deadline_for, plan_run
 from shared.profiles import spec_for_submission
@@ -333,10 +333,9 @@ def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, e
     if was_submitted(status):
         log.info("run %s: already submitted (%s); not marking it %s (%s)", run_id, status.get("state"), state, reason)
         return status
-    if not status.get("event_sent_at"):
-        emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url=status.get("manifest_url"),
-                       errors=status.get("errors"))
-        status = update_status(store, run_id, None, lambda s: s.setdefault("event_sent_at", now_iso()))
+    sent = None if status.get("event_sent_at") else emit_run_event_once(clients, store, run_id)
+    if sent is not None:
+        status = sent
         run_metrics.run_ended(status.get("kind"), status["state"], status.get("reason"))
     return status
 

@@ -27,7 +27,8 @@ from shared.beopest import (BeopestObservation, HostSearch, decide as beopest_de
                             plan_workers, worker_task_id)
 from shared.messages import RunRequest
 from shared.planning import RunUrls, deadline_for, plan_run
-from shared.reconcile import RunObservation, _final_state, decide
+from shared.finishing import _final_state
+from shared.reconcile import RunObservation, decide
 from shared.settings import Settings
 from shared.spec import SpecError, load_spec
 from shared.submission import submit_run

@@ -67,7 +67,7 @@ def _task(result="failure", code="FailureExitCode", started="2026-11-24T12:00:00
 
 
 def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_the_code():
-    from shared.reconcile import _final_state
+    from shared.finishing import _final_state
 
     assert _final_state([_task()], {}, limit_seconds=600) == ("timed_out", "the run passed its wall-clock limit")
     assert _final_state([_task(ended="2026-11-24T12:05:00Z")], {}, limit_seconds=600) == ("failed", "task main exited with code 137")
@@ -75,7 +75,7 @@ def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_
 
 
 def test_a_run_failed_before_its_tasks_ended_keeps_its_state_and_reason_in_the_manifest():
-    from shared.reconcile import _final_state
+    from shared.finishing import _final_state
 
     status = {"state": "failed", "reason": "Batch refused the run's tasks"}
     assert _final_state([], status, limit_seconds=None) == ("failed", "Batch refused the run's tasks")

@@ -78,7 +78,9 @@ def test_a_beopest_run_is_one_trace_from_submit_to_manifest_with_its_metrics(sta
     tasks = the(trace.spans, "dmsbatch.run.tasks")
     assert tasks.attributes["tasks_total"] == 4 and tasks.attributes["tasks_succeeded"] >= 1
     assert sorted(s.attributes["task_id"] for s in trace.spans if s.name == "dmsbatch.task") == ["master", "w-000", "w-001", "w-002"]
-    assert [s.attributes.get("run_state") for s in trace.spans if s.name == "dmsbatch.reconcile.finish"][-1] == "succeeded"
+    # the check that sent the run-events message says how the run ended (a second check finishing at once only finds it done)
+    finishes = [s.attributes.get("run_state") for s in trace.spans if s.name == "dmsbatch.reconcile.finish"]
+    assert finishes.count("succeeded") == 1 and set(finishes) <= {"succeeded", None}, finishes
 
     # the phases follow each other, as Batch timed them
     waiting, manifest = the(trace.spans, "dmsbatch.run.waiting_for_nodes"), the(trace.spans, "dmsbatch.run.manifest")
