@@ -54,6 +54,9 @@ class StackConfig:
     storage_faults: bool = False
     proxy_blob_port: int = 0  # the proxy's ports (0 picks free ones); used only with storage_faults
     proxy_queue_port: int = 0
+    # functions the host does not run (the app setting AzureWebJobs.<name>.Disabled, as in Azure): a
+    # benchmark or test that needs a path switched off, e.g. the reconciler without its log events
+    disabled_functions: tuple[str, ...] = ()
 
     def resolved(self) -> "StackConfig":
         return StackConfig(
@@ -68,6 +71,7 @@ class StackConfig:
             keyless=self.keyless,
             identity_port=(self.identity_port or free_port()) if self.keyless else 0,
             storage_faults=self.storage_faults,
+            disabled_functions=tuple(self.disabled_functions),
             proxy_blob_port=(self.proxy_blob_port or free_port()) if self.storage_faults else 0,
             proxy_queue_port=(self.proxy_queue_port or free_port()) if self.storage_faults else 0,
         )
@@ -153,6 +157,7 @@ class RunningStack:
             "FUNCTIONS_WORKER_RUNTIME": "python",
             # spans, metrics and logs of the app and its clients, as JSON lines (shared/telemetry.py, `dmsbatch trace`)
             "TELEMETRY_FILE": str(self.config.data_dir / "telemetry.jsonl"),
+            **{f"AzureWebJobs.{name}.Disabled": "true" for name in self.config.disabled_functions},
         }
 
     def save(self) -> None:

@@ -110,7 +110,7 @@ class FunctionsHost:
             self._invoker = Invoker(self.config.function_timeout)
             self._renewer = Renewer()
             try:
-                listeners = [self._listener(spec, settings) for spec in self._app.functions]
+                listeners = [self._listener(spec, settings) for spec in self._app.functions if not _disabled(spec.name, settings)]
             except BaseException:
                 self._close_clients()
                 raise
@@ -242,3 +242,13 @@ def _timezone(settings: Mapping[str, str]) -> tzinfo:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise SettingError(f"WEBSITE_TIME_ZONE={name!r} is not an IANA time zone name") from None
+
+
+def _disabled(name: str, settings: Mapping[str, str]) -> bool:
+    """The app setting ``AzureWebJobs.<name>.Disabled`` (``AzureWebJobs_<name>_Disabled`` where a platform
+    allows no dots in names) is true: the host does not run that function, as Azure's does not."""
+    for key in (f"AzureWebJobs.{name}.Disabled", f"AzureWebJobs_{name}_Disabled"):
+        if str(settings.get(key, "")).strip().lower() in ("true", "1"):
+            log.info("function %s is disabled (%s)", name, key)
+            return True
+    return False

@@ -155,6 +155,19 @@ def test_base64_message_is_delivered_decoded_to_sync_and_async_functions(storage
     assert async_record["function_name"] == "echo_async"
 
 
+def test_a_function_disabled_by_its_app_setting_is_not_served(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, async_queue = unique("echo"), unique("echo-async")
+    monkeypatch.setenv("ECHO_QUEUE", queue)
+    monkeypatch.setenv("ECHO_ASYNC_QUEUE", async_queue)
+    monkeypatch.setenv("AzureWebJobs.echo_async.Disabled", "true")  # Azure's setting for switching one function off
+    with running_host("queue_echo") as host:
+        assert {f.name for f in host.functions} == {"echo"}
+        storage.send(async_queue, b64(b"for the disabled one"))
+        storage.send(queue, b64(b"for the served one"))
+        wait_for(lambda: storage.result_blobs("echo/"), "the served function's record")
+        assert storage.queue_length(async_queue) == 1 and not storage.result_blobs("echo_async/"), "the message waits"
+
+
 def test_message_encoding_none_delivers_the_raw_text(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
     queue = unique("raw")
     monkeypatch.setenv("RAW_QUEUE", queue)
