@@ -33,7 +33,7 @@ from fleet_support import CountingClients, baseline_reconcile, drain_run_work, l
 from azure.batch import models as bm
 from shared.batch_ops import end_job_with_its_tasks
 from shared.clients import Clients
-from shared.fleet import STATE_BLOB, PassState, reconcile_fleet
+from shared.fleet import STATE_BLOB, YOUNG, PassState, reconcile_fleet
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_store import RunStore
 from shared.status import update_status
@@ -106,7 +106,8 @@ def main() -> None:
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
               f"{args.runs} active runs x {TASKS_PER_RUN} tasks made in {time.perf_counter() - started:.0f} s")
 
-        # 1. requests per tick, nothing changed, no latency
+        # 1. requests per tick, nothing changed, no latency (the jobs past their first minute: no longer young)
+        time.sleep(YOUNG.total_seconds() + 1)
         new_tick(plain, admin)  # the first pass: warms connections, records the watermark
         rows = []
         for _ in range(args.ticks):

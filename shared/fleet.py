@@ -4,8 +4,8 @@ A pass costs the same few Batch requests whatever the number of active runs, and
 
 - the active jobs (``$select``ed, a page per 1,000): a run past its deadline gets a check (which ends
   its job), a BeoPEST run whose workers are not chained yet gets one on every pass (its master's host
-  must be caught at once), so does a run whose job is less than a minute old (at most a budget of
-  them, newest first: a run's start shows at once), and each other run gets one about every ``reconcile_progress_seconds``,
+  must be caught at once), so does a run whose job is less than a minute old (newest first, at most
+  half the budget: a run's start shows at once), and each other run gets one about every ``reconcile_progress_seconds``,
   staggered by its id so that the looks spread evenly over the passes, and never more than
   ``reconcile_checks_per_tick`` in one pass (past that, each run is looked at less often);
 - the jobs that completed since the last pass (``stateTransitionTime`` at or after a watermark): Batch
@@ -132,13 +132,14 @@ def plan_checks(active: list[JobSnapshot], ended: list[tuple[JobSnapshot, str]],
             young.append(job)
         else:
             staggered.append(job)
+    # the newest young jobs take up to half the budget; the staggered looks share what is left
+    young = sorted(young, key=lambda job: job.creation_time, reverse=True)[:max(budget // 2, 1)]
+    checks += [PlannedCheck(job.metadata[META_RUN_ID], "progress", job) for job in young]
     if staggered:
-        period = look_period(len(staggered), previous, now, every, budget)
+        period = look_period(len(staggered), previous, now, every, max(budget - len(young), 1))
         positions = stagger_order([job.metadata[META_RUN_ID] for job in staggered])
         checks += [PlannedCheck(job.metadata[META_RUN_ID], "progress", job) for job in staggered
                    if progress_due(positions[job.metadata[META_RUN_ID]], period, previous, now)]
-    young.sort(key=lambda job: job.creation_time, reverse=True)
-    checks += [PlannedCheck(job.metadata[META_RUN_ID], "progress", job) for job in young[:budget]]
     for job, ended_at in ended:
         run_id = job.metadata.get(META_RUN_ID)
         if run_id and state.handed_on.get(job.job_id) != ended_at:

@@ -192,11 +192,16 @@ def request_check(clients: Clients, request: CheckRequest, *, delay: int = 0, ta
 
 
 def _stale(marker: Any) -> bool:
+    """Whether the pending check's marker is older than ``STALE_AFTER`` by the time written in it (or unreadable)."""
     try:
-        modified = marker.get_blob_properties().last_modified
+        written = datetime.fromisoformat(marker.download_blob().readall().decode())
     except ResourceNotFoundError:
         return True
-    return datetime.now(timezone.utc) - modified > STALE_AFTER
+    except (UnicodeDecodeError, ValueError):
+        return True
+    if written.tzinfo is None:
+        return True
+    return datetime.now(timezone.utc) - written > STALE_AFTER
 
 
 def take_marker(clients: Clients, run_id: str) -> None:

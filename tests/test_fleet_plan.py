@@ -79,3 +79,16 @@ def test_a_damaged_watermark_starts_again_as_a_first_pass():
     assert PassState.from_json([1, 2]) == PassState()
     state = PassState(scan_from=NOW, last_pass_at=NOW, handed_on={"run-a": "2026-12-07T11:59:59.000Z"})
     assert PassState.from_json(state.to_json()) == state
+
+
+def test_a_burst_of_new_runs_does_not_push_a_pass_past_its_budget():
+    new = [job(f"n-{i:04d}", created=(NOW - timedelta(seconds=i % 50)).isoformat()) for i in range(1000)]
+    old = [job(f"o-{i:04d}") for i in range(1000)]
+    counts = []
+    for second in range(30):
+        now = NOW + timedelta(seconds=second)
+        checks = plan_checks(new + old, [], PassState(last_pass_at=now - timedelta(seconds=1)), now, every=30, budget=40)
+        counts.append(Counter(c.run_id[0] for c in checks))
+    assert all(c["n"] == 20 for c in counts), "the newest new runs take half the budget"
+    assert all(c["n"] + c["o"] <= 41 for c in counts), counts
+    assert all(c["o"] > 0 for c in counts[1:]), "the others are still looked at"
