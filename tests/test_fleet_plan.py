@@ -89,6 +89,6 @@ def test_a_burst_of_new_runs_does_not_push_a_pass_past_its_budget():
         now = NOW + timedelta(seconds=second)
         checks = plan_checks(new + old, [], PassState(last_pass_at=now - timedelta(seconds=1)), now, every=30, budget=40)
         counts.append(Counter(c.run_id[0] for c in checks))
-    assert all(c["n"] == 20 for c in counts), "the newest new runs take half the budget"
+    assert all(c["n"] >= 20 for c in counts), "the newest new runs take half the budget (more once some are past their first minute)"
     assert all(c["n"] + c["o"] <= 41 for c in counts), counts
     assert all(c["o"] > 0 for c in counts[1:]), "the others are still looked at"
