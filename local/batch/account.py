@@ -289,6 +289,7 @@ class BatchAccount:
             job = self.get_job(job_id)
             if job.state in TERMINAL_JOB_STATES:
                 raise _job_state_error(job)
+            _refuse_turning_off_auto_termination(job, patch.get("onAllTasksComplete"))
             for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "poolInfo"):
                 if key in patch:
                     job.spec[key] = patch[key]
@@ -302,6 +303,7 @@ class BatchAccount:
             job = self.get_job(job_id)
             if job.state in TERMINAL_JOB_STATES:
                 raise _job_state_error(job)
+            _refuse_turning_off_auto_termination(job, body.get("onAllTasksComplete") or "noaction")
             for key in ("priority", "constraints", "metadata", "onAllTasksComplete", "maxParallelTasks", "allowTaskPreemption"):
                 if body.get(key) is None:
                     job.spec.pop(key, None)
@@ -512,3 +514,11 @@ class BatchAccount:
         predicate = compile_filter(filter_)
         rendered = (entity.to_rest(self.base_url) for entity in entities)
         return [apply_select(item, select) for item in rendered if predicate(item)]
+
+
+def _refuse_turning_off_auto_termination(job: Job, wanted: str | None) -> None:
+    """As Batch: once a job ends with its tasks (``terminatejob``), it cannot be set back to ``noaction``."""
+    if wanted == "noaction" and job.spec.get("onAllTasksComplete") == "terminatejob":
+        raise errors.invalid("The value provided for one of the properties in the request body is invalid: once onAllTasksComplete "
+                             "is terminatejob it cannot be changed to noaction.", PropertyName="onAllTasksComplete",
+                             PropertyValue="noaction")

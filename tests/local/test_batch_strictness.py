@@ -93,6 +93,15 @@ def test_a_value_outside_what_the_property_allows_is_refused(batch: BatchEnv, jo
     assert "terminatejob" in values["Reason"].lower()
 
 
+def test_a_job_that_ends_with_its_tasks_cannot_be_set_back_to_noaction(batch: BatchEnv, job: str):
+    assert call(batch, "PATCH", f"/jobs/{job}", {"onAllTasksComplete": "terminatejob"})[0] == 200
+    status, code, values = call(batch, "PATCH", f"/jobs/{job}", {"onAllTasksComplete": "noaction"})
+    assert (status, code, values.get("PropertyName")) == (400, "InvalidPropertyValue", "onAllTasksComplete")
+    assert call(batch, "PATCH", f"/jobs/{job}", {"priority": 10})[0] == 200, "other changes still go through"
+    job_now = batch.client.get_job(job)
+    assert job_now.all_tasks_complete_mode == "terminatejob" and job_now.priority == 10
+
+
 def test_a_body_that_is_not_an_object_is_a_400_not_a_500(batch: BatchEnv, job: str):
     for raw in (b'[{"id": "t1", "commandLine": "true"}]', b'"t1"', b"{not json", b"[" * 5000):
         status, code, _ = call(batch, "POST", f"/jobs/{job}/tasks", raw=raw)
