@@ -224,7 +224,7 @@ def check_run(clients: Clients, request: CheckRequest, now: datetime | None = No
         if action is not None:
             with action_span(run, action):
                 ACTIONS[action](clients, run)
-        if request.attempt and run.status.get("check_failures"):
+        if run.status.get("check_failures"):  # a check got through: the run is no longer in trouble
             update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.pop("check_failures", None))
         if _follow_up_due(request, run, action):
             request_check(clients, CheckRequest(run.run_id, reason="follow_up"), delay=FOLLOW_UP_SECONDS)
