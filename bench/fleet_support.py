@@ -89,8 +89,9 @@ def with_settings(settings: Settings, **changes) -> Settings:
     return replace(settings, **changes)
 
 
-def drain_run_work(clients: Clients, concurrency: int = HOST_CONCURRENCY) -> int:
-    """Perform every check waiting on ``run-work`` (none delayed), ``concurrency`` at once; return how many.
+def drain_run_work(clients: Clients, concurrency: int = HOST_CONCURRENCY, delayed: bool = False) -> int:
+    """Perform every check waiting on ``run-work``, ``concurrency`` at once; return how many. With ``delayed``,
+    also those still invisible (a follow-up, a retry's backoff), and the checks they ask for in turn.
 
     The queue is read raw (base64 text, host.json's ``messageEncoding: none``), as the adapter gets it.
     """
@@ -105,9 +106,10 @@ def drain_run_work(clients: Clients, concurrency: int = HOST_CONCURRENCY) -> int
         while True:
             page = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=300))
             if not page:
-                if all(f.done() for f in futures):
+                if all(f.done() for f in futures) and not (
+                        delayed and queue.get_queue_properties().approximate_message_count):
                     break
-                time.sleep(0.01)
+                time.sleep(0.05 if delayed else 0.01)
                 continue
             futures += [pool.submit(perform, message) for message in page]
     for future in futures:

@@ -336,12 +336,12 @@ def test_settings_the_readme_documents_are_set():
     assert not missing, f"documented in README's Settings table but not set by infra/main.bicep: {missing}"
 
 
-def test_inbox_function_name_names_the_blob_trigger():
-    name = param_defaults(main_template())["inboxFunctionName"]
-    assert re.fullmatch(r"[A-Za-z_]\w*", name)
+def test_the_event_grid_subscriptions_name_the_blob_triggers():
     triggers = blob_trigger_functions()
-    if triggers:
-        assert name in triggers, f"inboxFunctionName {name!r} is none of the blob triggers {sorted(triggers)}"
+    for param in ("inboxFunctionName", "logsFunctionName"):  # the inbox's zips, the tasks' log uploads
+        name = param_defaults(main_template())[param]
+        assert re.fullmatch(r"[A-Za-z_]\w*", name)
+        assert name in triggers, f"{param} {name!r} is none of the blob triggers {sorted(triggers)}"
 
 
 # --- identity, not keys ---------------------------------------------------------------------
