@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from local.batch import app_packages, errors
 from local.batch.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
 from local.batch.errors import BatchServiceError
+from local.batch.listing import Listing
 from local.batch.odata import apply_select, compile_filter
 from local.batch import autoscale
 from local.batch.autoscale import check_formula, check_interval
@@ -113,7 +114,7 @@ class BatchAccount:
                 raise errors.not_found("Pool", pool_id)
             return pool
 
-    def list_pools(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+    def list_pools(self, filter_: str | None = None, select: str | None = None) -> Listing:
         with self.lock:
             return self._render(_by_id(self.pools.values()), filter_, select)
 
@@ -280,7 +281,7 @@ class BatchAccount:
                 raise errors.not_found("Job", job_id)
             return job
 
-    def list_jobs(self, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+    def list_jobs(self, filter_: str | None = None, select: str | None = None) -> Listing:
         with self.lock:
             return self._render(_by_id(self.jobs.values()), filter_, select)
 
@@ -435,7 +436,7 @@ class BatchAccount:
             task.touch()
             return task
 
-    def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> list[dict[str, Any]]:
+    def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> Listing:
         with self.lock:
             job = self.get_job(job_id)
             return self._render(_by_id(self.tasks[job.id].values()), filter_, select)
@@ -510,10 +511,15 @@ class BatchAccount:
             job.set_state("disabled")
 
     # ---- rendering ---------------------------------------------------------------
-    def _render(self, entities: Iterable[Any], filter_: str | None, select: str | None) -> list[dict[str, Any]]:
-        predicate = compile_filter(filter_)
-        rendered = (entity.to_rest(self.base_url) for entity in entities)
-        return [apply_select(item, select) for item in rendered if predicate(item)]
+    def _render(self, entities: list[Any], filter_: str | None, select: str | None) -> Listing:
+        """The entities as a list operation returns them, rendered a page at a time (``local.batch.listing``)."""
+        predicate = compile_filter(filter_)  # a bad $filter is refused now, before any page
+
+        def render(entity: Any) -> dict[str, Any] | None:
+            item = entity.to_rest(self.base_url)
+            return apply_select(item, select) if predicate(item) else None
+
+        return Listing(entities, render, self.lock)
 
 
 def _refuse_turning_off_auto_termination(job: Job, wanted: str | None) -> None:

@@ -22,6 +22,7 @@ from local.batch import account_reports, app_packages, auth, file_serving, unsup
 from local.batch.account import BatchAccount
 from local.batch.api_version import check_api_version
 from local.batch.errors import BatchServiceError
+from local.batch.listing import Listing
 from local.batch.odata import apply_select, compile_filter
 from local.batch.rest_contract import RestContract, body_error
 
@@ -75,19 +76,31 @@ def _entity_headers(entity: Any) -> dict[str, str]:
     return {"ETag": entity.etag, "Last-Modified": formatdate(entity.last_modified.timestamp(), usegmt=True)}
 
 
-def _paged(items: list[dict[str, Any]], request: Request, base_url: str) -> Response:
+def _paged(items: "list[dict[str, Any]] | Listing", request: Request, base_url: str) -> Response:
+    """One page of a list operation and, when more follow, its ``odata.nextLink``.
+
+    A ``Listing`` (pools, jobs, tasks) pages by the last id of the page, rendering only that page; a
+    plain list by offset. Either way the token is this service's own: anything else is refused.
+    """
     token = request.query.get("$skiptoken")
     try:
-        offset = int(json.loads(base64.urlsafe_b64decode(token))["offset"]) if token else 0
-    except (ValueError, TypeError, KeyError):  # binascii.Error and JSONDecodeError are ValueErrors
+        position = json.loads(base64.urlsafe_b64decode(token)) if token else {}
+        after = str(position["after"]) if "after" in position else None
+        offset = int(position.get("offset", 0))
+    except (ValueError, TypeError, KeyError, AttributeError):  # binascii.Error and JSONDecodeError are ValueErrors
         raise BatchServiceError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the request URI is invalid.",
                                 {"QueryParameterName": "$skiptoken", "QueryParameterValue": token or "", "Reason": "not a continuation token of this service"}) from None
     size = min(int(request.query.get("maxresults") or DEFAULT_PAGE), DEFAULT_PAGE)
-    page = items[offset: offset + size]
+    if isinstance(items, Listing):
+        page, last = items.page(after, size)
+        following = {"after": last} if last is not None else None
+    else:
+        page = items[offset: offset + size]
+        following = {"offset": offset + size} if offset + size < len(items) else None
     body: dict[str, Any] = {"odata.metadata": f"{base_url}/$metadata", "value": page}
-    if offset + size < len(items):
+    if following is not None:
         keep = {k: v for k, v in request.query.items() if k in ("$filter", "$select", "maxresults")}
-        next_token = base64.urlsafe_b64encode(json.dumps({"offset": offset + size}).encode()).decode()
+        next_token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode()
         body["odata.nextLink"] = f"{base_url}{request.path}?{urlencode({**keep, '$skiptoken': next_token})}"
     return Response(200, body)
 
