@@ -9,6 +9,7 @@ or a job already ended is not an error.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,6 +29,8 @@ log = logging.getLogger("dmsbatch.finishing")
 
 MANIFEST_BLOB = "manifest.json"
 STDERR_TAIL_BYTES = 4096
+MAX_STDERR_TAILS = 100  # failed tasks whose stderr tail the manifest carries (the others: their log's path)
+TAILS_IN_PARALLEL = 8
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
 
 
@@ -68,14 +71,27 @@ def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seco
     return "failed", why + (f" ({len(failed) - 1} more tasks failed)" if len(failed) > 1 else "")
 
 
-def _stderr_tail(store: RunStore, run_id: str, task_id: str) -> str | None:
-    blob = store.container.get_blob_client(f"{store.logs_prefix(run_id, task_id)}/stderr.txt")
-    try:
-        size = blob.get_blob_properties().size
-        data = blob.download_blob(offset=max(0, size - STDERR_TAIL_BYTES), length=min(size, STDERR_TAIL_BYTES)).readall() if size else b""
-    except ResourceNotFoundError:
-        return None
-    return data.decode("utf-8", errors="replace")
+def _stderr_tails(store: RunStore, failed: list[str], stderr: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """The last ``STDERR_TAIL_BYTES`` of stderr of the first ``MAX_STDERR_TAILS`` failed tasks that wrote any.
+
+    One ranged read each (the size is the listing's), ``TAILS_IN_PARALLEL`` at a time: a task that never
+    started (its job ended first) has no stderr to read, and a sweep with thousands of failures gets the
+    tails a person reads, not a request per member."""
+    wanted = [(task_id, *stderr[task_id]) for task_id in failed if stderr.get(task_id, ("", 0))[1] > 0][:MAX_STDERR_TAILS]
+
+    def tail(item: tuple[str, str, int]) -> tuple[str, str | None]:
+        task_id, name, size = item
+        try:
+            data = store.container.get_blob_client(name).download_blob(
+                offset=max(0, size - STDERR_TAIL_BYTES), length=min(size, STDERR_TAIL_BYTES)).readall()
+        except ResourceNotFoundError:
+            return task_id, None
+        return task_id, data.decode("utf-8", errors="replace")
+
+    if not wanted:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(TAILS_IN_PARALLEL, len(wanted))) as pool:
+        return {task_id: text for task_id, text in pool.map(tail, wanted) if text is not None}
 
 
 def finish_run(clients: Clients, run: RunObservation) -> None:
@@ -130,7 +146,7 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
     status = read_status(store, run.run_id) or {}
     raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
-    outputs, logs = [], {}
+    outputs, logs, stderr = [], {}, {}
     outputs_prefix = f"{run.run_id}/outputs/"
     for blob in store.list(f"{run.run_id}/"):
         if blob.name.startswith(outputs_prefix):
@@ -139,11 +155,12 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
         elif blob.name.startswith(f"{run.run_id}/logs/"):
             task_id, _, name = blob.name[len(f"{run.run_id}/logs/"):].partition("/")
             logs.setdefault(task_id, {})[name.removesuffix(".txt")] = blob.name
-    tasks = []
-    for task in raw_tasks:
-        failed = task.execution_info is not None and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"
-        tail = _stderr_tail(store, run.run_id, task.id) if failed else None
-        tasks.append(task_entry(task, logs.get(task.id, {}), tail))
+            if name == "stderr.txt":
+                stderr[task_id] = (blob.name, blob.size or 0)
+    failed = [task.id for task in raw_tasks if task.execution_info is not None
+              and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"]
+    tails = _stderr_tails(store, failed, stderr)
+    tasks = [task_entry(task, logs.get(task.id, {}), tails.get(task.id)) for task in raw_tasks]
     limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
     final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
     manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
