@@ -86,11 +86,6 @@ def main() -> None:
               f"two sweeps of {args.tasks:,} tasks and one of {args.baseline_tasks:,} made in {time.perf_counter() - started:.0f} s")
         reconcile_fleet(clients)  # the first pass records its watermark
         drain_run_work(clients)
-        job = clients.batch.get_job(timed_out, select=["metadata"])  # its deadline passes now (set apart from the count)
-        metadata = {m.name: m.value for m in job.metadata}
-        metadata[META_DEADLINE] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
-        clients.batch.update_job(timed_out, bm.BatchJobUpdateOptions(
-            metadata=[bm.BatchMetadataItem(name=k, value=v) for k, v in metadata.items()]))
 
         def cancel() -> None:
             request_cancel(clients, "cancel-me", "benchmark")
@@ -100,7 +95,16 @@ def main() -> None:
             reconcile_fleet(clients)
             drain_run_work(clients)
 
-        for name, job_id, end in (("cancel", cancelled, cancel), ("time out", timed_out, pass_the_deadline)):
+        def deadline_passes() -> None:  # set apart from the count: the run's deadline is now behind it
+            job = clients.batch.get_job(timed_out, select=["metadata"])
+            metadata = {m.name: m.value for m in job.metadata}
+            metadata[META_DEADLINE] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+            clients.batch.update_job(timed_out, bm.BatchJobUpdateOptions(
+                metadata=[bm.BatchMetadataItem(name=k, value=v) for k, v in metadata.items()]))
+
+        for name, job_id, prepare, end in (("cancel", cancelled, lambda: None, cancel),
+                                           ("time out", timed_out, deadline_passes, pass_the_deadline)):
+            prepare()
             ending, finishing, waited = measure(admin, clients, job_id, end)
             print(f"[3] {name} a {args.tasks:,}-task sweep: {ending} Batch requests to end its tasks (target <= 10; "
                   f"Batch completed the job {waited:.1f} s later), then {finishing} to write its manifest "
