@@ -34,7 +34,7 @@ def test_a_hundred_runs_finish_on_time_while_two_corrupt_ones_fail_with_a_reason
     bad_request, bad_status = run_ids[17], run_ids[63]
     for run_id in run_ids:
         slow = run_id in (bad_request, bad_status)  # still running when they are corrupted
-        post_spec(clients, {"run_id": run_id, "command": f"echo {run_id}; sleep {8 if slow else 1}", "pool": pool,
+        post_spec(clients, {"run_id": run_id, "command": f"echo {run_id}" + ("; sleep 8" if slow else ""), "pool": pool,
                             "constraints": {"max_wall_clock": "10m"}})
 
     def submitted(run_id):
