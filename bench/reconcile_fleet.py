@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests-only", action="store_true", help="row 1 only (the wall-time row takes minutes)")
     args = parser.parse_args()
     baseline = baseline_reconcile()
     with local_services() as (settings, admin):
@@ -119,6 +120,8 @@ def main() -> None:
               f"baseline median {statistics.median(b[0] for b in base)} (storage {statistics.median(b[1] for b in base)}) "
               f"| target <= 50")
 
+        if args.requests_only:
+            return
         # 2. wall time with latency
         admin.add_latency(0.030)
         latent = CountingClients(settings, storage_latency=0.015)
