@@ -23,6 +23,7 @@ from azure.batch import models as bm
 
 from shared.commands import WINDOWS, command_line, package_environment, package_variables
 from shared.ids import MAIN_TASK_ID, job_id
+from shared.run_store import LOG_FILES
 from shared.settings import Settings
 from shared.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
 
@@ -34,7 +35,6 @@ META_WHEN_DONE = "dmsbatch_when_done"
 META_TASKS = "dmsbatch_tasks"  # how many tasks submission adds: a sweep's arrive in collections of 100
 
 
-LOG_FILES = ("stdout.txt", "stderr.txt")  # in the task's directory, the parent of its working directory
 
 
 @dataclass(frozen=True)

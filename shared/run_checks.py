@@ -28,8 +28,8 @@ from shared.clients import Clients
 from shared.errors import UnusableMessageError
 from shared.ids import is_valid_run_id
 from shared.messages import UndecodableMessage, decode_body
-from shared.planning import LOG_FILES
 from shared.run_observation import PoolOutlook
+from shared.run_store import LOG_FILES
 from shared.spec import RUN_ID_RULE
 
 MARKER_BLOB = "check-pending"

@@ -15,6 +15,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
 JSON = ContentSettings(content_type="application/json")
+# the logs Batch uploads for each task, from its directory (the parent of its working directory), to logs/<task>/
+LOG_FILES = ("stdout.txt", "stderr.txt")
 
 
 class ConcurrentUpdate(Exception):
