@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared import batch_ops, beopest, tracing
+from shared import batch_ops, beopest, run_metrics, tracing
 from shared.clients import Clients
 from shared.events import emit_run_event_once
 from shared.ids import job_id
@@ -228,10 +228,12 @@ def check_run(clients: Clients, request: CheckRequest, now: datetime | None = No
             update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.pop("check_failures", None))
         if _follow_up_due(request, run, action):
             request_check(clients, CheckRequest(run.run_id, reason="follow_up"), delay=FOLLOW_UP_SECONDS)
+        run_metrics.check_done(request.reason, action, "ok")
         return action
     except Exception as exc:  # noqa: BLE001 - kept to this run: recorded on it, retried, then its reason
         tracing.record_failure(exc)
-        _failed_check(clients, request, exc)
+        gave_up = _failed_check(clients, request, exc)
+        run_metrics.check_done(request.reason, None, "gave_up" if gave_up else "retrying")
         return "failed"
 
 
@@ -260,13 +262,14 @@ def backoff_seconds(attempt: int) -> int:
     return min(2 ** attempt, MAX_BACKOFF_SECONDS)
 
 
-def _failed_check(clients: Clients, request: CheckRequest, exc: Exception) -> None:
+def _failed_check(clients: Clients, request: CheckRequest, exc: Exception) -> bool:
+    """Record the failure on the run and ask for the check again later; True if this was the last attempt."""
     error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
     attempts = request.attempt + 1
     if attempts >= clients.settings.run_check_attempts:
         log.error("run %s: check failed %d times; giving up: %s", request.run_id, attempts, error)
         give_up(clients, request.run_id, f"the reconciler could not handle the run ({attempts} attempts): {error}")
-        return
+        return True
     delay = backoff_seconds(attempts)
     log.warning("run %s: check failed (attempt %d), again in %d s: %s", request.run_id, attempts, delay, error,
                 extra={"run_id": request.run_id})
@@ -277,6 +280,7 @@ def _failed_check(clients: Clients, request: CheckRequest, exc: Exception) -> No
     except Exception as recording:  # noqa: BLE001 - an unreadable status.json: the retry (and give_up) still happen
         log.warning("run %s: could not record the failed check: %s", request.run_id, recording)
     request_check(clients, request.retry(), delay=delay, force=True)
+    return False
 
 
 def give_up(clients: Clients, run_id: str, reason: str) -> None:

@@ -33,12 +33,14 @@ RUNS_ENDED = _METER.create_counter("dmsbatch.runs.ended", unit="{run}",
 TASKS_SUBMITTED = _METER.create_counter("dmsbatch.tasks.submitted", unit="{task}",
                                         description="Batch tasks added (submission, BeoPEST workers), by run kind")
 TICK_DURATION = _METER.create_histogram("dmsbatch.reconcile.tick.duration", unit="s", explicit_bucket_boundaries_advisory=TICK_BUCKETS,
-                                        description="How long one reconcile tick over every active run took")
+                                        description="How long one pass of the reconcile timer took (its listings and the checks it queued)")
 QUEUE_AGE = _METER.create_histogram("dmsbatch.queue.message_age", unit="s", explicit_bucket_boundaries_advisory=QUEUE_AGE_BUCKETS,
                                     description="A queue message's age when a function received it (now - insertion time)")
 FAILED_ATTEMPTS = _METER.create_counter("dmsbatch.requests.failed_attempts", unit="{request}",
                                         description="Batch and storage requests answered with a status the Azure SDKs retry "
                                                     "(408, 429, 5xx): each an attempt that had to be made again")
+CHECKS = _METER.create_counter("dmsbatch.reconcile.checks", unit="{check}",
+                               description="Checks of one run (run-work), by what asked for them, the action taken and the outcome")
 MANIFEST_LATENCY = _METER.create_histogram("dmsbatch.manifest.latency", unit="s", explicit_bucket_boundaries_advisory=MANIFEST_BUCKETS,
                                            description="From a run's last task ending to its manifest being written")
 
@@ -128,3 +130,8 @@ def response_hook(service: str):
 
 def manifest_written(kind: str, state: str, seconds: float) -> None:
     MANIFEST_LATENCY.record(max(seconds, 0.0), {"run_kind": kind or "unknown", "run_state": state})
+
+
+def check_done(reason: str, action: str | None, outcome: str) -> None:
+    """One check of a run: ``outcome`` is ``ok``, ``retrying`` (recorded on the run, asked for again) or ``gave_up``."""
+    CHECKS.add(1, {"reason": reason, "action": action or "none", "outcome": outcome})

@@ -104,6 +104,8 @@ def test_a_beopest_run_is_one_trace_from_submit_to_manifest_with_its_metrics(sta
     assert ticks["count"] >= 5 and 0 <= ticks["min"] <= ticks["max"] < 30
     age = histogram(measured("dmsbatch.queue.message_age", queue="run-requests"))
     assert age["count"] >= 1 and 0 <= age["min"] <= age["max"] < 60, "from the host's insertion time to the dequeue"
+    assert sum(p["value"] for p in measured("dmsbatch.reconcile.checks", action="beopest_chain", outcome="ok")) >= 1
+    assert sum(p["value"] for p in measured("dmsbatch.reconcile.checks", action="finish", outcome="ok")) >= 1
     latency = histogram(measured("dmsbatch.manifest.latency", run_kind="beopest", run_state="succeeded"))
     assert latency["count"] >= 1 and 0 <= latency["min"] <= latency["max"] < 30
 
