@@ -203,7 +203,8 @@ def end_job(clients: Clients, run: RunObservation, reason: str) -> None:
 
     Batch terminates the running tasks (their processes are killed, then their output files with a
     ``taskcompletion`` or ``taskfailure`` condition, stdout and stderr among them, are uploaded),
-    completes the tasks that never started, runs the job release task, then marks the job completed;
+    leaves the tasks that never started active (never to be scheduled), runs the job release task,
+    then marks the job completed;
     the next check of the run (the timer finds it among the jobs that completed) writes the manifest.
     A job already ending or ended is not an error.
     """

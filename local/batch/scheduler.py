@@ -13,7 +13,7 @@ import threading
 
 from local.batch import autoscale, multi_instance
 from local.batch.account import BatchAccount
-from local.batch.entities import USER_ERROR, Job, Node, Pool, Task
+from local.batch.entities import Job, Node, Pool, Task
 from local.batch.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
 from local.batch.node_agent import NodeAgent
 from local.batch.task_rules import parent_ids, readiness
@@ -102,11 +102,11 @@ class Scheduler:
                 job.terminate_reason = "AllTasksComplete"
                 job.set_state("terminating")
         if job.state in ("terminating", "deleting"):
+            # As Batch: running tasks are terminated; tasks still active stay active (and are never scheduled:
+            # only an active job's tasks are dispatched).
             running = False
             for task in tasks.values():
-                if task.state == "active":
-                    self.account.complete_task(task, None, (USER_ERROR, "TaskEnded", "The job was terminated before the task started."))
-                elif task.state in ("preparing", "running"):
+                if task.state in ("preparing", "running"):
                     task.terminate_requested = True
                     running = True
             if not running and self._released(job):

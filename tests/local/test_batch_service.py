@@ -489,6 +489,20 @@ def test_wall_clock_limit_kills_the_whole_process_group(batch: BatchEnv):
     wait_for(lambda: not process_alive(child), "the background child to die with its task", timeout=5)
 
 
+def test_terminating_a_job_leaves_its_waiting_tasks_active_and_never_runs_them(batch: BatchEnv):
+    client = batch.client
+    batch.create_pool("parked", nodes=0)
+    batch.create_job("job", "parked")
+    client.create_tasks("job", [task(f"t-{i}", "/bin/true") for i in range(3)])
+    client.begin_terminate_job("job", {"terminateReason": "stopped by the test"}, polling_interval=POLL).result(timeout=20)
+    assert client.get_job("job").state == bm.BatchJobState.COMPLETED
+    assert {t.state for t in client.list_tasks("job")} == {bm.BatchTaskState.ACTIVE}, "as Batch: active tasks stay active"
+    client.begin_resize_pool("parked", bm.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=POLL).result(timeout=30)
+    batch.create_job("other", "parked")
+    assert batch.run("other", task("after", "/bin/true")).execution_info.result == bm.BatchTaskExecutionResult.SUCCESS
+    assert {t.state for t in client.list_tasks("job")} == {bm.BatchTaskState.ACTIVE}, "a completed job's tasks are never scheduled"
+
+
 def test_terminate_task_stops_a_running_task(batch: BatchEnv):
     client = batch.client
     batch.create_pool("pool", nodes=1)
