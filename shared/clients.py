@@ -14,6 +14,7 @@ from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue import ExponentialRetry as QueueRetry
 
+from shared.batch_ops import BATCH_API_VERSION
 from shared.run_metrics import response_hook
 from shared.settings import Settings
 
@@ -62,7 +63,7 @@ class Clients:
             credential = AzureNamedKeyCredential(s.batch_account_name, s.batch_account_key)
         else:
             credential = self._identity
-        return BatchClient(s.batch_account_url, credential, raw_response_hook=response_hook("batch"))
+        return BatchClient(s.batch_account_url, credential, api_version=BATCH_API_VERSION, raw_response_hook=response_hook("batch"))
 
     def runs(self) -> ContainerClient:
         return self.blob_service.get_container_client(self.settings.runs_container)

@@ -15,19 +15,19 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import batch_ops, beopest, run_metrics, run_timeline, tracing
+from shared import batch_ops, run_metrics, run_timeline, tracing
 from shared.cancel import cancelled_reason
 from shared.clients import Clients
 from shared.events import emit_run_event_once
+from shared.kinds import kind_for
 from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
+from shared.run_layout import MANIFEST_BLOB, REQUEST_BLOB
 from shared.run_store import RunStore
 from shared.status import is_terminal, now_iso, read_status, update_status
-from shared.submission import REQUEST_BLOB
 
 log = logging.getLogger("dmsbatch.finishing")
 
-MANIFEST_BLOB = "manifest.json"
 STDERR_TAIL_BYTES = 4096
 MAX_STDERR_TAILS = 100  # failed tasks whose stderr tail the manifest carries (the others: their log's path)
 TAILS_IN_PARALLEL = 8
@@ -50,16 +50,19 @@ def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
 
 def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None,
                  kind: str | None = None) -> tuple[str, str | None]:
+    """The run's final state and why, from its tasks' entries; its kind says which tasks decide (a BeoPEST
+    run follows its master alone: workers are ended with it, and one that fails does no harm)."""
     if is_terminal(status):  # ended before the tasks did (a submission that failed after its job existed): it stands
         return status["state"], status.get("reason")
     if status.get("cancel_requested_at"):
         return "cancelled", cancelled_reason(status)
-    if kind == "beopest":  # the run follows its master; workers are ended with it, and one that fails does no harm
-        tasks = beopest.deciding_tasks(tasks)
+    run_kind = kind_for(kind or "single")
+    tasks = run_kind.deciding_tasks(tasks)
     if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
         return "timed_out", "the run passed its wall-clock limit"
-    if kind == "beopest" and beopest.run_failure(status):
-        return "failed", beopest.run_failure(status)
+    failure = run_kind.failure(status)
+    if failure:
+        return "failed", failure
     failed = [t for t in tasks if t["result"] != "success"]
     if not failed:
         return "succeeded", None
@@ -199,19 +202,5 @@ def _other_active_jobs(batch: Any, run: RunObservation) -> list[str]:
 
 
 def end_job(clients: Clients, run: RunObservation, reason: str) -> None:
-    """Terminate the run's job: one request, however many tasks it has.
-
-    Batch terminates the running tasks (their processes are killed, then their output files with a
-    ``taskcompletion`` or ``taskfailure`` condition, stdout and stderr among them, are uploaded),
-    leaves the tasks that never started active (never to be scheduled), runs the job release task,
-    then marks the job completed;
-    the next check of the run (the timer finds it among the jobs that completed) writes the manifest.
-    A job already ending or ended is not an error.
-    """
-    try:
-        batch_ops.terminate_job(clients.batch, run.job_id, reason)
-    except ResourceNotFoundError:
-        pass
-    except HttpResponseError as exc:
-        if getattr(exc.error, "code", None) not in ("JobCompleted", "JobNotActive", "JobBeingTerminated", "JobBeingDeleted"):
-            raise
+    """Terminate the run's job (``batch_ops.end_job``); the check that sees it completed writes the manifest."""
+    batch_ops.end_job(clients.batch, run.job_id, reason)

@@ -34,9 +34,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from opentelemetry.trace import SpanKind
 
-from shared import beopest, run_metrics, tracing
+from shared import run_metrics, tracing
 from shared.clients import Clients
-from shared.planning import META_DEADLINE, META_RUN_ID
+from shared.kinds import UnknownKind, kind_for
+from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID
 from shared.pool_outlook import look_at_pools
 from shared.run_checks import CheckRequest, JobSnapshot, request_check
 from shared.run_observation import PoolOutlook
@@ -50,7 +51,7 @@ YOUNG = timedelta(seconds=60)  # a job this new is looked at on every pass (at m
 REQUESTS_IN_PARALLEL = 16
 ACTIVE_SELECT = ["id", "state", "metadata", "poolInfo", "creationTime"]
 ENDED_SELECT = [*ACTIVE_SELECT, "stateTransitionTime"]
-LOOKING = ("progress", "beopest")  # checks that may find their run waiting on its pool: handed the pool's outlook
+LOOKING = ("progress", "watch")  # checks that may find their run waiting on its pool: handed the pool's outlook
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class PassState:
 @dataclass(frozen=True)
 class PlannedCheck:
     run_id: str
-    reason: str  # ended, deadline, beopest, progress
+    reason: str  # ended, deadline, watch (its kind asks to be looked at every pass), progress
     job: JobSnapshot
     ended_at: str | None = None  # a completed job's stateTransitionTime
 
@@ -114,6 +115,14 @@ def stagger_order(run_ids: list[str]) -> dict[str, float]:
     return {run_id: index / len(ordered) for index, run_id in enumerate(ordered)}
 
 
+def _watched_every_tick(metadata: dict[str, str]) -> bool:
+    """Whether the run's kind must be looked at on every pass (a BeoPEST master whose host is not known yet)."""
+    try:
+        return kind_for(metadata.get(META_KIND, "single")).watched_every_tick(metadata)
+    except UnknownKind:  # a job of a kind this deployment does not have: the staggered looks report it
+        return False
+
+
 def plan_checks(active: list[JobSnapshot], ended: list[tuple[JobSnapshot, str]], state: PassState, now: datetime,
                 every: int, budget: int) -> list[PlannedCheck]:
     """The checks this pass asks for, from the two listings and the last pass's state."""
@@ -126,8 +135,8 @@ def plan_checks(active: list[JobSnapshot], ended: list[tuple[JobSnapshot, str]],
         created = job.creation_time
         if deadline is not None and now > deadline:
             checks.append(PlannedCheck(run_id, "deadline", job))
-        elif beopest.watched_every_tick(job.metadata):
-            checks.append(PlannedCheck(run_id, "beopest", job))
+        elif _watched_every_tick(job.metadata):
+            checks.append(PlannedCheck(run_id, "watch", job))
         elif created is not None and now - created < YOUNG:
             young.append(job)
         else:

@@ -59,14 +59,14 @@ from shared.posting import post_run_request
 from shared.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
 from shared.spec import RUN_ID_RULE, SpecError
-from shared.status import STATUS_BLOB, now_iso
-from shared.submission import REQUEST_BLOB, reject_run
+from shared.run_layout import INTAKE_BLOB, REQUEST_BLOB, STATUS_BLOB
+from shared.status import now_iso
+from shared.submission import reject_run
 from shared.zip_extract import copy_out_named_files, named_files, with_zip_as_input
 from shared.zip_inspect import Inspection, ZipLimits, inspect_blob
 
 log = logging.getLogger("dmsbatch.intake")
 
-INTAKE_BLOB = "intake.json"
 INTAKE_SCHEMA_VERSION = 1
 SOURCE_SAS_LIFETIME = timedelta(hours=1)
 # How long one attempt waits for a pending server-side copy before handing back to the

@@ -3,29 +3,24 @@
 Everything the reconciler later needs (run id, deadline, kind, task count)
 goes into the job's metadata, so the reconciler keeps no state of its own.
 
-A single run is one task, ``main``. A sweep is one task per member
-(``m-00000``, ...), each with the spec's environment plus its parameters; its
-``shared_inputs`` are copied once per node by the job's preparation task into
-``$AZ_BATCH_NODE_SHARED_DIR/<job id>/`` (tasks see that directory as
-``$DMSBATCH_SHARED_DIR``) and removed by its release task when the job ends.
-A BeoPEST run is its master task, ``master``, here; its workers are planned by
-``shared.beopest.plan_workers`` once the reconciler knows the master's host.
+What the tasks are is the run kind's to say (``shared.kinds``: a single run is
+one task, a sweep one per member, a BeoPEST run its master until the reconciler
+chains the workers); the pool and the job are planned here, the same for all.
 """
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from azure.batch import models as bm
 
-from shared.commands import WINDOWS, command_line, package_environment, package_variables
-from shared.ids import MAIN_TASK_ID, job_id
-from shared.run_store import LOG_FILES
+from shared.commands import WINDOWS, package_environment, package_variables
+from shared.ids import job_id
+from shared.kinds import PlanContext, kind_for
 from shared.settings import Settings
-from shared.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
+from shared.task_models import RunUrls, task_command_line
 
 META_RUN_ID = "dmsbatch_run_id"
 META_KIND = "dmsbatch_kind"
@@ -35,22 +30,6 @@ META_WHEN_DONE = "dmsbatch_when_done"
 META_TASKS = "dmsbatch_tasks"  # how many tasks submission adds: a sweep's arrive in collections of 100
 
 
-
-
-@dataclass(frozen=True)
-class RunUrls:
-    """Pre-signed URLs the tasks use (``shared.sas``), signed before planning so that planning does no I/O.
-
-    ``inputs``: one read URL per input blob (inputs and shared inputs).
-    ``results_container``: the runs container with create/write on any blob, for
-    output patterns; None when the spec has no outputs, so no task holds it.
-    ``blob_upload``: a blob name -> the runs container's URL with create/write on
-    that blob only, for each task's stdout and stderr.
-    """
-
-    inputs: dict[str, str]
-    results_container: str | None
-    blob_upload: Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -88,8 +67,8 @@ def pool_for(spec: dict[str, Any], run_id: str, settings: Settings) -> tuple[str
     publisher, offer, sku = (settings.default_windows_image if windows else settings.default_image).split(":")
     image = pool.get("image") or {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"}
     dedicated = pool["dedicated_nodes"] if pool.get("dedicated_nodes") is not None else settings.default_dedicated_nodes
-    if spec.get("mpi") and pool.get("dedicated_nodes") is None:
-        dedicated = spec["mpi"]["nodes"]  # a pool made for an MPI run has one node per instance
+    if pool.get("dedicated_nodes") is None and kind_for(spec["kind"]).pool_nodes(spec) is not None:
+        dedicated = kind_for(spec["kind"]).pool_nodes(spec)  # e.g. one node per MPI instance
     formula = pool.get("autoscale_formula")
     interval = pool.get("autoscale_interval")
     metadata = [bm.BatchMetadataItem(name="created_by", value="dmsbatch")]
@@ -149,53 +128,22 @@ def start_task_for(spec: dict[str, Any]) -> bm.BatchStartTask | None:
     )
 
 
-def _outputs(spec: dict[str, Any], run_id: str, task_id: str, urls: RunUrls, runs_prefix: str) -> list[bm.OutputFile]:
-    """The task's output patterns under ``outputs/<task>``, then its stdout and stderr under ``logs/<task>``.
-
-    Each log file is an output file of its own with a SAS for that one blob
-    (Batch uploads a pattern without wildcards to exactly ``path``), so a task
-    of a run without outputs holds no SAS that writes anywhere else.
-    """
-    def upload(pattern: str, path: str, container_url: str) -> bm.OutputFile:
-        return bm.OutputFile(
-            file_pattern=pattern,
-            destination=bm.OutputFileDestination(container=bm.OutputFileBlobContainerDestination(container_url=container_url, path=path)),
-            upload_options=bm.OutputFileUploadConfiguration(upload_condition=bm.OutputFileUploadCondition.TASK_COMPLETION),
-        )
-
-    files = []
-    if spec["outputs"]:
-        if not urls.results_container:
-            raise ValueError("the spec has outputs but no results container URL was signed for them")
-        files = [upload(pattern, f"{runs_prefix}{run_id}/outputs/{task_id}", urls.results_container) for pattern in spec["outputs"]]
-    # stdout/stderr always land beside the outputs, on success and on failure
-    for name in LOG_FILES:
-        blob = f"{runs_prefix}{run_id}/logs/{task_id}/{name}"
-        files.append(upload(f"../{name}", blob, urls.blob_upload(blob)))
-    return files
-
-
 def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrls, deadline: datetime, runs_prefix: str = "",
-             sweep_csv: str | None = None) -> RunPlan:
-    """The pool, job and tasks for a run: one task for a single run, one per member for a sweep.
+             files: Mapping[str, str] | None = None) -> RunPlan:
+    """The pool, job and tasks for a run; the tasks are its kind's (``shared.kinds``).
 
-    A CSV sweep's members come from ``sweep_csv``, the text of its CSV file,
-    which the caller reads (planning does no I/O); a file that cannot be used
-    raises ``SpecError`` naming ``sweep.csv``.
+    ``files``: the text of each input the kind plans from (``RunKind.input_files``, e.g. a CSV
+    sweep's member file), which the caller reads (planning does no I/O); a file that cannot be
+    used raises ``SpecError`` naming its field.
     """
+    kind = kind_for(spec["kind"])
     pool_id, pool, owned = pool_for(spec, run_id, settings)
     when_done = spec["pool"].get("when_done") or ("delete" if owned else "keep")
     the_job_id = job_id(settings.job_prefix, run_id)
-    if spec["kind"] == "sweep":
-        tasks = _sweep_tasks(spec, run_id, the_job_id, settings, urls, runs_prefix, sweep_csv)
-    elif spec["kind"] == "mpi":
-        tasks = [_mpi_task(spec, run_id, urls, runs_prefix)]
-    elif spec["kind"] == "beopest":
-        from shared import beopest  # it builds on this module; the reconciler adds the workers once the master's host is known
-        tasks = [beopest.master_task(spec, run_id, urls, runs_prefix)]
-    else:
-        tasks = [_task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)]
-    preparation, release = _shared_inputs_tasks(spec, the_job_id, urls) if spec.get("shared_inputs") else (None, None)
+    context = PlanContext(run_id=run_id, job_id=the_job_id, urls=urls, runs_prefix=runs_prefix,
+                          max_sweep_members=settings.sweep_max_members, files=files or {})
+    tasks = kind.plan_tasks(spec, context)
+    preparation, release = kind.job_tasks(spec, context)
     job = bm.BatchJobCreateOptions(
         id=the_job_id,
         display_name=(spec.get("name") or run_id)[:1024],
@@ -208,138 +156,9 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
             bm.BatchMetadataItem(name=META_DEADLINE, value=deadline.isoformat()),
             bm.BatchMetadataItem(name=META_WHEN_DONE, value=when_done),
             bm.BatchMetadataItem(name=META_TASKS, value=str(len(tasks))),
+            *kind.job_metadata(spec),
         ],
     )
-    if spec["kind"] == "beopest":
-        job.metadata.append(beopest.job_metadata(spec))  # port, workers, host timeout and rule, for the reconciler
-    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks, all_tasks_known=spec["kind"] != "beopest")
+    return RunPlan(pool_id=pool_id, pool=pool, job=job, tasks=tasks, all_tasks_known=kind.adds_every_task_at_submission)
 
 
-def task_command_line(spec: dict[str, Any], command: str) -> str:
-    """``command`` wrapped for the pool's OS, with the pool's application packages on PATH (``shared.commands``)."""
-    os_family = spec["pool"]["os"]
-    return command_line(command, os_family, package_variables(spec["pool"].get("application_packages") or [], os_family))
-
-
-def _resource_files(items: list[dict[str, Any]], urls: RunUrls, os_family: str) -> list[bm.ResourceFile]:
-    """One resource file per input; a file mode only where Batch applies it (Linux nodes; Windows ignores it)."""
-    return [bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"],
-                            file_mode=item.get("mode") if os_family != WINDOWS else None) for item in items]
-
-
-def _task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, command: str, environment: dict[str, str],
-          urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
-    """A task running ``command``; the environment carries the spec's values, never the command line.
-
-    With application packages, ``DMSBATCH_APP_PACKAGES`` names their variables
-    for the PATH prefix of the command line (set last: the backend's value wins).
-    """
-    constraints = spec["constraints"]
-    os_family = spec["pool"]["os"]
-    packages = package_environment(package_variables(spec["pool"].get("application_packages") or [], os_family))
-    return bm.BatchTaskCreateOptions(
-        id=task_id,
-        display_name=display_name,
-        command_line=task_command_line(spec, command),
-        environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted({**environment, **packages}.items())],
-        resource_files=_resource_files(spec["inputs"], urls, os_family),
-        output_files=_outputs(spec, run_id, task_id, urls, runs_prefix),
-        constraints=bm.BatchTaskConstraints(
-            max_wall_clock_time=timedelta(seconds=constraints["max_wall_clock"]) if constraints.get("max_wall_clock") else None,
-            max_task_retry_count=constraints.get("max_task_retries", 0),
-        ),
-    )
-
-
-def _mpi_task(spec: dict[str, Any], run_id: str, urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
-    """One multi-instance task: inputs on every node (common resource files), the command on the primary."""
-    task = _task(spec, run_id, MAIN_TASK_ID, spec.get("name") or run_id, spec["command"], spec["environment"], urls, runs_prefix)
-    task.multi_instance_settings = bm.MultiInstanceSettings(
-        number_of_instances=spec["mpi"]["nodes"],
-        coordination_command_line=task_command_line(spec, spec["mpi"]["coordination_command"]),
-        common_resource_files=task.resource_files,
-    )
-    task.resource_files = []
-    return task
-
-
-# ---- sweeps ------------------------------------------------------------------------------
-SHARED_INPUT_RETRIES = 2  # a failed preparation task keeps all of the job's tasks off its node
-
-
-def _sweep_tasks(spec: dict[str, Any], run_id: str, the_job_id: str, settings: Settings, urls: RunUrls, runs_prefix: str,
-                 sweep_csv: str | None) -> list[bm.BatchTaskCreateOptions]:
-    """One task per member: ``m-00000``, ...; environment = spec environment + member parameters + index."""
-    members = generate_members(spec["sweep"], sweep_csv, settings.sweep_max_members)
-    command = spec["command"]
-    if spec.get("shared_inputs"):
-        command = _with_shared_dir(command, spec["pool"]["os"], the_job_id)
-    name = spec.get("name") or run_id
-    tasks = []
-    for index, member in enumerate(members):
-        task_id = member_task_id(index, len(members))
-        label = f"{name} {task_id}: " + " ".join(f"{k}={v}" for k, v in member.items())
-        tasks.append(_task(spec, run_id, task_id, label[:1024], command, member_environment(spec["environment"], member, index),
-                           urls, runs_prefix))
-    return tasks
-
-
-def _shared_dir(os_family: str, the_job_id: str) -> str:
-    """The job's directory in the node's shared directory, as the node's shell writes it.
-
-    Per job, so that two sweeps on one reused pool never overwrite each
-    other's shared files, and the release task can remove exactly this one.
-    """
-    if os_family == WINDOWS:
-        return f"%AZ_BATCH_NODE_SHARED_DIR%\\{the_job_id}"
-    return f'"${{AZ_BATCH_NODE_SHARED_DIR:?}}"/{shlex.quote(the_job_id)}'
-
-
-def _with_shared_dir(command: str, os_family: str, the_job_id: str) -> str:
-    """The member's command with ``DMSBATCH_SHARED_DIR`` set to where the shared inputs are.
-
-    An environment setting cannot do it: Batch passes values literally and the
-    node's shared directory is known only on the node.
-    """
-    if os_family == WINDOWS:
-        return f'set "{SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}" && {command}'
-    return f"export {SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}; {command}"
-
-
-def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -> tuple[bm.BatchJobPreparationTask, bm.BatchJobReleaseTask]:
-    """Copy the shared inputs once per node, before the job's first task there; remove them when the job ends.
-
-    Batch downloads resource files only into the task's own working directory
-    (``filePath`` is relative to it and may not leave it), so the preparation
-    task's resource files land in its working directory and its command moves
-    them into the job's directory under ``$AZ_BATCH_NODE_SHARED_DIR``. A move
-    within the node's Batch disk is a rename: a multi-GB tidefile is written
-    once, not copied a second time. Downloading with a command instead (azcopy,
-    curl) would need that tool on every image and would put the SAS URL in the
-    command line; resource files keep Batch's own transfer and retries.
-    ``waitForSuccess``: no member starts on a node before its copy is complete.
-    """
-    os_family = spec["pool"]["os"]
-    dest = _shared_dir(os_family, the_job_id)
-    items = spec["shared_inputs"]
-    if os_family == WINDOWS:
-        steps, sep = [], "\\"
-        for item in items:
-            path = item["path"].replace("/", sep)
-            folder = sep.join([dest, *path.split(sep)[:-1]])
-            steps += [f'(if not exist "{folder}" mkdir "{folder}")', f'move /y "{path}" "{dest}{sep}{path}"']
-        prepare = " && ".join(steps)
-        release = f'rmdir /s /q "{dest}"'
-    else:
-        folders = sorted({dest} | {f"{dest}/{shlex.quote(item['path'].rpartition('/')[0])}" for item in items if "/" in item["path"]})
-        moves = [f"mv -f -- {shlex.quote(item['path'])} {dest}/{shlex.quote(item['path'])}" for item in items]
-        prepare = "; ".join(["set -e", 'cd "${AZ_BATCH_TASK_WORKING_DIR:?}"', f"mkdir -p -- {' '.join(folders)}", *moves])
-        release = f"rm -rf -- {dest}"
-    preparation = bm.BatchJobPreparationTask(
-        id="shared-inputs",
-        command_line=command_line(prepare, os_family),
-        resource_files=_resource_files(items, urls, os_family),
-        wait_for_success=True,
-        constraints=bm.BatchTaskConstraints(max_task_retry_count=SHARED_INPUT_RETRIES),
-    )
-    return preparation, bm.BatchJobReleaseTask(id="shared-inputs-cleanup", command_line=command_line(release, os_family))

@@ -233,7 +233,7 @@ def spec_for_submission(clients: Any, run_id: str, document: Any) -> dict[str, A
     except SpecError as exc:
         if profile_name(document) is not None:
             from shared.run_store import RunStore
-            from shared.submission import REQUEST_BLOB
+            from shared.run_layout import REQUEST_BLOB
 
             stored = RunStore(clients.runs()).read(run_id, REQUEST_BLOB).document
             if stored is not None:

@@ -23,18 +23,20 @@ from typing import Any, Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared import batch_ops, beopest, run_metrics, tracing
+from shared import batch_ops, run_metrics, tracing
 from shared.clients import Clients
 from shared.events import emit_run_event_once
 from shared.ids import job_id
+from shared.kinds import kind_for
 from shared.finishing import end_job, finish_run
 from shared.pool_outlook import look_at_pool
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE, pool_for
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
 from shared.run_observation import NO_COUNTS, PoolOutlook, RunObservation
 from shared.run_store import RunStore
-from shared.status import STATUS_BLOB, is_terminal, now_iso, read_status, update_status
-from shared.submission import REQUEST_BLOB, grow_idle_pool, was_submitted
+from shared.run_layout import REQUEST_BLOB, STATUS_BLOB
+from shared.status import is_terminal, now_iso, read_status, update_status
+from shared.submission import grow_idle_pool, was_submitted
 
 __all__ = ["PoolOutlook", "RunObservation", "check_run", "decide", "task_summary"]
 
@@ -66,13 +68,13 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
                    "succeeded": counts.succeeded, "failed": counts.failed}
     kind = meta.get(META_KIND, "single")
     waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not is_terminal(status)
-    watching = kind == "beopest" and job.state == "active" and not is_terminal(status)
+    watching = job.state == "active" and not is_terminal(status)
     return RunObservation(
         run_id=request.run_id, job_id=job.job_id, pool_id=job.pool_id,
         deadline=datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None,
         when_done=meta.get(META_WHEN_DONE, "keep"), counts=counted, status=status,
         expected_tasks=int(meta.get(META_TASKS) or 0), kind=kind,
-        beopest=beopest.observe(batch, job.job_id, meta, counted, status) if watching else None,
+        kind_observation=kind_for(kind).observe(batch, job.job_id, meta, counted, status) if watching else None,
         pool=(request.pool or look_at_pool(batch, job.pool_id)) if waiting and job.pool_id else PoolOutlook(),
         traceparent=meta.get(tracing.META_TRACEPARENT), job_created_at=job.creation_time,
         job_state=job.state, metadata=meta,
@@ -81,7 +83,8 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
 
 # ---- decide (pure) -----------------------------------------------------------------------
 def decide(run: RunObservation, now: datetime) -> str | None:
-    """One of: 'finish', 'time_out', 'end_run', 'grow_pool', 'fail_on_pool', 'progress', a BeoPEST step, or None."""
+    """One of: 'finish', 'time_out', 'end_run', 'grow_pool', 'fail_on_pool', 'progress', a step of the run's kind
+    (``<kind>_<step>``, e.g. 'beopest_chain'), or None."""
     if run.job_state == "completed":
         # Batch ended the job (every task completed, or it was terminated): finish the run, unless a check
         # already did (a log upload's and the timer's both come for it)
@@ -100,11 +103,9 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     overdue = run.deadline is not None and now > run.deadline
     if overdue and not (all_done and total >= run.expected_tasks):
         return "time_out"
-    if run.kind == "beopest":
-        # chain the workers to the master's host, end them when the master ends, or fail the run (shared.beopest)
-        action = beopest.decide(run, now)
-        if action:
-            return f"beopest_{action}"
+    step = kind_for(run.kind).decide(run, now)  # e.g. chain BeoPEST workers to the master's host
+    if step:
+        return f"{run.kind}_{step}"
     if all_done and total >= run.expected_tasks:
         return "finish"
     if total == 0:
@@ -177,23 +178,29 @@ def fail_on_pool(clients: Clients, run: RunObservation) -> None:
     end_job(clients, run, "run failed")
 
 
-def _fail_beopest(clients: Clients, run: RunObservation) -> None:
-    beopest.record_failure(clients, run)
-    end_job(clients, run, "run failed")
-
-
 # what each decision does (lambdas: tests and telemetry look the functions up by name)
 ACTIONS: dict[str, Callable[[Clients, RunObservation], None]] = {
     "finish": lambda clients, run: finish_run(clients, run),
     "time_out": lambda clients, run: time_out_run(clients, run),
     "end_run": lambda clients, run: end_run(clients, run),
     "progress": lambda clients, run: record_progress(clients, run),
-    "beopest_chain": lambda clients, run: beopest.chain_workers(clients, run),
-    "beopest_end_workers": lambda clients, run: end_job(clients, run, "the BeoPEST master ended"),
-    "beopest_fail": _fail_beopest,
     "grow_pool": lambda clients, run: grow_pool(clients, run),
     "fail_on_pool": lambda clients, run: fail_on_pool(clients, run),
 }
+ENDING_ACTIONS = ("end_run", "time_out", "fail_on_pool")  # the job ends soon after: look again
+
+
+def action_for(run: RunObservation, action: str) -> Callable[[Clients, RunObservation], None]:
+    """The function that takes ``action``: a general one, or ``<kind>_<step>`` of the run's kind."""
+    if action in ACTIONS:
+        return ACTIONS[action]
+    return kind_for(run.kind).actions[action.removeprefix(f"{run.kind}_")]
+
+
+def ends_the_job(run: RunObservation, action: str | None) -> bool:
+    if action is None:
+        return False
+    return action in ENDING_ACTIONS or action.removeprefix(f"{run.kind}_") in kind_for(run.kind).ending_actions
 
 
 def action_span(run: RunObservation, action: str):
@@ -223,7 +230,7 @@ def check_run(clients: Clients, request: CheckRequest, now: datetime | None = No
         action = decide(run, now)
         if action is not None:
             with action_span(run, action):
-                ACTIONS[action](clients, run)
+                action_for(run, action)(clients, run)
         if run.status.get("check_failures"):  # a check got through: the run is no longer in trouble
             update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.pop("check_failures", None))
         if _follow_up_due(request, run, action):
@@ -243,8 +250,7 @@ def _follow_up_due(request: CheckRequest, run: RunObservation, action: str | Non
     task completes, and Batch ends the job a moment after its last task). A follow-up asks for none."""
     if run.job_state == "completed" or action == "finish" or request.reason == "follow_up":
         return False
-    ending = action in ("end_run", "time_out", "beopest_end_workers", "beopest_fail", "fail_on_pool")
-    return ending or run.job_state == "terminating" or (request.reason == "log" and run.counts["active"] == 0)
+    return ends_the_job(run, action) or run.job_state == "terminating" or (request.reason == "log" and run.counts["active"] == 0)
 
 
 def _no_job(clients: Clients, request: CheckRequest) -> None:

@@ -29,12 +29,13 @@ from shared.errors import UnusableMessageError
 from shared.ids import is_valid_run_id
 from shared.messages import UndecodableMessage, decode_body
 from shared.run_observation import PoolOutlook
-from shared.run_store import LOG_FILES
+from shared.run_layout import LOG_FILES, MARKER_BLOB
 from shared.spec import RUN_ID_RULE
 
-MARKER_BLOB = "check-pending"
+
 STALE_AFTER = timedelta(minutes=5)
-REASONS = ("timer", "ended", "deadline", "progress", "beopest", "log", "follow_up", "cancel", "retry")
+# "beopest": what "watch" was called before run kinds were a seam (messages queued then still decode)
+REASONS = ("timer", "ended", "deadline", "progress", "watch", "beopest", "log", "follow_up", "cancel", "retry")
 JOB_STATES = ("active", "disabling", "disabled", "enabling", "terminating", "completed", "deleting")
 MAX_MESSAGE_BYTES = 48 * 1024  # a job's metadata is small; anything near the queue's limit is not ours
 MAX_METADATA_ITEMS = 64

@@ -1,16 +1,13 @@
 """What a check knows about one run: the reconciler's observation, shared by the kinds' own rules.
 
-Its own module so that the rules of a run kind (``shared.beopest``) and the finishing steps
+Its own module so that the rules of a run kind (``shared.kinds``) and the finishing steps
 (``shared.finishing``) use it without importing the reconciler that builds it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from shared.beopest import BeopestObservation
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class RunObservation:
     status: dict[str, Any]
     expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
     kind: str = "single"  # the run kind (job metadata)
-    beopest: "BeopestObservation | None" = None  # a BeoPEST run's master, when this check looked at it
+    kind_observation: Any = None  # what the run's kind observed beyond task counts (``RunKind.observe``), if anything
     pool: PoolOutlook = field(default_factory=PoolOutlook)  # looked at only while none of its tasks has started
     traceparent: str | None = None  # the run's trace context (job metadata, set by submission)
     job_created_at: datetime | None = None  # when Batch created the job: the run's wait for nodes starts there

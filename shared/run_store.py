@@ -1,4 +1,4 @@
-"""The run's blobs: ``runs/<run_id>/{request.json,status.json,manifest.json,inputs/,outputs/,logs/}``.
+"""Reading and writing a run's blobs (their names: ``shared.run_layout``).
 
 All reads and writes of a run's documents go through here, with ETags so that
 two writers (overlapping timer ticks, a redelivered message) never silently
@@ -14,9 +14,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
+from shared import run_layout
+
 JSON = ContentSettings(content_type="application/json")
-# the logs Batch uploads for each task, from its directory (the parent of its working directory), to logs/<task>/
-LOG_FILES = ("stdout.txt", "stderr.txt")
 
 
 class ConcurrentUpdate(Exception):
@@ -33,22 +33,12 @@ class RunStore:
     def __init__(self, container: ContainerClient):
         self.container = container
 
-    # ---- layout --------------------------------------------------------------------
-    @staticmethod
-    def prefix(run_id: str) -> str:
-        return f"{run_id}/"
-
-    def blob_name(self, run_id: str, name: str) -> str:
-        return f"{run_id}/{name}"
-
-    def inputs_prefix(self, run_id: str) -> str:
-        return f"{run_id}/inputs/"
-
-    def outputs_prefix(self, run_id: str, task_id: str) -> str:
-        return f"{run_id}/outputs/{task_id}"
-
-    def logs_prefix(self, run_id: str, task_id: str) -> str:
-        return f"{run_id}/logs/{task_id}"
+    # ---- layout (shared.run_layout) -------------------------------------------------
+    prefix = staticmethod(run_layout.run_prefix)
+    blob_name = staticmethod(run_layout.document)
+    inputs_prefix = staticmethod(run_layout.inputs_prefix)
+    outputs_prefix = staticmethod(run_layout.outputs_prefix)
+    logs_prefix = staticmethod(run_layout.logs_prefix)
 
     def url(self, blob_name: str) -> str:
         """The blob's URL without any credential in it (safe for manifests and events)."""

@@ -1,4 +1,4 @@
-"""The run spec's JSON Schema, derived from the marshmallow schemas in ``shared.spec``.
+"""The run spec's JSON Schema, derived from the marshmallow schemas in ``shared.spec`` and the run kinds.
 
 Editors and pipelines validate specs with the published
 ``docs/run-spec.schema.json``; deriving it from the same marshmallow schemas the
@@ -17,15 +17,16 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from shared import spec as spec_module
+from shared import kinds, spec_fields, sweep
+from shared.spec import spec_schema
 
 SCHEMA_ID = "https://dmsbatch.example/schemas/run-spec-1.json"
 VALUE = {"type": ["string", "number", "boolean", "null"]}
 # custom fields say what they accept here, since marshmallow cannot tell
 CUSTOM: dict[type, Any] = {
-    spec_module.Duration: {"oneOf": [{"type": "string", "pattern": spec_module.DURATION.pattern}, {"type": "integer", "minimum": 1}],
+    spec_fields.Duration: {"oneOf": [{"type": "string", "pattern": spec_fields.DURATION.pattern}, {"type": "integer", "minimum": 1}],
                            "description": "a duration such as '90m', '2h' or '1d12h', or whole seconds"},
-    spec_module.EnvironmentField: {"type": "object", "propertyNames": {"pattern": spec_module.ENV_NAME.pattern},
+    spec_fields.EnvironmentField: {"type": "object", "propertyNames": {"pattern": spec_fields.ENV_NAME.pattern},
                                    "additionalProperties": VALUE},
 }
 SWEEP_SHAPES = {
@@ -59,7 +60,7 @@ def _validators(field: fields.Field, out: dict[str, Any]) -> None:
 
 def _duration_schema(field: fields.Field) -> dict[str, Any]:
     """A duration, with its field's bounds (in seconds) on the whole-seconds form; text is checked by marshmallow only."""
-    out = json.loads(json.dumps(CUSTOM[spec_module.Duration]))
+    out = json.loads(json.dumps(CUSTOM[spec_fields.Duration]))
     seconds = out["oneOf"][1]
     for rule in field.validators:
         if isinstance(rule, validate.Range):
@@ -71,12 +72,12 @@ def _duration_schema(field: fields.Field) -> dict[str, Any]:
 
 
 def field_schema(field: fields.Field) -> dict[str, Any]:
-    if isinstance(field, spec_module.Duration):
+    if isinstance(field, spec_fields.Duration):
         return _duration_schema(field)
     for kind, schema in CUSTOM.items():
         if isinstance(field, kind):
             return dict(schema)
-    if isinstance(field, spec_module.SweepParameters):
+    if isinstance(field, sweep.SweepParameters):
         return {"type": "object", "minProperties": 1, "additionalProperties": SWEEP_SHAPES[field.shape]}
     if isinstance(field, fields.Nested):
         out = schema_of(field.nested if isinstance(field.nested, Schema) else field.nested())
@@ -108,13 +109,24 @@ def schema_of(schema: Schema) -> dict[str, Any]:
         out["required"] = required
     if schema.__doc__:
         out["description"] = re.sub(r"\s+", " ", schema.__doc__.strip().split("\n\n")[0])
-    if isinstance(schema, spec_module.InputSchema):  # a bare string is shorthand for {"blob": ...}
-        return {"anyOf": [{"type": "string", "pattern": spec_module.BLOB_NAME}, out], "description": out.pop("description", "")}
+    if isinstance(schema, spec_fields.InputSchema):  # a bare string is shorthand for {"blob": ...}
+        return {"anyOf": [{"type": "string", "pattern": spec_fields.BLOB_NAME}, out], "description": out.pop("description", "")}
     return out
 
 
 def run_spec_schema() -> dict[str, Any]:
-    body = schema_of(spec_module.RunSpecSchema())
+    body = schema_of(spec_schema()())
+    # the kinds by name, and each kind's section where the contract lists it (before outputs)
+    properties = body["properties"]
+    properties["kind"]["enum"] = list(kinds.names())
+    sections = [k.section for k in kinds.all_kinds() if k.section in properties]
+    ordered = {}
+    for name, value in properties.items():
+        if name == "outputs":
+            ordered.update({section: properties[section] for section in sections})
+        if name not in sections:
+            ordered[name] = value
+    body["properties"] = ordered
     _allow_profile(body)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
             "title": "dmsbatch run spec, version 1", **body}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from shared.run_layout import STATUS_BLOB
 from shared.run_store import ConcurrentUpdate, RunStore
 
-STATUS_BLOB = "status.json"
 SCHEMA_VERSION = 1
 TERMINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 _RANK = {"accepted": 0, "submitted": 1, "running": 2, **{s: 3 for s in TERMINAL_STATES}}

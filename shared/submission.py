@@ -33,20 +33,21 @@ from shared.clients import Clients
 from shared.errors import PermanentRunError
 from shared.events import emit_run_event_once
 from shared.messages import RunRequest, trace_of
-from shared.planning import RunPlan, RunUrls, deadline_for, plan_run
+from shared.batch_tasks import add_missing_tasks
+from shared.kinds import kind_for
+from shared.kinds.base import POOL_SELECT
+from shared.planning import RunPlan, deadline_for, plan_run
 from shared.profiles import spec_for_submission
+from shared.run_layout import REQUEST_BLOB
 from shared.run_store import RunStore
-from shared.sas import USER_DELEGATION_MAX, SasIssuer, SasLifetimeError
+from shared.run_urls import SAS_MARGIN_HOURS, run_urls
+from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
 from shared.spec import SpecError
 from shared.status import is_terminal, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
 
-REQUEST_BLOB = "request.json"
-SAS_MARGIN_HOURS = 2
-TASK_COLLECTION_SIZE = 100  # Batch's limit per add-collection request; the SDK chunks by it
-TASK_COLLECTIONS_IN_PARALLEL = 8
-MAX_SWEEP_CSV_BYTES = 16 * 1024 * 1024
+MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024  # a file planning reads (a sweep's member CSV)
 
 
 @contextmanager
@@ -96,7 +97,7 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     missing = _missing_inputs(store, run_id, spec)
     if missing:
         raise PermanentRunError(run_id, [f"{where}: '{blob}' was not found under runs/{run_id}/inputs/" for where, blob in missing])
-    sweep_csv = _read_sweep_csv(store, run_id, spec)
+    files = _read_input_files(store, run_id, spec)
 
     try:
         urls = run_urls(clients, store, run_id, spec, deadline, [*spec["inputs"], *spec.get("shared_inputs", [])])
@@ -108,8 +109,8 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
             f"{source}: {exc} (the wall-clock limit plus {SAS_MARGIN_HOURS} h); give the run a limit of at most "
             f"{int(longest.total_seconds() // 3600)} h (or split it), or run it where the storage account allows shared keys"]) from None
     try:
-        plan = plan_run(spec, run_id, settings, urls, deadline, sweep_csv=sweep_csv)
-    except SpecError as exc:  # a sweep's CSV file that cannot be used
+        plan = plan_run(spec, run_id, settings, urls, deadline, files=files)
+    except SpecError as exc:  # a file planning reads that cannot be used (a sweep's CSV)
         raise PermanentRunError(run_id, exc.errors) from None
     batch = clients.batch
     tracing.annotate(tasks_total=len(plan.tasks), pool_id=plan.pool_id, job_id=plan.job.id)
@@ -156,11 +157,9 @@ def _end_job_with_its_tasks(batch: BatchClient, job_id: str) -> None:
 def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: dict[str, Any], run_id: str) -> None:
     """The run's pool exists (created from the plan if missing), or a ``PermanentRunError`` says why it cannot be used."""
     try:
-        existing_pool = batch.get_pool(plan.pool_id, select=["id", "state", "enableInterNodeCommunication", "taskSlotsPerNode"])
-        if spec["kind"] == "mpi" and (not existing_pool.enable_inter_node_communication or (existing_pool.task_slots_per_node or 1) != 1):
-            raise PermanentRunError(run_id, [
-                f"pool.id: pool '{plan.pool_id}' exists without inter-node communication or with more than one slot per node; "
-                "an MPI run needs both, so name another pool or none"])
+        problem = kind_for(spec["kind"]).pool_problem(batch.get_pool(plan.pool_id, select=POOL_SELECT))
+        if problem:
+            raise PermanentRunError(run_id, [problem])
     except ResourceNotFoundError:
         try:
             batch.create_pool(plan.pool)
@@ -174,27 +173,6 @@ def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: dict[str, Any], run_id
                 raise PermanentRunError(run_id, [f"pool: Batch refused to create pool '{plan.pool_id}': {_error_details(exc)}"],
                                         reason="Batch refused the run's pool") from None
             raise
-
-
-def run_urls(clients: Clients, store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None,
-             inputs: list[dict[str, Any]]) -> RunUrls:
-    """The SAS URLs a run's tasks are given, all living until the run's deadline plus ``SAS_MARGIN_HOURS``.
-
-    Read on each of ``inputs``' blobs; create/write on the runs container only
-    if the spec has outputs (their names are not known in advance); for the
-    logs, create/write on each log blob alone, signed as planning names them.
-    Raises ``SasLifetimeError`` when the signing method cannot cover that long.
-    """
-    issuer = SasIssuer(clients.blob_service)
-    now = datetime.now(timezone.utc)
-    expiry = max(deadline or now, now).replace(microsecond=0) + timedelta(hours=SAS_MARGIN_HOURS)
-    container = clients.settings.runs_container
-    issuer.ready_for(expiry)
-    return RunUrls(
-        inputs={item["blob"]: issuer.blob_read_url(container, store.inputs_prefix(run_id) + item["blob"], expiry) for item in inputs},
-        results_container=issuer.container_write_url(container, expiry) if spec["outputs"] else None,
-        blob_upload=lambda blob_name: issuer.blob_upload_url(container, blob_name, expiry),
-    )
 
 
 def grow_idle_pool(batch: BatchClient, pool: bm.BatchPoolCreateOptions, run_id: str = "") -> bool:
@@ -241,44 +219,6 @@ def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> d
     return record
 
 
-def add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str = "") -> int:
-    """Add the tasks the job does not have yet; return how many were added (counted in ``dmsbatch.tasks.submitted``
-    under the kind of the run whose scope this is: submission's, or the reconciler's action).
-
-    One listing of the job's task ids (``$select=id``, 1,000 a page), then
-    collections of 100, ``TASK_COLLECTIONS_IN_PARALLEL`` at a time: never one
-    request per task. A task added meanwhile by a concurrent delivery comes
-    back as ``TaskExists``, which the SDK counts as added.
-    """
-    with tracing.step("dmsbatch.batch.add_tasks", job_id=job_id, tasks_planned=len(tasks)) as span:
-        added = _add_missing_tasks(batch, job_id, tasks, run_id)
-        span.set_attribute("tasks_added", added)
-    run_metrics.tasks_submitted(str(tracing.current_run().get("run_kind") or ""), added)
-    return added
-
-
-def _add_missing_tasks(batch: BatchClient, job_id: str, tasks: list[bm.BatchTaskCreateOptions], run_id: str) -> int:
-    existing = {t.id for t in batch.list_tasks(job_id, select=["id"])}
-    new_tasks = [t for t in tasks if t.id not in existing]
-    if not new_tasks:
-        return 0
-    collections = -(-len(new_tasks) // TASK_COLLECTION_SIZE)
-    # the SDK takes collections from the end of the list: reversed, members are added (and run) in order
-    try:
-        batch.create_tasks(job_id, list(reversed(new_tasks)),
-                           max_concurrency=min(collections, TASK_COLLECTIONS_IN_PARALLEL) if collections > 1 else None)
-    except bm.CreateTasksError as exc:
-        if exc.failure_tasks and not exc.errors:  # Batch refused these tasks: retrying cannot help
-            refused = sorted(exc.failure_tasks, key=lambda r: r.task_id or "")
-            raise PermanentRunError(run_id, [
-                f"task {r.task_id}: Batch refused it: {getattr(r.error, 'code', None)}: {getattr(getattr(r.error, 'message', None), 'value', '')}"
-                for r in refused[:20]] + ([f"... and {len(refused) - 20} more tasks"] if len(refused) > 20 else []),
-                reason="Batch refused the run's tasks") from None
-        raise
-    log.info("run %s: added %d tasks to job %s in %d collections", run_id, len(new_tasks), job_id, collections)
-    return len(new_tasks)
-
-
 def _error_details(exc: HttpResponseError) -> str:
     """A Batch error's message and its details (``key: value``, e.g. which package reference is invalid)."""
     model = getattr(exc, "model", None)
@@ -289,29 +229,29 @@ def _error_details(exc: HttpResponseError) -> str:
 
 
 def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field path, blob) of every input, shared input and sweep CSV not among the run's inputs."""
+    """(field path, blob) of every input, shared input and file the kind reads (a sweep's CSV) not among the run's inputs."""
     present = {b.name for b in store.list(store.inputs_prefix(run_id))}
     prefix = store.inputs_prefix(run_id)
     wanted = [(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec["inputs"])]
     wanted += [(f"shared_inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("shared_inputs", []))]
-    if (spec.get("sweep") or {}).get("csv"):
-        wanted.append(("sweep.csv", spec["sweep"]["csv"]))
+    wanted += kind_for(spec["kind"]).input_files(spec)
     return [(where, blob) for where, blob in wanted if prefix + blob not in present]
 
 
-def _read_sweep_csv(store: RunStore, run_id: str, spec: dict[str, Any]) -> str | None:
-    """The text of a CSV sweep's member file (among the run's inputs), or None for other runs."""
-    name = (spec.get("sweep") or {}).get("csv")
-    if not name:
-        return None
-    blob = store.container.get_blob_client(store.inputs_prefix(run_id) + name)
-    size = blob.get_blob_properties().size
-    if size > MAX_SWEEP_CSV_BYTES:
-        raise PermanentRunError(run_id, [f"sweep.csv: '{name}' is {size:,} bytes; a member file may have at most {MAX_SWEEP_CSV_BYTES:,}"])
-    try:
-        return blob.download_blob().readall().decode("utf-8")
-    except UnicodeDecodeError:
-        raise PermanentRunError(run_id, [f"sweep.csv: '{name}' is not UTF-8 text"]) from None
+def _read_input_files(store: RunStore, run_id: str, spec: dict[str, Any]) -> dict[str, str]:
+    """The text of each input the run's kind plans from (a CSV sweep's member file), by blob name."""
+    files = {}
+    for where, name in kind_for(spec["kind"]).input_files(spec):
+        blob = store.container.get_blob_client(store.inputs_prefix(run_id) + name)
+        size = blob.get_blob_properties().size
+        if size > MAX_INPUT_FILE_BYTES:
+            raise PermanentRunError(run_id, [f"{where}: '{name}' is {size:,} bytes; a file planning reads may have at most "
+                                             f"{MAX_INPUT_FILE_BYTES:,}"])
+        try:
+            files[name] = blob.download_blob().readall().decode("utf-8")
+        except UnicodeDecodeError:
+            raise PermanentRunError(run_id, [f"{where}: '{name}' is not UTF-8 text"]) from None
+    return files
 
 
 def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Sweep members: a validated ``sweep`` section in, the members' parameters out. Pure: no I/O.
+"""A sweep's members: the ``sweep`` section's schema, and the members' parameters it makes. Pure: no I/O.
 
 A member is a mapping of parameter (an environment variable name) to its text.
 The order is deterministic, so member ``i`` is always task ``member_task_id(i)``
@@ -30,7 +30,15 @@ import itertools
 import random
 from typing import Any
 
-from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS, RESERVED_PARAMETERS, SpecError, parameter_name_problem, too_many_members
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from shared.spec_fields import BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, SpecError, StrictSchema
+
+SWEEP_GENERATORS = ("product", "zip", "members", "csv", "random", "latin_hypercube")
+SAMPLED_GENERATORS = ("random", "latin_hypercube")
+DEFAULT_MAX_SWEEP_MEMBERS = 10_000
+# set for every member by the backend (shared.sweep); a parameter of that name would be overwritten
+RESERVED_PARAMETERS = ("SWEEP_MEMBER_INDEX", "DMSBATCH_SHARED_DIR")
 
 MEMBER_INDEX_VARIABLE = "SWEEP_MEMBER_INDEX"
 SHARED_DIR_VARIABLE = "DMSBATCH_SHARED_DIR"
@@ -39,6 +47,192 @@ MIN_ID_DIGITS = 5
 CSV_ERRORS_SHOWN = 20
 
 assert {MEMBER_INDEX_VARIABLE, SHARED_DIR_VARIABLE} == set(RESERVED_PARAMETERS)
+
+
+
+def parameter_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a sweep parameter (an environment variable set per member), or None."""
+    if not isinstance(name, str) or not ENV_NAME.match(name):
+        return f"'{name}' {ENV_NAME_RULE}"
+    if name in RESERVED_PARAMETERS or name.startswith("AZ_BATCH_"):
+        return f"'{name}' is set for every member by the backend or by Batch; choose another name"
+    return None
+
+
+def parameter_text(value: Any) -> str:
+    """A parameter value as the environment variable's text (the same rule as ``environment``)."""
+    if isinstance(value, (dict, list)):
+        raise ValidationError(f"must be text or a number, not a {type(value).__name__}")
+    return "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+
+
+class SweepParameters(fields.Field):
+    """A mapping of sweep parameters (environment variable names) to what each takes.
+
+    ``shape`` says what: ``values`` a non-empty list of values (product, zip),
+    ``value`` one value (an explicit member), ``distribution`` ``{low, high}``
+    or ``{choices}`` (random), ``range`` ``{low, high}`` (latin_hypercube).
+    Values become text, as environment values do; errors name the parameter
+    (``sweep.product.START_DATE[2]: ...``).
+    """
+
+    def __init__(self, shape: str, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = shape
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("must be a mapping of parameter names (environment variables) to their values")
+        if not value:
+            raise ValidationError("must name at least one parameter")
+        bad = [problem for problem in map(parameter_name_problem, value) if problem]
+        if bad:
+            raise ValidationError(bad[0])
+        loaded, errors = {}, {}
+        for name, item in value.items():
+            try:
+                loaded[name] = getattr(self, f"_{self.shape}")(item)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+        return loaded
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+    @staticmethod
+    def _value(item: Any) -> str:
+        return parameter_text(item)
+
+    @staticmethod
+    def _values(item: Any) -> list[str]:
+        if not isinstance(item, list) or not item:
+            raise ValidationError("must be a non-empty list of values")
+        loaded, errors = [], {}
+        for index, value in enumerate(item):
+            try:
+                loaded.append(parameter_text(value))
+            except ValidationError as exc:
+                errors[index] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+        return loaded
+
+    @staticmethod
+    def _range(item: Any) -> dict[str, float]:
+        if not isinstance(item, dict):
+            raise ValidationError("must be a mapping with low and high")
+        errors: dict[str, list[str]] = {}
+        for key in item:
+            if key not in ("low", "high"):
+                errors[key] = ["is not a field here; check its spelling and indentation"]
+        for key in ("low", "high"):
+            if key not in item:
+                errors[key] = ["Missing data for required field."]
+            elif isinstance(item[key], bool) or not isinstance(item[key], (int, float)):
+                errors[key] = ["must be a number"]
+        if not errors and not item["low"] < item["high"]:
+            errors["high"] = [f"must be greater than low ({item['low']})"]
+        if errors:
+            raise ValidationError(errors)
+        return {"low": item["low"], "high": item["high"]}
+
+    @classmethod
+    def _distribution(cls, item: Any) -> dict[str, Any]:
+        if isinstance(item, dict) and "choices" in item:
+            extra = [key for key in item if key != "choices"]
+            if extra:
+                raise ValidationError({extra[0]: ["is not a field here: give either choices or low and high"]})
+            try:
+                return {"choices": cls._values(item["choices"])}
+            except ValidationError as exc:
+                raise ValidationError({"choices": exc.messages}) from None
+        if not isinstance(item, dict):
+            raise ValidationError("must be a mapping with low and high, or with choices")
+        return cls._range(item)
+
+
+class SweepSchema(StrictSchema):
+    """Where a sweep's members come from: exactly one generator.
+
+    ``product``: every combination of the listed values (the first parameter
+    varies slowest); ``zip``: the n-th values of equal-length lists together;
+    ``members``: explicit mappings, each setting the same parameters; ``csv``:
+    a CSV file among the run's inputs, header = parameter names, one member a
+    row (read at submission); ``random``: ``count`` members drawn uniformly
+    from ``{low, high}`` or ``{choices}``; ``latin_hypercube``: ``count``
+    members, one in each of ``count`` equal strata of every ``{low, high}``.
+    ``seed`` (default 0) makes the last two reproducible.
+    """
+
+    error_messages = {**StrictSchema.error_messages, "type": f"must be a mapping with one of: {', '.join(SWEEP_GENERATORS)}"}
+
+    product = SweepParameters("values", load_default=None)
+    zip = SweepParameters("values", load_default=None)
+    members = fields.List(SweepParameters("value"), load_default=None,
+                          validate=validate.Length(min=1, error="must list at least one member"))
+    csv = fields.String(load_default=None, validate=validate.Regexp(BLOB_NAME, error=BLOB_NAME_RULE))
+    random = SweepParameters("distribution", load_default=None)
+    latin_hypercube = SweepParameters("range", load_default=None)
+    count = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, error="must be at least 1"))
+    seed = fields.Integer(load_default=None, strict=True)
+
+    @validates_schema
+    def one_generator(self, data, **kwargs):
+        chosen = [g for g in SWEEP_GENERATORS if data.get(g) is not None]
+        if len(chosen) != 1:
+            found = f"; found {' and '.join(chosen)}" if chosen else ""
+            raise ValidationError(f"must have exactly one of: {', '.join(SWEEP_GENERATORS)}{found}")
+        generator = chosen[0]
+        errors: dict[str, Any] = {}
+        if generator in SAMPLED_GENERATORS:
+            if data.get("count") is None:
+                errors["count"] = [f"a {generator} sweep needs a count: how many members to draw"]
+        else:
+            errors.update({key: [f"only random and latin_hypercube sweeps take a {key}"]
+                           for key in ("count", "seed") if data.get(key) is not None})
+        if generator == "zip":
+            lengths = {name: len(values) for name, values in data["zip"].items()}
+            if len(set(lengths.values())) > 1:
+                errors["zip"] = ["lists must all have the same length, but " + ", ".join(f"{n} has {k}" for n, k in lengths.items())]
+        if generator == "members":
+            first = set(data["members"][0])
+            for index, member in enumerate(data["members"][1:], start=1):
+                if set(member) != first:
+                    errors.setdefault("members", {})[index] = [
+                        f"sets {', '.join(sorted(member))} but members[0] sets {', '.join(sorted(first))}; "
+                        "every member must set the same parameters"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def only_the_generator(self, data, **kwargs):
+        generator = next(g for g in SWEEP_GENERATORS if data.get(g) is not None)
+        loaded = {generator: data[generator]}
+        if generator in SAMPLED_GENERATORS:
+            loaded.update(count=data["count"], seed=data["seed"] if data.get("seed") is not None else 0)
+        return loaded
+
+
+def sweep_member_count(sweep: dict[str, Any]) -> int | None:
+    """How many members a validated sweep section makes, without making them (None: read from its CSV)."""
+    if "product" in sweep:
+        count = 1
+        for values in sweep["product"].values():
+            count *= len(values)
+        return count
+    if "zip" in sweep:
+        return len(next(iter(sweep["zip"].values())))
+    if "members" in sweep:
+        return len(sweep["members"])
+    if "count" in sweep:
+        return sweep["count"]
+    return None
+
+
+def too_many_members(count: int, limit: int) -> str:
+    return f"makes {count:,} members; at most {limit:,} are allowed (setting SWEEP_MAX_MEMBERS)"
 
 
 def member_task_id(index: int, count: int) -> str:

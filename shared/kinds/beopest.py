@@ -35,25 +35,27 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from marshmallow import ValidationError, fields, validate
 
-from shared import tracing
+from shared import batch_ops, tracing
+from shared.batch_tasks import add_missing_tasks
 from shared.errors import PermanentRunError
-from shared.planning import RunUrls, _task
+from shared.kinds.base import Observation, PlanContext, RunKind
+from shared.run_layout import REQUEST_BLOB
 from shared.run_store import RunStore
-from shared.spec import BEOPEST_VARIABLES
+from shared.run_urls import run_urls
+from shared.spec_fields import Duration, SpecLimits, StrictSchema
 from shared.status import now_iso, update_status
-from shared.submission import REQUEST_BLOB, add_missing_tasks, run_urls
-
-from shared import batch_ops
+from shared.task_models import RunUrls, batch_task
 
 if TYPE_CHECKING:
     from shared.clients import Clients
-    from shared.run_observation import RunObservation
 
 log = logging.getLogger("dmsbatch.beopest")
 
@@ -62,12 +64,45 @@ WORKER_PREFIX = "w-"
 MIN_WORKER_DIGITS = 3
 META_BEOPEST = "dmsbatch_beopest"  # job metadata: {"port", "workers", "host_timeout", "host_pattern"} as JSON
 META_CHAINED = "dmsbatch_beopest_chained"  # job metadata, once the workers are added: the timer stops watching the master
+# ---- the spec's beopest section ----------------------------------------------------------------
+# set on a BeoPEST run's tasks by the backend (below): the spec's environment may not set them
+BEOPEST_VARIABLES = ("MASTER_HOSTNAME", "BEOPEST_MASTER", "BEOPEST_PORT", "BEOPEST_WORKER_INDEX")
+BEOPEST_NO_COMMAND = ("a beopest run has no top-level command: the master runs beopest.master_command "
+                      "and each worker beopest.worker_command")
+
+
+def _one_group_pattern(pattern: str) -> None:
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        raise ValidationError(f"is not a valid regular expression: {exc}") from None
+    if groups != 1:
+        raise ValidationError(f"must have exactly one group (...), the host; it has {groups}")
+
+
+class BeopestSchema(StrictSchema):
+    """A PEST calibration with BeoPEST: a master, then ``workers`` workers pointed at the host it prints.
+
+    The master runs ``master_command`` with ``BEOPEST_PORT`` set; the backend reads
+    its host from its stdout (the first line, or the one group of ``host_pattern``)
+    and starts each worker with ``worker_command``, ``MASTER_HOSTNAME`` (the host)
+    and ``BEOPEST_MASTER`` (``host:port``). The workers are terminated when the
+    master ends, and the run's state follows the master's exit code.
+    """
+
+    workers = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000, error="must be from 1 to 1000"))
+    port = fields.Integer(load_default=4004, strict=True, validate=validate.Range(min=1, max=65535, error="must be a TCP port (1-65535)"))
+    master_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    worker_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
+    # a regular expression over the master's stdout (re.MULTILINE); its one group is the host
+    host_pattern = fields.String(load_default=None, validate=_one_group_pattern)
+    host_timeout = Duration(load_default=600)  # from the master's start; default 10m
+
+
 HOST_VARIABLE, MASTER_VARIABLE, PORT_VARIABLE, WORKER_INDEX_VARIABLE = BEOPEST_VARIABLES
 STDOUT_WINDOW = 64 * 1024  # the most of the master's stdout.txt read per look
 # a host name, IPv4 or IPv6 address: what a worker can be pointed at
 HOST_TEXT = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,253}$")
-
-assert BEOPEST_VARIABLES == ("MASTER_HOSTNAME", "BEOPEST_MASTER", "BEOPEST_PORT", "BEOPEST_WORKER_INDEX")
 
 
 # ---- planning (pure) -----------------------------------------------------------------------
@@ -82,7 +117,7 @@ def master_task(spec: dict[str, Any], run_id: str, urls: RunUrls, runs_prefix: s
     section = spec["beopest"]
     environment = {**spec["environment"], PORT_VARIABLE: str(section["port"])}
     name = spec.get("name") or run_id
-    return _task(spec, run_id, MASTER_TASK_ID, f"{name} master"[:1024], section["master_command"], environment, urls, runs_prefix)
+    return batch_task(spec, run_id, MASTER_TASK_ID, f"{name} master"[:1024], section["master_command"], environment, urls, runs_prefix)
 
 
 def plan_workers(spec: dict[str, Any], run_id: str, urls: RunUrls, master_host: str,
@@ -102,7 +137,7 @@ def plan_workers(spec: dict[str, Any], run_id: str, urls: RunUrls, master_host: 
         task_id = worker_task_id(index, count)
         environment = {**spec["environment"], HOST_VARIABLE: master_host, MASTER_VARIABLE: address, PORT_VARIABLE: port,
                        WORKER_INDEX_VARIABLE: str(index)}
-        tasks.append(_task(spec, run_id, task_id, f"{name} worker {task_id} -> {address}"[:1024], section["worker_command"],
+        tasks.append(batch_task(spec, run_id, task_id, f"{name} worker {task_id} -> {address}"[:1024], section["worker_command"],
                            environment, urls, runs_prefix))
     return tasks
 
@@ -240,12 +275,12 @@ def _stdout_head(batch: BatchClient, job_id: str) -> bytes:
         raise
 
 
-def decide(run: "RunObservation", now: datetime) -> str | None:
+def decide(run: Observation, now: datetime) -> str | None:
     """'chain', 'end_workers', 'fail', or None to leave the run to the general rules.
 
     The caller asks only for a run that is not finished, cancelled or past its deadline.
     """
-    seen: BeopestObservation | None = run.beopest
+    seen: BeopestObservation | None = run.kind_observation
     if seen is None or seen.master_state is None:
         return None
     unfinished = run.counts["active"] + run.counts["running"]
@@ -281,9 +316,9 @@ def failure_reason(seen: BeopestObservation) -> str:
             "of starting (host_timeout); it was terminated and no workers were started")
 
 
-def record_failure(clients: "Clients", run: "RunObservation", reason: str | None = None) -> None:
+def record_failure(clients: "Clients", run: Observation, reason: str | None = None) -> None:
     """Record why the run fails (once: the first reason stays); the caller then ends its unfinished tasks."""
-    reason = reason or failure_reason(run.beopest)
+    reason = reason or failure_reason(run.kind_observation)
 
     def fail(status: dict[str, Any]) -> None:
         section = status.setdefault("beopest", {})
@@ -298,9 +333,9 @@ def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str
     return run_urls(clients, store, run_id, spec, deadline, spec["inputs"])
 
 
-def chain_workers(clients: "Clients", run: "RunObservation") -> None:
+def chain_workers(clients: "Clients", run: Observation) -> None:
     """Add the workers pointed at the master's host (missing ones only), then record the master's address."""
-    seen: BeopestObservation = run.beopest
+    seen: BeopestObservation = run.kind_observation
     host = seen.search.host
     store = RunStore(clients.runs())
     spec = store.read(run.run_id, REQUEST_BLOB).document["spec"]
@@ -341,3 +376,61 @@ def run_failure(status: dict[str, Any]) -> str | None:
 def deciding_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The manifest entries the run's state follows: the master's alone."""
     return [task for task in tasks if task["id"] == MASTER_TASK_ID]
+
+
+def _end_workers(clients: "Clients", run: Observation) -> None:
+    batch_ops.end_job(clients.batch, run.job_id, "the BeoPEST master ended")
+
+
+def _fail(clients: "Clients", run: Observation) -> None:
+    record_failure(clients, run)
+    batch_ops.end_job(clients.batch, run.job_id, "run failed")
+
+
+class Beopest(RunKind):
+    """The kind's hooks: the section and its rules, the master at submission, the workers chained later."""
+
+    name = "beopest"
+    section = "beopest"
+    section_schema = BeopestSchema
+    needs_section = "a beopest run needs a beopest section with workers, master_command and worker_command"
+    takes_command = False
+    no_command = BEOPEST_NO_COMMAND
+    adds_every_task_at_submission = False  # the workers come once the master's host is known
+    actions = {"chain": lambda clients, run: chain_workers(clients, run), "end_workers": _end_workers, "fail": _fail}
+    ending_actions = frozenset({"end_workers", "fail"})
+
+    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
+        taken = [name for name in data.get("environment") or {} if name in BEOPEST_VARIABLES]
+        if taken:
+            return {"environment": [f"'{taken[0]}' is set on a beopest run's tasks by the backend; choose another name"]}
+        return {}
+
+    def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        data.pop("command", None)
+        return data
+
+    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+        return [master_task(spec, plan.run_id, plan.urls, plan.runs_prefix)]
+
+    def job_metadata(self, spec: dict[str, Any]) -> list[bm.BatchMetadataItem]:
+        return [job_metadata(spec)]
+
+    def watched_every_tick(self, metadata: Mapping[str, str]) -> bool:
+        return watched_every_tick(metadata)
+
+    def observe(self, batch: BatchClient, job_id: str, metadata: Mapping[str, str], counts: Mapping[str, int],
+                status: Mapping[str, Any]) -> BeopestObservation:
+        return observe(batch, job_id, dict(metadata), dict(counts), dict(status))
+
+    def decide(self, run: Observation, now: datetime) -> str | None:
+        return decide(run, now)
+
+    def deciding_tasks(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return deciding_tasks(tasks)
+
+    def failure(self, status: Mapping[str, Any]) -> str | None:
+        return run_failure(dict(status))
+
+
+KIND = Beopest()

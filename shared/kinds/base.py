@@ -1,0 +1,127 @@
+"""The interface a run kind implements: everything about a run that varies by kind, in one place.
+
+The core asks a kind, never ``if kind == ...``: the spec schema loads a kind's
+section with its ``section_schema`` and asks ``validate``/``normalise`` for its
+cross-field rules; planning asks ``plan_tasks`` (pure) for its tasks;
+submission reads the files ``input_files`` names and checks an existing pool
+with ``pool_problem``; the reconciler asks ``observe`` for what it needs beyond
+task counts, ``decide`` (pure) for a step of its own and ``actions`` to take
+it; finishing asks ``deciding_tasks`` and ``failure`` for the run's final
+state. Every hook but ``plan_tasks`` has a default that does nothing special,
+so a simple kind is a name, a section and ``plan_tasks``.
+
+A kind is one module under ``shared/kinds/`` that defines ``KIND``, an instance
+of a ``RunKind`` subclass; ``shared.kinds`` finds it there (or a caller
+registers one with ``shared.kinds.register``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from azure.batch import models as bm
+from marshmallow import Schema
+
+from shared.spec_fields import SpecLimits
+from shared.task_models import RunUrls
+
+if TYPE_CHECKING:
+    from azure.batch import BatchClient
+
+    from shared.clients import Clients
+
+# what a check knows about a run (shared.run_observation.RunObservation); typed loosely here so that a
+# kind does not import the reconciler's modules
+Observation = Any
+Action = Callable[["Clients", Observation], None]
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What planning a run's tasks may use besides its spec; all of it known before planning (no I/O)."""
+
+    run_id: str
+    job_id: str
+    urls: RunUrls
+    runs_prefix: str = ""
+    max_sweep_members: int = 10_000
+    # the text of each file ``input_files`` named, by blob name (read from the run's inputs by submission)
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+class RunKind:
+    """A run kind; subclasses set ``name`` and implement ``plan_tasks``, and override the hooks they need."""
+
+    name: ClassVar[str] = ""
+    # the spec's section of this kind (e.g. ``sweep``), loaded with ``section_schema``; None: the kind has none
+    section: ClassVar[str | None] = None
+    section_schema: ClassVar[type[Schema] | None] = None
+    needs_section: ClassVar[str] = ""  # the error when the section is missing ('' : it may be left out)
+    takes_command: ClassVar[bool] = True  # the spec's top-level ``command`` (else: the error if one is given)
+    no_command: ClassVar[str] = ""
+    takes_shared_inputs: ClassVar[bool] = False  # copied once per node by the job preparation task
+    adds_every_task_at_submission: ClassVar[bool] = True  # else Batch may not end the job with its tasks yet
+    actions: ClassVar[Mapping[str, Action]] = {}  # the steps ``decide`` may return, by name
+    ending_actions: ClassVar[frozenset[str]] = frozenset()  # steps after which the job ends soon: look again
+
+    # ---- the spec ----------------------------------------------------------------------
+    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
+        """Cross-field rules of this kind over the loaded spec: marshmallow-style errors by field ({} if none)."""
+        return {}
+
+    def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """The loaded spec as stored (``given``: the document as written), once it is valid."""
+        return data
+
+    # ---- planning (pure) ---------------------------------------------------------------
+    def input_files(self, spec: dict[str, Any]) -> list[tuple[str, str]]:
+        """(field path, blob) of the run's inputs whose text planning needs (e.g. a sweep's CSV)."""
+        return []
+
+    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+        raise NotImplementedError
+
+    def job_tasks(self, spec: dict[str, Any], plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
+                                                                          bm.BatchJobReleaseTask | None]:
+        """The job's preparation and release tasks, if the kind has any."""
+        return None, None
+
+    def job_metadata(self, spec: dict[str, Any]) -> list[bm.BatchMetadataItem]:
+        """What the reconciler needs later besides the general metadata (it keeps no state of its own)."""
+        return []
+
+    def pool_nodes(self, spec: dict[str, Any]) -> int | None:
+        """Dedicated nodes for a pool made for this run when the spec gives none (None: the settings' default)."""
+        return None
+
+    def pool_problem(self, pool: bm.BatchPool) -> str | None:
+        """Why an existing pool cannot run this kind (asked of ``POOL_SELECT``'s properties), or None."""
+        return None
+
+    # ---- reconciling -------------------------------------------------------------------
+    def watched_every_tick(self, metadata: Mapping[str, str]) -> bool:
+        """Whether the timer must look at this run on every pass (something only a look can catch)."""
+        return False
+
+    def observe(self, batch: "BatchClient", job_id: str, metadata: Mapping[str, str], counts: Mapping[str, int],
+                status: Mapping[str, Any]) -> Any:
+        """What ``decide`` needs beyond task counts (None: nothing); asked while the job is active."""
+        return None
+
+    def decide(self, run: Observation, now: datetime) -> str | None:
+        """One of ``actions`` to take now, or None to leave the run to the general rules. Pure."""
+        return None
+
+    # ---- finishing ---------------------------------------------------------------------
+    def deciding_tasks(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The manifest's task entries the run's final state follows."""
+        return tasks
+
+    def failure(self, status: Mapping[str, Any]) -> str | None:
+        """Why the finished run failed whatever its tasks' exit codes (None: its tasks decide)."""
+        return None
+
+
+POOL_SELECT = ["id", "state", "enableInterNodeCommunication", "taskSlotsPerNode"]

@@ -1,0 +1,21 @@
+"""``single``: one task, ``main``, running the spec's command. The kind a spec without ``kind`` is."""
+from __future__ import annotations
+
+from typing import Any
+
+from azure.batch import models as bm
+
+from shared.ids import MAIN_TASK_ID
+from shared.kinds.base import PlanContext, RunKind
+from shared.task_models import batch_task
+
+
+class Single(RunKind):
+    name = "single"
+
+    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+        return [batch_task(spec, plan.run_id, MAIN_TASK_ID, spec.get("name") or plan.run_id, spec["command"],
+                           spec["environment"], plan.urls, plan.runs_prefix)]
+
+
+KIND = Single()
