@@ -1,11 +1,11 @@
 """The Functions app: registers the trigger adapters (Python v2 programming model).
 
 Telemetry is set up first, once per worker process, from the app settings
-(``shared.telemetry``: Application Insights in Azure, a local file on the local stack).
+(``dmscontract.telemetry``: Application Insights in Azure, a local file on the local stack).
 """
 import azure.functions as func
 
-from shared import telemetry
+from dmscontract import telemetry
 
 telemetry.setup(service_name="dmsbatch-functions")
 

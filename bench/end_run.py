@@ -28,8 +28,8 @@ from shared.cancel import request_cancel
 from shared.fleet import reconcile_fleet
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_observation import RunObservation
-from shared.run_store import RunStore
-from shared.status import update_status
+from dmscontract.run_store import RunStore
+from dmscontract.status import update_status
 from shared.submission import add_missing_tasks
 
 

@@ -36,11 +36,11 @@ from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME  # noqa: E
 from local.batch.admin import BatchAdmin  # noqa: E402
 from local.processes import free_port, stop_group  # noqa: E402
 from local.stack import start_batch_service  # noqa: E402
-from shared.clients import Clients  # noqa: E402
+from dmscontract.clients import Clients  # noqa: E402
 from shared.provision import ensure_storage  # noqa: E402
 from shared.reconcile import check_run  # noqa: E402
 from shared.run_checks import decode_check  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from dmscontract.settings import Settings  # noqa: E402
 
 BASELINE_REV = "fd359b9"  # the last commit with the sequential reconcile tick
 HOST_CONCURRENCY = 24  # host.json: batchSize 16 + newBatchThreshold 8

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from local import stack as local_stack  # noqa: E402
-from shared.clients import Clients  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from dmscontract.clients import Clients  # noqa: E402
+from dmscontract.settings import Settings  # noqa: E402
 
 COMMAND = "echo working; sleep 2; echo done"
 

@@ -33,12 +33,12 @@ from azure.storage.queue import QueueServiceClient  # noqa: E402
 
 from local.azurite import AzuriteEndpoints, start_azurite  # noqa: E402
 from local.processes import free_port, stop_group  # noqa: E402
-from shared.clients import Clients  # noqa: E402
+from dmscontract.clients import Clients  # noqa: E402
 from shared.poisoned_requests import settle_poisoned_requests  # noqa: E402
 from shared.provision import ensure_storage  # noqa: E402
-from shared.run_store import RunStore  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.status import read_status, update_status  # noqa: E402
+from dmscontract.run_store import RunStore  # noqa: E402
+from dmscontract.settings import Settings  # noqa: E402
+from dmscontract.status import read_status, update_status  # noqa: E402
 
 PEEK = 32
 

@@ -32,11 +32,11 @@ from fleet_support import CountingClients, baseline_reconcile, drain_run_work, l
 
 from azure.batch import models as bm
 from shared.batch_ops import end_job_with_its_tasks
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.fleet import STATE_BLOB, YOUNG, PassState, reconcile_fleet
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
-from shared.run_store import RunStore
-from shared.status import update_status
+from dmscontract.run_store import RunStore
+from dmscontract.status import update_status
 
 TASKS_PER_RUN = 10
 

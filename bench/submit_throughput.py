@@ -96,8 +96,8 @@ def make_study(folder: Path, gib: float) -> int:
 # ---- workers (each in its own process) ------------------------------------------------------------
 
 def _clients():
-    from shared.clients import Clients
-    from shared.settings import Settings
+    from dmscontract.clients import Clients
+    from dmscontract.settings import Settings
 
     return Clients(Settings.from_env({"DataStorage": os.environ[CONNECTION_ENV], "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"}))
 

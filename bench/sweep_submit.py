@@ -39,8 +39,8 @@ from local.batch.admin import BatchAdmin  # noqa: E402
 from local.processes import free_port, stop_group  # noqa: E402
 from local.stack import start_batch_service  # noqa: E402
 from shared.planning import RunUrls, deadline_for, plan_run  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.spec import load_spec  # noqa: E402
+from dmscontract.settings import Settings  # noqa: E402
+from dmscontract.spec import load_spec  # noqa: E402
 from shared.submission import TASK_COLLECTION_SIZE, TASK_COLLECTIONS_IN_PARALLEL, add_missing_tasks  # noqa: E402
 
 POOL = "sweep-bench"

@@ -6,7 +6,7 @@ input files and eight 128 MiB incompressible "tidefiles" (``os.urandom``), the
 zip streamed straight into ``upload_blob`` from a generator, never held in
 memory or written to disk. Then, on the same blob:
 
-- ``shared.zip_inspect.inspect_blob`` (what intake does): end record, central
+- ``dmscontract.zip_inspect.inspect_blob`` (what intake does): end record, central
   directory and ``run.yaml`` through ``RangedBlobReader``; bytes fetched,
   requests and time, best and median of several runs;
 - the baseline: downloading the whole blob (``download_blob().readinto``,
@@ -37,7 +37,7 @@ from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from local.azurite import AzuriteEndpoints, start_azurite  # noqa: E402
 from local.processes import free_port, stop_group  # noqa: E402
-from shared.zip_inspect import ZipLimits, inspect_blob  # noqa: E402
+from dmscontract.zip_inspect import ZipLimits, inspect_blob  # noqa: E402
 
 SPEC = """name: bench-study
 command: unzip -o -q study.zip && cd study && ./hydro hydro.inp && ./qual qual.inp

@@ -21,13 +21,13 @@ from typing import Any
 
 import yaml
 
-from shared import posting, tracing
-from shared.clients import Clients
-from shared.ids import is_valid_run_id
-from shared.run_store import RunStore
-from shared.profiles import ProfileStore, load_run_spec
-from shared.spec import RUN_ID_RULE
-from shared.status import TERMINAL_STATES, read_status
+from dmscontract import posting, tracing
+from dmscontract.clients import Clients
+from dmscontract.ids import is_valid_run_id
+from dmscontract.run_store import RunStore
+from dmscontract.profiles import ProfileStore, load_run_spec
+from dmscontract.spec import RUN_ID_RULE
+from dmscontract.status import TERMINAL_STATES, read_status
 
 SPEC_NAMES = ("run.yaml", "run.yml", "run.json")
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
-import urllib.error
-import urllib.request
 import zipfile
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -50,8 +47,14 @@ def is_local_batch(config: Config) -> bool:
 
 
 def publish_local(config: Config, name: str, version: str, zip_path: Path, *, default: bool = False) -> dict[str, Any]:
-    """PUT the package to the local Batch service's store; returns the application as ``GET /applications/{name}`` shows it."""
-    from local.batch import auth  # the local service's shared-key signing, exactly as the SDK signs
+    """PUT the package to the local Batch service's store; returns the application as ``GET /applications/{name}`` shows it.
+
+    Sent with ``BatchClient.send_request``, so the SDK's own pipeline signs it with the account's shared key,
+    exactly as it signs every Batch request (the local service checks the signature as Batch does)."""
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.rest import HttpRequest
 
     config.require_batch()
     check_package(name, version, zip_path)
@@ -60,28 +63,25 @@ def publish_local(config: Config, name: str, version: str, zip_path: Path, *, de
     key = config.app_settings.get("BATCH_ACCOUNT_KEY") or ""
     if not key:
         raise UsageProblem("publishing to the local Batch service needs its shared key (BATCH_ACCOUNT_KEY)")
-    data = zip_path.read_bytes()
     path = f"/_admin/applications/{quote(name, safe='')}/{quote(version, safe='')}"
-    query = "default=true" if default else ""
-    headers = {"ocp-date": formatdate(usegmt=True), "Content-Length": str(len(data)), "Content-Type": "application/zip"}
-    text = auth.string_to_sign("PUT", headers, account, urlsplit(url).path + path, query)
-    headers["Authorization"] = f"SharedKey {account}:{auth.sign(key, text)}"
-    request = urllib.request.Request(url + path + (f"?{query}" if query else ""), data=data, method="PUT", headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
-    try:
-        with opener.open(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
+    request = HttpRequest("PUT", path, params={"default": "true"} if default else None, content=zip_path.read_bytes(),
+                          headers={"Content-Type": "application/zip"})
+    with BatchClient(url, AzureNamedKeyCredential(account, key), retry_total=0) as client:
         try:
-            message = (json.loads(body).get("message") or {}).get("value") or body
-        except ValueError:
-            message = body
-        if exc.code in (401, 403):
-            raise CredentialsRefused(f"the local Batch service at {url} refused the key for {account!r}: {message}") from None
-        raise UsageProblem(f"the local Batch service refused the package ({exc.code}): {message}") from None
-    except urllib.error.URLError as exc:
-        raise ServiceUnreachable(f"no local Batch service at {url} ({exc.reason}); start the stack with `dmsbatch up`") from None
+            response = client.send_request(request, timeout=60)
+        except ServiceRequestError as exc:
+            raise ServiceUnreachable(f"no local Batch service at {url} ({exc}); start the stack with `dmsbatch up`") from None
+        response.read()
+    if response.status_code < 300:
+        return json.loads(response.content or b"{}")
+    body = response.text()
+    try:
+        message = (json.loads(body).get("message") or {}).get("value") or body
+    except ValueError:
+        message = body
+    if response.status_code in (401, 403):
+        raise CredentialsRefused(f"the local Batch service at {url} refused the key for {account!r}: {message}") from None
+    raise UsageProblem(f"the local Batch service refused the package ({response.status_code}): {message}") from None
 
 
 def azure_commands(config: Config, name: str, version: str, zip_path: Path, *, default: bool = False,

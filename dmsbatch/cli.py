@@ -10,6 +10,8 @@ service unreachable or credentials refused.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import click
 
 from dmsbatch.config import describe_sources
-from dmsbatch.errors import DmsbatchError, RunFailed, ServiceUnreachable
+from dmsbatch.errors import DmsbatchError, RunFailed, ServiceUnreachable, UsageProblem
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -106,6 +108,26 @@ def _port(name: str, default: int, envvar: str):
     return click.option(f"--{name}-port", default=default, show_default=True, envvar=envvar, help=f"0 picks a free port ({envvar})")
 
 
+def _local_stack(ctx: click.Context, *args: str) -> None:
+    """Run the local stack's own command (``python -m local ...``) of the checkout the stack lives in.
+
+    The local stack is part of a dmsbatch checkout, not of this installed command, which never imports it:
+    the checkout is the one holding the stack's folder (``--data-dir``, ``DMSBATCH_DATA_DIR``, or the
+    nearest ``.local-stack``) or the working directory, whichever has ``local/stack.py`` at or above it."""
+    from dmsbatch.config import local_stack_dir
+
+    given = ctx.find_root().params.get("data_dir") or os.environ.get("DMSBATCH_DATA_DIR")
+    data_dir = Path(given).expanduser().resolve() if given else local_stack_dir()
+    checkout = next((folder for start in (data_dir, Path.cwd().resolve()) for folder in (start, *start.parents)
+                     if (folder / "local" / "stack.py").is_file()), None)
+    if checkout is None:
+        raise UsageProblem("the local stack comes with a dmsbatch checkout: run this inside one "
+                           "(or `./dev up` there), or point --data-dir at a stack kept in one")
+    done = subprocess.run([sys.executable, "-m", "local", "--data-dir", str(data_dir), *args], cwd=checkout)
+    if done.returncode:
+        raise SystemExit(done.returncode)
+
+
 @cli.command(context_settings=CONTEXT)
 @_port("blob", 10000, "DMSBATCH_BLOB_PORT")
 @_port("queue", 10001, "DMSBATCH_QUEUE_PORT")
@@ -115,23 +137,16 @@ def _port(name: str, default: int, envvar: str):
 @click.pass_context
 def up(ctx: click.Context, blob_port: int, queue_port: int, batch_port: int, functions_host: bool) -> None:
     """Start the local stack (Azurite, local Batch, local Functions host); nothing happens if it is running."""
-    from local import stack as local_stack
-
-    data_dir = ctx.find_root().params.get("data_dir") or local_stack.DEFAULT_DATA_DIR
-    running = local_stack.up(local_stack.StackConfig(data_dir=Path(data_dir), blob_port=blob_port, queue_port=queue_port,
-                                                     batch_port=batch_port, functions_host=functions_host))
-    click.echo(f"local stack up: blob {running.azurite.blob_url}, queue {running.azurite.queue_url}, batch {running.batch_url}")
-    note(f"logs in {running.config.data_dir / 'logs'}; `dmsbatch down` stops it")
+    _local_stack(ctx, "up", "--blob-port", str(blob_port), "--queue-port", str(queue_port), "--batch-port", str(batch_port),
+                 "--functions-host" if functions_host else "--no-functions-host")
+    note("`dmsbatch down` stops it")
 
 
 @cli.command(context_settings=CONTEXT)
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop the local stack and every process it started."""
-    from local import stack as local_stack
-
-    data_dir = ctx.find_root().params.get("data_dir") or local_stack.DEFAULT_DATA_DIR
-    click.echo("local stack stopped" if local_stack.down(Path(data_dir)) else "local stack was not running")
+    _local_stack(ctx, "down")
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -174,7 +189,7 @@ def validate(ctx: click.Context, path: Path, profiles_dir: Path | None, as_json:
     from dmsbatch.study import validate as validate_study
 
     if profiles_dir is not None:
-        from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+        from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS
 
         spec = validate_study(open_study(path), LocalProfiles(profiles_dir), DEFAULT_MAX_SWEEP_MEMBERS)
     else:
@@ -196,7 +211,7 @@ def validate(ctx: click.Context, path: Path, profiles_dir: Path | None, as_json:
 
 def _max_members(ctx: click.Context) -> int:
     """The sweep limit from the configuration if one is readable, else the backend's default (offline validation)."""
-    from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+    from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS
 
     try:
         return _session(ctx).max_sweep_members()
@@ -433,7 +448,7 @@ def results(ctx: click.Context, run_id: str, download: Path | None, as_json: boo
 @click.pass_context
 def cancel(ctx: click.Context, run_id: str, reason: str | None, wait_: bool) -> None:
     """Cancel a run: a run-control message; the backend ends its tasks and finishes it as cancelled."""
-    from shared.status import TERMINAL_STATES
+    from dmscontract.status import TERMINAL_STATES
 
     session = _session(ctx)
     before = session.cancel(run_id, reason)

@@ -1,7 +1,7 @@
 """Where the command and the Python API find the backend: a config file, env vars, or the local stack.
 
 Every source is mapped onto the app settings the backend itself reads
-(``shared/settings.py``: ``DataStorage``, ``BATCH_ACCOUNT_URL``, ...), and
+(``dmscontract/settings.py``: ``DataStorage``, ``BATCH_ACCOUNT_URL``, ...), and
 ``Settings.from_env`` builds the settings from that mapping, so the client and the
 Functions app can never disagree on what a name means. The mapping is kept, so
 ``dmsbatch config show`` can say what each key became (secrets masked).
@@ -16,9 +16,10 @@ Sources, first match wins:
 3. the app settings in the environment (``DataStorage`` or ``DataStorage__blobServiceUri``,
    ``BATCH_ACCOUNT_URL``, ...), e.g. after ``eval "$(./dev env)"``;
 4. ``~/.config/dmsbatch/config.yaml`` or ``config.ini`` (``$XDG_CONFIG_HOME`` if set);
-5. the local stack in the repository's ``.local-stack`` (what ``dmsbatch up`` starts).
+5. the local stack in the nearest ``.local-stack`` (a checkout's, where ``dmsbatch up`` starts it),
+   found from the ``client.json`` it writes there while it runs.
 
-No key: ``DefaultAzureCredential`` (``shared/clients.py`` decides, as in the backend).
+No key: ``DefaultAzureCredential`` (``dmscontract/clients.py`` decides, as in the backend).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import base64
 import binascii
 import configparser
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -89,8 +91,8 @@ class Config:
 
     # ---- what it means -----------------------------------------------------------------
     def settings(self):
-        """``shared.settings.Settings`` built by the backend's own parser; Batch may be left unconfigured."""
-        from shared.settings import Settings, SettingsError
+        """``dmscontract.settings.Settings`` built by the backend's own parser; Batch may be left unconfigured."""
+        from dmscontract.settings import Settings, SettingsError
 
         env = dict(self.app_settings)
         try:
@@ -138,6 +140,8 @@ class Config:
 
     def check_reachable(self, timeout: float = 1.0) -> None:
         """For storage on loopback, a TCP connect (milliseconds) instead of the SDK's retries (seconds) to say there is none."""
+        if self.local_data_dir is not None and not self.app_settings:
+            raise ServiceUnreachable(f"no local stack in {self.local_data_dir}; start it with `dmsbatch up`")
         endpoint = self.blob_endpoint
         if not is_loopback(endpoint):
             return
@@ -336,7 +340,7 @@ def map_keys(values: Mapping[str, str], source: str, lines: list[str] | None = N
     Account keys must be base64 (``check_key``). ``lines`` (the file's text) only place an ignored
     name that does not look like a setting name, which is reported by its line number alone.
     """
-    from shared.settings import Settings
+    from dmscontract.settings import Settings
 
     by_key: dict[str, tuple[str, str]] = {}
     for key, value in values.items():
@@ -432,7 +436,7 @@ def _line_of(name: str, lines: list[str] | None) -> int | None:
 
 def from_app_settings(env: Mapping[str, str]) -> Config:
     """The backend's own app settings, as in the environment (names unchanged)."""
-    from shared.settings import Settings
+    from dmscontract.settings import Settings
 
     names = list(APP_SETTING_NAMES) + ["BATCH_ACCOUNT_NAME", "BATCH_ACCOUNT_KEY"]
     names += [f.name.upper() for f in fields(Settings) if f.name.upper() not in names
@@ -447,19 +451,41 @@ def from_app_settings(env: Mapping[str, str]) -> Config:
     return Config(source="environment variables", app_settings=app, mapped=mapped)
 
 
-def from_local_stack(data_dir: Path | None) -> Config:
-    """The local stack's settings (well-known dev credentials), running or not: its ports are in its state file."""
-    from local import stack as local_stack
+LOCAL_STACK_DIR = ".local-stack"  # where ./dev and `dmsbatch up` keep the local stack, at a checkout's root
+LOCAL_STACK_FILE = "client.json"  # written there by the local stack while it runs (local/stack.py: RunningStack.save)
 
-    data_dir = (data_dir or local_stack.DEFAULT_DATA_DIR).resolve()
-    running = local_stack.RunningStack.load(data_dir)
-    alive = running is not None and running.alive()
-    if running is None:
-        running = local_stack.RunningStack(local_stack.StackConfig(data_dir=data_dir), {})
-    app = running.app_settings()
-    keep = ("DataStorage", "BATCH_ACCOUNT_URL", "BATCH_ACCOUNT_NAME", "BATCH_ACCOUNT_KEY", "RUN_REQUESTS_QUEUE",
-            "RUN_EVENTS_QUEUE", "RUN_CONTROL_QUEUE", "INBOX_CONTAINER", "TELEMETRY_FILE")
-    app = {k: v for k, v in app.items() if k in keep}
+
+def local_stack_dir(start: Path | None = None) -> Path:
+    """The local stack's folder: the nearest ``.local-stack`` in the working directory or one above it
+    (a checkout and its examples), else ``./.local-stack``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / LOCAL_STACK_DIR).is_dir():
+            return folder / LOCAL_STACK_DIR
+    return here / LOCAL_STACK_DIR
+
+
+def _alive(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except PermissionError:
+            continue  # it exists, owned by someone else
+    return bool(pids)
+
+
+def from_local_stack(data_dir: Path | None) -> Config:
+    """The local stack's settings (well-known dev credentials) from the file it writes while it runs
+    (``client.json``: its app settings and its processes); none if it never ran there."""
+    data_dir = (data_dir or local_stack_dir()).resolve()
+    try:
+        state = json.loads((data_dir / LOCAL_STACK_FILE).read_text())
+    except (OSError, ValueError):
+        state = {}
+    app = {k: str(v) for k, v in (state.get("app_settings") or {}).items()}
+    alive = _alive(list(state.get("pids") or []))
     mapped = [MappedSetting(k, ("local stack",), v, secret=k in ("DataStorage", "BATCH_ACCOUNT_KEY")) for k, v in app.items()]
     return Config(source=f"the local stack in {data_dir}", app_settings=app, mapped=mapped,
                   local_data_dir=data_dir, local_running=alive)

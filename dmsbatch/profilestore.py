@@ -1,6 +1,6 @@
 """``profiles push|list``: the profiles container (``profiles/<name>.yaml``) from the modeller's side.
 
-A profile is checked with the backend's own parser (``shared.profiles.parse_profile``)
+A profile is checked with the backend's own parser (``dmscontract.profiles.parse_profile``)
 before it is uploaded, so a broken profile never reaches the container where every
 run naming it would fail. Unchanged profiles (same MD5) are not uploaded again, so
 their ETag, which runs record, stays the same.
@@ -47,7 +47,7 @@ def profile_files(paths: list[Path]) -> list[Path]:
 
 def check(path: Path) -> bytes:
     """The profile's bytes, if the backend would accept it; ``SpecProblem`` with its messages otherwise."""
-    from shared.profiles import PROFILE_NAME, PROFILE_NAME_RULE, PROFILE_SUFFIX, MAX_PROFILE_BYTES, ProfileError, parse_profile
+    from dmscontract.profiles import PROFILE_NAME, PROFILE_NAME_RULE, PROFILE_SUFFIX, MAX_PROFILE_BYTES, ProfileError, parse_profile
 
     name = path.name[: -len(PROFILE_SUFFIX)] if path.name.endswith(PROFILE_SUFFIX) else None
     if name is None or not PROFILE_NAME.match(name):
@@ -89,7 +89,7 @@ def push(clients: Any, paths: list[Path]) -> list[tuple[str, str]]:
 
 def list_profiles(clients: Any) -> list[ProfileInfo]:
     """Every profile in the container with its description (a small read each)."""
-    from shared.profiles import PROFILE_SUFFIX
+    from dmscontract.profiles import PROFILE_SUFFIX
 
     container = _container(clients)
     found = []

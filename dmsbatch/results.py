@@ -29,7 +29,7 @@ class Downloaded:
 
 def manifest(clients: Any, run_id: str) -> dict[str, Any]:
     """The run's manifest; ``NotReady`` (saying the run's state) while it has none."""
-    from shared.run_store import RunStore
+    from dmscontract.run_store import RunStore
 
     found = RunStore(clients.runs()).read(run_id, "manifest.json").document
     if found is None:

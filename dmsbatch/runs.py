@@ -19,8 +19,8 @@ STATUS_BLOB = "status.json"
 
 def status(clients: Any, run_id: str) -> dict[str, Any]:
     """The run's ``status.json``; ``UnknownRun`` if there is none (and nothing says the run is on its way)."""
-    from shared.run_store import RunStore
-    from shared.status import read_status
+    from dmscontract.run_store import RunStore
+    from dmscontract.status import read_status
 
     store = RunStore(clients.runs())
     found = read_status(store, run_id)
@@ -107,7 +107,7 @@ def list_runs(clients: Any, limit: int | None = 20) -> list[dict[str, Any]]:
 
 def is_over(status_doc: dict[str, Any]) -> bool:
     """Over for its watchers: terminal, and its run-events message is out (so its manifest, if any, is written)."""
-    from shared.status import TERMINAL_STATES
+    from dmscontract.status import TERMINAL_STATES
 
     return status_doc.get("state") in TERMINAL_STATES and bool(status_doc.get("event_sent_at"))
 
@@ -166,7 +166,7 @@ def failure_details(clients: Any, status_doc: dict[str, Any]) -> tuple[str | Non
     """(first failed task's id, its stderr tail) from the run's manifest; (None, None) for a cancelled run or
     one without a manifest (rejected before it ran). The first failed task that left a stderr tail is
     chosen, else the first failed task (the one the reason names)."""
-    from shared.run_store import RunStore
+    from dmscontract.run_store import RunStore
 
     if status_doc.get("state") in ("succeeded", "cancelled") or not status_doc.get("manifest_url"):
         return None, None
@@ -187,7 +187,7 @@ def _in_inbox(clients: Any, run_id: str) -> bool:
     Matches the run id ``submit`` recorded in the blob's metadata, or the one intake
     derives from the blob's name and ETag (a zip dropped by other means).
     """
-    from shared.intake import run_id_for_drop
+    from dmscontract.ids import run_id_for_drop
 
     container = clients.blob_service.get_container_client(clients.settings.inbox_container)
     for blob in container.list_blobs(include=["metadata"]):

@@ -102,8 +102,8 @@ class Session:
     def clients(self):
         """The SDK clients, once storage has answered one request: a wrong key or an absent stack is said at once,
         not after the SDK's retries (``retry_total=0`` on that one request)."""
-        from shared import telemetry
-        from shared.clients import Clients
+        from dmscontract import telemetry
+        from dmscontract.clients import Clients
 
         self.config.check_reachable()
         # the client's spans (submit, upload, post) go where the backend's do on the local stack; against Azure
@@ -137,13 +137,13 @@ class Session:
             return validate(study, LocalProfiles(Path(profiles_dir)), self.max_sweep_members())
         if not study.document.get("profile"):
             return validate(study, None, self.max_sweep_members())  # offline: no storage call, no stack needed
-        from shared.profiles import ProfileStore
+        from dmscontract.profiles import ProfileStore
 
         return self.call(lambda clients: validate(study, ProfileStore.for_clients(clients), clients.settings.sweep_max_members))
 
     def max_sweep_members(self) -> int:
         """The sweep limit from the configuration if it is readable, else the backend's default (offline validation)."""
-        from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS
+        from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS
 
         try:
             return self.config.settings().sweep_max_members

@@ -14,7 +14,7 @@ and is sent one of two ways, its *layout*:
 
 The folder is the ``inputs`` layout when the spec names at least one input blob and
 every one of them is a file under ``inputs/``; otherwise ``zip``. A zip is checked as
-intake checks a dropped zip (``shared.zip_inspect``); specs are read as intake reads
+intake checks a dropped zip (``dmscontract.zip_inspect``); specs are read as intake reads
 them (``parse_spec_text``) and validated with the backend's ``load_run_spec``, so the
 messages are the backend's, field paths and all.
 """
@@ -57,7 +57,7 @@ class Study:
         As ``shared.intake`` does for a dropped zip, so a study sent through the queue
         runs exactly as the same study dropped in the inbox.
         """
-        from shared.zip_extract import with_zip_as_input
+        from dmscontract.zip_extract import with_zip_as_input
 
         document = json.loads(json.dumps(self.document))
         if run_id is not None:
@@ -76,7 +76,7 @@ class Study:
 
 def open_study(path: str | Path, *, zip_name: str | None = None, exclude: tuple[str, ...] = (), limits: Any = None) -> Study:
     """Read what ``path`` is and its spec; ``SpecProblem`` with the backend's messages when the spec cannot be read."""
-    from shared.zip_inspect import ZipLimits
+    from dmscontract.zip_inspect import ZipLimits
 
     source = Path(path).expanduser()
     limits = limits or ZipLimits()
@@ -92,7 +92,7 @@ def open_study(path: str | Path, *, zip_name: str | None = None, exclude: tuple[
 
 def _parse(spec_name: str, raw: bytes) -> dict[str, Any]:
     """The spec as intake parses it (UTF-8, YAML or JSON with line and column, bounded expansion)."""
-    from shared.spec_text import parse_spec_text
+    from dmscontract.spec_text import parse_spec_text
 
     document, problems = parse_spec_text(spec_name, raw)
     if problems:
@@ -130,7 +130,7 @@ def _folder(root: Path, zip_name: str | None, exclude: tuple[str, ...], limits: 
 
 def _zip(path: Path, zip_name: str | None, limits: Any) -> Study:
     """A zip on disk, checked as intake checks a dropped one (same checks, same messages)."""
-    from shared.zip_inspect import inspect_zip
+    from dmscontract.zip_inspect import inspect_zip
 
     name = _zip_name(zip_name or path.name)
     with open(path, "rb") as handle:
@@ -183,11 +183,11 @@ def _check_zip_limits(root: Path, files: list[StudyFile], limits: Any) -> None:
 
 
 def check_inputs_for_layout(study: Study, spec: dict[str, Any]) -> None:
-    """A zipped study brings the zip and the files of it the spec names (``shared.zip_extract``): a name
+    """A zipped study brings the zip and the files of it the spec names (``dmscontract.zip_extract``): a name
     that is neither would be missing at submission, so say so before anything is uploaded."""
     if study.layout != "zip":
         return
-    from shared.zip_extract import named_files
+    from dmscontract.zip_extract import named_files
 
     members = study.member_names()
     others = [f.name for f in named_files(spec, study.zip_name) if f.name not in members]
@@ -201,8 +201,8 @@ def check_inputs_for_layout(study: Study, spec: dict[str, Any]) -> None:
 
 def validate(study: Study, profiles: Any, max_sweep_members: int, run_id: str | None = None) -> dict[str, Any]:
     """The normalised spec, validated as submission will (profile merged); ``SpecProblem`` listing every error."""
-    from shared.profiles import load_run_spec
-    from shared.spec import SpecError
+    from dmscontract.profiles import load_run_spec
+    from dmscontract.spec import SpecError
 
     document = study.request_document(run_id)
     try:
@@ -220,7 +220,7 @@ class LocalProfiles:
         self.folder = Path(folder)
 
     def get(self, name: Any):
-        from shared.profiles import PROFILE_FIELD, PROFILE_NAME, PROFILE_NAME_RULE, Profile, ProfileError, parse_profile
+        from dmscontract.profiles import PROFILE_FIELD, PROFILE_NAME, PROFILE_NAME_RULE, Profile, ProfileError, parse_profile
 
         if not isinstance(name, str) or not PROFILE_NAME.match(name):
             raise ProfileError([f"{PROFILE_FIELD}: {PROFILE_NAME_RULE}"])

@@ -19,7 +19,7 @@ messages, so a bad spec costs no upload.
 
 A submission is the first span of the run's trace (``dmsbatch.submit``, with the upload
 as a child): its context travels in the request's ``traceparent``, or for a drop in the
-zip's ``traceparent`` metadata, which intake continues (``shared.tracing``).
+zip's ``traceparent`` metadata, which intake continues (``dmscontract.tracing``).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
     ``progress(n)`` is called as bytes are uploaded; ``on_study(study)`` once the
     study is read (what it is, its layout), before anything is uploaded.
     """
-    from shared import tracing
+    from dmscontract import tracing
 
     with tracing.run_span("dmsbatch.submit", run_id, path=Path(path).name):
         submission = _submit(clients, path, run_id=run_id, via=via, zip_name=zip_name, exclude=exclude, profiles=profiles,
@@ -81,11 +81,11 @@ def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: st
 def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | None, zip_name: str | None,
             exclude: tuple[str, ...], profiles: Any, concurrency: int, block_size: int | None,
             progress: Callable[[int], None] | None, on_study: Callable[[Study], None] | None) -> Submission:
-    from shared import tracing
-    from shared.ids import is_valid_run_id
-    from shared.profiles import ProfileStore
-    from shared.spec import RUN_ID_RULE
-    from shared.zip_inspect import ZipLimits
+    from dmscontract import tracing
+    from dmscontract.ids import is_valid_run_id
+    from dmscontract.profiles import ProfileStore
+    from dmscontract.spec import RUN_ID_RULE
+    from dmscontract.zip_inspect import ZipLimits
 
     started = time.monotonic()
     limits = ZipLimits.from_settings(clients.settings)
@@ -118,7 +118,7 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
             metadata.update(tracing.carrier())  # intake continues this trace (the blob's traceparent metadata)
             result = upload_stream(blob, _zip_bytes(study, wanted, limits.max_ratio), block_size=block_size, concurrency=concurrency,
                                    progress=progress, overwrite=False, metadata=metadata or None)
-            from shared.intake import run_id_for_drop
+            from dmscontract.ids import run_id_for_drop
 
             final = wanted or run_id_for_drop(blob_name, result.etag)
             tracing.annotate(run_id=final)  # known only now (intake derives it from the upload's ETag)
@@ -151,9 +151,9 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
 
 
 def _upload_named_files(clients: Any, study: Study, spec: dict[str, Any], inputs_prefix: str, concurrency: int) -> int:
-    """What intake does for a dropped zip (``shared.zip_extract``), done here for a zip sent through the queue:
+    """What intake does for a dropped zip (``dmscontract.zip_extract``), done here for a zip sent through the queue:
     each file of the study the spec names, uploaded as the blob it names. Returns the bytes sent."""
-    from shared.zip_extract import named_files
+    from dmscontract.zip_extract import named_files
 
     wanted = {f.name for f in named_files(spec, study.zip_name)}
     if not wanted:
@@ -195,7 +195,7 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 def _check_unused(clients: Any, run_id: str) -> None:
     """A run id the modeller chose must be new: intake would fail the drop, submission would take it for a redelivery."""
-    from shared.run_store import RunStore
+    from dmscontract.run_store import RunStore
 
     store = RunStore(clients.runs())
     for name in ("status.json", "request.json", "intake.json"):

@@ -1,6 +1,6 @@
 """``trace``: where a run's time went, from the spans of its trace.
 
-Every component records its part of a run as spans of one trace (``shared.tracing``):
+Every component records its part of a run as spans of one trace (``dmscontract.tracing``):
 the client's submit and upload, intake, each delivery of the run request, every
 reconcile action, and, once the manifest is written, the run's phases on Batch
 (waiting for nodes, the tasks, the wait for the manifest: ``shared.run_timeline``).
@@ -119,8 +119,8 @@ def _hex(value: str | None) -> str | None:
 
 
 def check_run_id(run_id: str) -> str:
-    from shared.ids import is_valid_run_id
-    from shared.spec import RUN_ID_RULE
+    from dmscontract.ids import is_valid_run_id
+    from dmscontract.spec import RUN_ID_RULE
 
     if not is_valid_run_id(run_id):
         raise UsageProblem(f"run id {run_id!r} {RUN_ID_RULE}")
@@ -129,7 +129,7 @@ def check_run_id(run_id: str) -> str:
 
 # ---- the local stack's telemetry file ---------------------------------------------------------------------
 def from_file(path: Path, run_id: str) -> RunTrace:
-    """The spans of ``run_id`` in a telemetry file (JSON lines; ``shared.telemetry``), in order of their start."""
+    """The spans of ``run_id`` in a telemetry file (JSON lines; ``dmscontract.telemetry``), in order of their start."""
     check_run_id(run_id)
     if not path.is_file():
         raise UsageProblem(f"no telemetry file at {path} yet: the local stack writes it once the Functions host has "

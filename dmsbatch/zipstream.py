@@ -3,7 +3,7 @@
 ``zipfile`` writes to an unseekable sink here, so it puts each entry's CRC and
 sizes in a data descriptor after the data instead of seeking back to the local
 header; the central directory at the end carries them as usual, which is all
-that intake (``shared.zip_inspect``, ranged reads of the central directory) and
+that intake (``dmscontract.zip_inspect``, ranged reads of the central directory) and
 ``unzip`` on the node read. The generator hands out what ``zipfile`` wrote after
 every chunk of input, so memory holds one read chunk and the compressor's state,
 whatever the folder's size.

@@ -13,7 +13,7 @@ import azure.functions as func
 
 from functions.runtime import clients, move_to_poison
 from shared.cancel import UnknownRunError, decode_cancel, request_cancel
-from shared.errors import UnusableMessageError
+from dmscontract.errors import UnusableMessageError
 from shared.run_metrics import message_received
 
 bp = func.Blueprint()

@@ -18,8 +18,8 @@ import logging
 import azure.functions as func
 
 from functions.runtime import clients, max_dequeue_count, move_to_poison
-from shared.errors import PermanentRunError, UnusableMessageError
-from shared.messages import decode_run_request
+from dmscontract.errors import PermanentRunError, UnusableMessageError
+from dmscontract.messages import decode_run_request
 from shared.submission import received_run_request, reject_run, submit_run
 
 bp = func.Blueprint()

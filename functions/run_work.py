@@ -11,7 +11,7 @@ import logging
 import azure.functions as func
 
 from functions.runtime import clients, move_to_poison
-from shared.errors import UnusableMessageError
+from dmscontract.errors import UnusableMessageError
 from shared.reconcile import check_run
 from shared.run_checks import decode_check
 

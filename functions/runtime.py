@@ -6,8 +6,8 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from shared.clients import Clients
-from shared.settings import Settings
+from dmscontract.clients import Clients
+from dmscontract.settings import Settings
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 

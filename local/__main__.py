@@ -83,8 +83,8 @@ def env(data_dir: Path) -> None:
 def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port: int, batch_port: int) -> None:
     """Run examples/NAME end to end on the local stack and print its manifest's location."""
     from dmsbatch.api import read_manifest, submit, wait_for_run
-    from shared.clients import Clients
-    from shared.settings import Settings
+    from dmscontract.clients import Clients
+    from dmscontract.settings import Settings
 
     study = REPO_ROOT / "examples" / name
     if not study.is_dir():

@@ -32,6 +32,10 @@ from local.tls import Certificate, make_certificate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / ".local-stack"
+# the file a client reads to find a running stack (dmsbatch.config.from_local_stack), beside stack.json
+CLIENT_FILE = "client.json"
+CLIENT_SETTINGS = ("DataStorage", "BATCH_ACCOUNT_URL", "BATCH_ACCOUNT_NAME", "BATCH_ACCOUNT_KEY", "RUN_REQUESTS_QUEUE",
+                   "RUN_EVENTS_QUEUE", "RUN_CONTROL_QUEUE", "INBOX_CONTAINER", "TELEMETRY_FILE")
 LOOPBACK = "127.0.0.1"
 
 
@@ -163,6 +167,13 @@ class RunningStack:
     def save(self) -> None:
         state = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "pids": self.pids}
         (self.config.data_dir / "stack.json").write_text(json.dumps(state, indent=2))
+        (self.config.data_dir / CLIENT_FILE).write_text(json.dumps(self.client_view(), indent=2))
+
+    def client_view(self) -> dict[str, object]:
+        """What a client (``dmsbatch``, installed anywhere) needs to reach the stack: the app settings a client
+        reads (dev credentials only: never the managed identity's secret) and the processes that must be alive."""
+        app = self.app_settings()
+        return {"app_settings": {k: app[k] for k in CLIENT_SETTINGS if k in app}, "pids": sorted(self.pids.values())}
 
     @classmethod
     def load(cls, data_dir: Path = DEFAULT_DATA_DIR) -> "RunningStack | None":
@@ -289,10 +300,10 @@ def start_functions_host(stack: RunningStack) -> int:
 
 def _provision(stack: RunningStack) -> None:
     sys.path.insert(0, str(stack.config.app_root))
-    from shared.clients import Clients
-    from shared.profiles import seed_repo_profiles
+    from dmscontract.clients import Clients
+    from dmscontract.profiles import seed_repo_profiles
     from shared.provision import ensure_storage
-    from shared.settings import Settings
+    from dmscontract.settings import Settings
 
     operator = {**stack.app_settings(), "DataStorage": stack.operator_storage_connection()}  # the operator provisions, with the key
     clients = Clients(Settings.from_env(operator))

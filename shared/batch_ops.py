@@ -21,7 +21,9 @@ from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
                                    ResourceNotModifiedError, map_error)
 from azure.core.rest import HttpRequest
 
-# the Batch data-plane version every client of ours speaks (shared.clients passes it to BatchClient)
+from dmscontract.clients import BATCH_API_VERSION
+
+# the Batch data-plane version every client of ours speaks (dmscontract.clients passes it to BatchClient)
 BATCH_API_VERSION = "2025-06-01"
 _ERRORS: dict[int, type[HttpResponseError]] = {401: ClientAuthenticationError, 404: ResourceNotFoundError,
                                                409: ResourceExistsError, 304: ResourceNotModifiedError}

@@ -12,8 +12,10 @@ import logging
 from azure.batch import BatchClient
 from azure.batch import models as bm
 
-from shared import run_metrics, tracing
-from shared.errors import PermanentRunError
+from shared import run_metrics
+
+from dmscontract import tracing
+from dmscontract.errors import PermanentRunError
 
 log = logging.getLogger("dmsbatch.submission")
 

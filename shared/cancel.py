@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.run_checks import CheckRequest, request_check
-from shared.run_store import RunStore
-from shared.status import is_terminal, now_iso, read_status, update_status
+from dmscontract.run_store import RunStore
+from dmscontract.status import is_terminal, now_iso, read_status, update_status
 
 
 class UnknownRunError(LookupError):
@@ -49,10 +49,10 @@ def decode_cancel(body: bytes) -> tuple[str, str | None]:
     Raises ``UnusableMessageError`` naming what is wrong: a control message
     that cannot be understood is poisoned, never retried.
     """
-    from shared.errors import UnusableMessageError
-    from shared.ids import is_valid_run_id
-    from shared.messages import UndecodableMessage, decode_body
-    from shared.spec import RUN_ID_RULE
+    from dmscontract.errors import UnusableMessageError
+    from dmscontract.ids import is_valid_run_id
+    from dmscontract.messages import UndecodableMessage, decode_body
+    from dmscontract.spec import RUN_ID_RULE
 
     try:
         document = decode_body(body)

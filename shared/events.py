@@ -12,9 +12,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from shared.clients import Clients
-from shared.run_store import RunStore
-from shared.status import now_iso, update_status
+from dmscontract.clients import Clients
+from dmscontract.run_store import RunStore
+from dmscontract.status import now_iso, update_status
 
 CLAIM_EXPIRES = timedelta(minutes=2)
 

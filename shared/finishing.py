@@ -15,16 +15,18 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import batch_ops, run_metrics, run_timeline, tracing
+from shared import batch_ops, run_metrics, run_timeline
+
+from dmscontract import tracing
 from shared.cancel import cancelled_reason
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.events import emit_run_event_once
 from shared.kinds import kind_for
 from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
-from shared.run_layout import MANIFEST_BLOB, REQUEST_BLOB
-from shared.run_store import RunStore
-from shared.status import is_terminal, now_iso, read_status, update_status
+from dmscontract.run_layout import MANIFEST_BLOB, REQUEST_BLOB
+from dmscontract.run_store import RunStore
+from dmscontract.status import is_terminal, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.finishing")
 

@@ -34,8 +34,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from opentelemetry.trace import SpanKind
 
-from shared import run_metrics, tracing
-from shared.clients import Clients
+from shared import run_metrics
+
+from dmscontract import tracing
+from dmscontract.clients import Clients
 from shared.kinds import UnknownKind, kind_for
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID
 from shared.pool_outlook import look_at_pools

@@ -2,9 +2,9 @@
 
 ``accept_dropped_zip`` takes one version (name + ETag) of ``inbox/<name>.zip``:
 
-1. inspects it with ranged reads (``shared.zip_inspect``: the central directory
+1. inspects it with ranged reads (``dmscontract.zip_inspect``: the central directory
    and the spec file only, never the whole blob) and validates the spec with
-   ``shared.spec.load_spec``;
+   ``dmscontract.spec.load_spec``;
 2. picks the run id: the spec's ``run_id`` if it gives a usable one that no other
    run holds, otherwise one derived from the blob name and ETag
    (``run_id_for_drop``), so a redelivered trigger always lands on the same run;
@@ -50,20 +50,20 @@ from azure.core.exceptions import HttpResponseError, ResourceModifiedError, Reso
 from azure.storage.blob import BlobClient
 from opentelemetry.trace import SpanKind
 
-from shared import tracing
-from shared.clients import Clients
-from shared.errors import PermanentRunError
-from shared.ids import is_valid_run_id
-from shared.profiles import ProfileStore, load_run_spec
-from shared.posting import post_run_request
-from shared.run_store import ConcurrentUpdate, RunStore
+from dmscontract import tracing
+from dmscontract.clients import Clients
+from dmscontract.errors import PermanentRunError
+from dmscontract.ids import bare_etag, is_valid_run_id, run_id_for_drop
+from dmscontract.profiles import ProfileStore, load_run_spec
+from dmscontract.posting import post_run_request
+from dmscontract.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
-from shared.spec import RUN_ID_RULE, SpecError
-from shared.run_layout import INTAKE_BLOB, REQUEST_BLOB, STATUS_BLOB
-from shared.status import now_iso
+from dmscontract.spec import RUN_ID_RULE, SpecError
+from dmscontract.run_layout import INTAKE_BLOB, REQUEST_BLOB, STATUS_BLOB
+from dmscontract.status import now_iso
 from shared.submission import reject_run
-from shared.zip_extract import copy_out_named_files, named_files, with_zip_as_input
-from shared.zip_inspect import Inspection, ZipLimits, inspect_blob
+from dmscontract.zip_extract import copy_out_named_files, named_files, with_zip_as_input
+from dmscontract.zip_inspect import Inspection, ZipLimits, inspect_blob
 
 log = logging.getLogger("dmsbatch.intake")
 
@@ -90,25 +90,6 @@ class IntakeRetry(Exception):
 
 class _CopyPending(Exception):
     pass
-
-
-def bare_etag(etag: str) -> str:
-    return etag.strip().strip('"')
-
-
-def run_id_for_drop(blob_name: str, etag: str) -> str:
-    """The run id of a dropped zip whose spec names none: ``<name>-<hash of name and ETag>``.
-
-    Deterministic, so every delivery of one blob version gives the same run, and
-    an overwritten zip (new ETag) a new one.
-    """
-    digest = hashlib.sha256(f"{blob_name}\n{bare_etag(etag)}".encode()).hexdigest()[:10]
-    stem = blob_name.rsplit("/", 1)[-1]
-    stem = stem[:-4] if stem.lower().endswith(".zip") else stem
-    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40].strip("-") or "zip"
-    run_id = f"{slug}-{digest}"
-    assert is_valid_run_id(run_id), run_id
-    return run_id
 
 
 @contextmanager
@@ -262,7 +243,7 @@ def _request_document(inspection: Inspection, run_id: str, zip_name: str, proble
     document["run_id"] = run_id
     with_zip_as_input(document, zip_name)
     try:
-        spec = load_run_spec(document, profiles)  # with its profile merged, if it names one (shared.profiles)
+        spec = load_run_spec(document, profiles)  # with its profile merged, if it names one (dmscontract.profiles)
     except SpecError as exc:
         problems.extend(exc.errors)
         return None, None

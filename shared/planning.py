@@ -17,9 +17,9 @@ from typing import Any
 from azure.batch import models as bm
 
 from shared.commands import WINDOWS, package_environment, package_variables
-from shared.ids import job_id
+from dmscontract.ids import job_id
 from shared.kinds import PlanContext, kind_for
-from shared.settings import Settings
+from dmscontract.settings import Settings
 from shared.task_models import RunUrls, task_command_line
 
 META_RUN_ID = "dmsbatch_run_id"

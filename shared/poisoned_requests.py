@@ -27,12 +27,12 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from shared import tracing
-from shared.clients import Clients
-from shared.ids import is_valid_run_id
-from shared.messages import UndecodableMessage, decode_body, take_trace_fields
-from shared.run_store import RunStore
-from shared.status import read_status
+from dmscontract import tracing
+from dmscontract.clients import Clients
+from dmscontract.ids import is_valid_run_id
+from dmscontract.messages import UndecodableMessage, decode_body, take_trace_fields
+from dmscontract.run_store import RunStore
+from dmscontract.status import read_status
 from shared.submission import finish_unsubmitted, was_submitted
 
 log = logging.getLogger("dmsbatch.poisoned_requests")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from azure.core.exceptions import ResourceExistsError
 
-from shared.clients import Clients
+from dmscontract.clients import Clients
 
 
 def ensure_storage(clients: Clients) -> None:

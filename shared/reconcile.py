@@ -23,19 +23,21 @@ from typing import Any, Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared import batch_ops, run_metrics, tracing
-from shared.clients import Clients
+from shared import batch_ops, run_metrics
+
+from dmscontract import tracing
+from dmscontract.clients import Clients
 from shared.events import emit_run_event_once
-from shared.ids import job_id
+from dmscontract.ids import job_id
 from shared.kinds import kind_for
 from shared.finishing import end_job, finish_run
 from shared.pool_outlook import look_at_pool
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE, pool_for
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
 from shared.run_observation import NO_COUNTS, PoolOutlook, RunObservation
-from shared.run_store import RunStore
-from shared.run_layout import REQUEST_BLOB, STATUS_BLOB
-from shared.status import is_terminal, now_iso, read_status, update_status
+from dmscontract.run_store import RunStore
+from dmscontract.run_layout import REQUEST_BLOB, STATUS_BLOB
+from dmscontract.status import is_terminal, now_iso, read_status, update_status
 from shared.submission import grow_idle_pool, was_submitted
 
 __all__ = ["PoolOutlook", "RunObservation", "check_run", "decide", "task_summary"]

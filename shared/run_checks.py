@@ -24,13 +24,13 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from shared.clients import Clients
-from shared.errors import UnusableMessageError
-from shared.ids import is_valid_run_id
-from shared.messages import UndecodableMessage, decode_body
+from dmscontract.clients import Clients
+from dmscontract.errors import UnusableMessageError
+from dmscontract.ids import is_valid_run_id
+from dmscontract.messages import UndecodableMessage, decode_body
 from shared.run_observation import PoolOutlook
-from shared.run_layout import LOG_FILES, MARKER_BLOB
-from shared.spec import RUN_ID_RULE
+from dmscontract.run_layout import LOG_FILES, MARKER_BLOB
+from dmscontract.spec import RUN_ID_RULE
 
 
 STALE_AFTER = timedelta(minutes=5)

@@ -5,7 +5,7 @@ message), so a count is a count of runs, not of retries: a run starts when its
 submission completes (job and tasks exist), and ends when its run-events message is
 sent. Attributes are few and bounded (kind, state, a failure category, a queue name),
 never a run id: a metric keeps one series per combination, and run ids are unbounded
-(they are on the spans instead). Without an exporter (``shared.telemetry``) every call
+(they are on the spans instead). Without an exporter (``dmscontract.telemetry``) every call
 is a no-op.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
-from shared import tracing
+from dmscontract import tracing
 
 log = logging.getLogger("dmsbatch.metrics")
 _METER = metrics.get_meter("dmsbatch")
@@ -36,9 +36,6 @@ TICK_DURATION = _METER.create_histogram("dmsbatch.reconcile.tick.duration", unit
                                         description="How long one pass of the reconcile timer took (its listings and the checks it queued)")
 QUEUE_AGE = _METER.create_histogram("dmsbatch.queue.message_age", unit="s", explicit_bucket_boundaries_advisory=QUEUE_AGE_BUCKETS,
                                     description="A queue message's age when a function received it (now - insertion time)")
-FAILED_ATTEMPTS = _METER.create_counter("dmsbatch.requests.failed_attempts", unit="{request}",
-                                        description="Batch and storage requests answered with a status the Azure SDKs retry "
-                                                    "(408, 429, 5xx): each an attempt that had to be made again")
 CHECKS = _METER.create_counter("dmsbatch.reconcile.checks", unit="{check}",
                                description="Checks of one run (run-work), by what asked for them, the action taken and the outcome")
 MANIFEST_LATENCY = _METER.create_histogram("dmsbatch.manifest.latency", unit="s", explicit_bucket_boundaries_advisory=MANIFEST_BUCKETS,
@@ -107,25 +104,6 @@ def message_received(queue: str, inserted_at: datetime | None, dequeue_count: in
     age = max((datetime.now(timezone.utc) - inserted_at).total_seconds(), 0.0)
     QUEUE_AGE.record(age, {"queue": queue, "attempt": "first" if (dequeue_count or 1) <= 1 else "retry"})
     return age
-
-
-# The statuses azure-core's retry policies retry (RetryPolicy's defaults, which the storage policies share).
-RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def response_hook(service: str):
-    """An azure-core ``raw_response_hook`` that counts each response the SDK's retry policy will retry.
-
-    The hook runs once per attempt (its policy sits after the retry policy in both the storage and
-    the Batch pipelines), so throttling and a busy service show up as counts by service and status,
-    and as an event on the span the request was made under, without tracing every SDK call."""
-    def hook(pipeline_response) -> None:
-        status = pipeline_response.http_response.status_code
-        if status in RETRIED_STATUSES:
-            FAILED_ATTEMPTS.add(1, {"service": service, "status": str(status)})
-            trace.get_current_span().add_event("retryable response", {"service": service, "http.status_code": status})
-
-    return hook
 
 
 def manifest_written(kind: str, state: str, seconds: float) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from shared import tracing
+from dmscontract import tracing
 
 MAX_TASK_SPANS = 100
 

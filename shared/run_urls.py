@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from shared.run_store import RunStore
+from dmscontract.run_store import RunStore
 from shared.sas import SasIssuer
 from shared.task_models import RunUrls
 
 if TYPE_CHECKING:
-    from shared.clients import Clients
+    from dmscontract.clients import Clients
 
 SAS_MARGIN_HOURS = 2
 

@@ -1,8 +1,8 @@
 """Spec blobs: the run spec of a run request too big for a queue message, read from the runs container.
 
-A reference message (``shared.messages``) names ``runs/<run_id>/...``; this
+A reference message (``dmscontract.messages``) names ``runs/<run_id>/...``; this
 module reads that blob with the checks the inbox applies to a zip's spec file
-(``shared.spec_text.parse_spec_text``: UTF-8, YAML or JSON with line and
+(``dmscontract.spec_text.parse_spec_text``: UTF-8, YAML or JSON with line and
 column, bounded expansion), under a size limit of its own (setting
 ``SPEC_BLOB_MAX_BYTES``, default 16 MiB: a reference exists for specs bigger
 than the 64 KiB a zip's spec file may be).
@@ -23,10 +23,10 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.clients import Clients
-from shared.errors import PermanentRunError
-from shared.messages import SPEC_BLOB_FIELD, RunRequest
-from shared.spec_text import MAX_SPEC_VALUES, parse_spec_text
+from dmscontract.clients import Clients
+from dmscontract.errors import PermanentRunError
+from dmscontract.messages import SPEC_BLOB_FIELD, RunRequest
+from dmscontract.spec_text import MAX_SPEC_VALUES, parse_spec_text
 
 log = logging.getLogger("dmsbatch.spec_blobs")
 

@@ -27,23 +27,25 @@ from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from opentelemetry.trace import SpanKind
 
-from shared import batch_ops, run_metrics, spec_blobs, tracing
+from shared import batch_ops, run_metrics, spec_blobs
+
+from dmscontract import tracing
 from shared.cancel import cancelled_reason
-from shared.clients import Clients
-from shared.errors import PermanentRunError
+from dmscontract.clients import Clients
+from dmscontract.errors import PermanentRunError
 from shared.events import emit_run_event_once
-from shared.messages import RunRequest, trace_of
+from dmscontract.messages import RunRequest, trace_of
 from shared.batch_tasks import add_missing_tasks
 from shared.kinds import kind_for
 from shared.kinds.base import POOL_SELECT
 from shared.planning import RunPlan, deadline_for, plan_run
-from shared.profiles import spec_for_submission
-from shared.run_layout import REQUEST_BLOB
-from shared.run_store import RunStore
+from dmscontract.profiles import REJECTED, ProfileError, ProfileStore, load_run_spec, profile_name
+from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.run_store import RunStore
 from shared.run_urls import SAS_MARGIN_HOURS, run_urls
 from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
-from shared.spec import SpecError
-from shared.status import is_terminal, now_iso, update_status
+from dmscontract.spec import SpecError
+from dmscontract.status import is_terminal, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
 
@@ -217,6 +219,26 @@ def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> d
         if record["spec"] != spec:
             log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
     return record
+
+
+def spec_for_submission(clients: Any, run_id: str, document: Any) -> dict[str, Any]:
+    """The normalised spec of a run request (profile merged); ``PermanentRunError`` if it cannot run.
+
+    A redelivered request of a run that was accepted keeps its stored spec when
+    its profile has since been removed or broken: the run is under way and
+    must not fail because of a later change to the profile.
+    """
+    try:
+        return load_run_spec(document, ProfileStore.for_clients(clients), clients.settings.sweep_max_members)
+    except SpecError as exc:
+        if profile_name(document) is not None:
+            stored = RunStore(clients.runs()).read(run_id, REQUEST_BLOB).document
+            if stored is not None:
+                log.warning("run %s: its profile no longer loads (%s); keeping the spec it was accepted with",
+                            run_id, "; ".join(exc.errors))
+                return stored["spec"]
+        reason = REJECTED if isinstance(exc, ProfileError) else "the run request is invalid"
+        raise PermanentRunError(run_id, exc.errors, reason=reason) from None
 
 
 def _error_details(exc: HttpResponseError) -> str:

@@ -4,7 +4,7 @@ A task's command line is wrapped for the pool's OS with the pool's application
 packages on PATH (``shared.commands``); its environment carries the spec's values
 (never the command line); its inputs are resource files from pre-signed URLs; its
 outputs and its stdout/stderr are output files uploaded to the run's layout
-(``shared.run_layout``) with SAS URLs that can write only there.
+(``dmscontract.run_layout``) with SAS URLs that can write only there.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.batch import models as bm
 
-from shared import run_layout
+from dmscontract import run_layout
 from shared.commands import WINDOWS, command_line, package_environment, package_variables
 
 

@@ -2,7 +2,8 @@
 
 The core asks a kind, never ``if kind == ...``: the spec schema loads a kind's
 section with its ``section_schema`` and asks ``validate``/``normalise`` for its
-cross-field rules; planning asks ``plan_tasks`` (pure) for its tasks;
+cross-field rules (its ``KindSpec``, in ``dmscontract.kinds``, which the client
+shares); planning asks ``plan_tasks`` (pure) for its tasks;
 submission reads the files ``input_files`` names and checks an existing pool
 with ``pool_problem``; the reconciler asks ``observe`` for what it needs beyond
 task counts, ``decide`` (pure) for a step of its own and ``actions`` to take
@@ -11,8 +12,9 @@ state. Every hook but ``plan_tasks`` has a default that does nothing special,
 so a simple kind is a name, a section and ``plan_tasks``.
 
 A kind is one module under ``shared/kinds/`` that defines ``KIND``, an instance
-of a ``RunKind`` subclass; ``shared.kinds`` finds it there (or a caller
-registers one with ``shared.kinds.register``).
+of a ``RunKind`` subclass (its spec part inherited from the contract's
+``KindSpec`` of that name, or declared on the class for a backend-only kind);
+``shared.kinds`` finds it there (or a caller registers one with ``register``).
 """
 from __future__ import annotations
 
@@ -22,15 +24,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from azure.batch import models as bm
-from marshmallow import Schema
-
-from shared.spec_fields import SpecLimits
+from dmscontract.kinds.base import KindSpec
 from shared.task_models import RunUrls
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient
 
-    from shared.clients import Clients
+    from dmscontract.clients import Clients
 
 # what a check knows about a run (shared.run_observation.RunObservation); typed loosely here so that a
 # kind does not import the reconciler's modules
@@ -51,29 +51,12 @@ class PlanContext:
     files: Mapping[str, str] = field(default_factory=dict)
 
 
-class RunKind:
-    """A run kind; subclasses set ``name`` and implement ``plan_tasks``, and override the hooks they need."""
+class RunKind(KindSpec):
+    """A run kind the backend can run: its spec part (``KindSpec``), then ``plan_tasks`` and the hooks it needs."""
 
-    name: ClassVar[str] = ""
-    # the spec's section of this kind (e.g. ``sweep``), loaded with ``section_schema``; None: the kind has none
-    section: ClassVar[str | None] = None
-    section_schema: ClassVar[type[Schema] | None] = None
-    needs_section: ClassVar[str] = ""  # the error when the section is missing ('' : it may be left out)
-    takes_command: ClassVar[bool] = True  # the spec's top-level ``command`` (else: the error if one is given)
-    no_command: ClassVar[str] = ""
-    takes_shared_inputs: ClassVar[bool] = False  # copied once per node by the job preparation task
     adds_every_task_at_submission: ClassVar[bool] = True  # else Batch may not end the job with its tasks yet
     actions: ClassVar[Mapping[str, Action]] = {}  # the steps ``decide`` may return, by name
     ending_actions: ClassVar[frozenset[str]] = frozenset()  # steps after which the job ends soon: look again
-
-    # ---- the spec ----------------------------------------------------------------------
-    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
-        """Cross-field rules of this kind over the loaded spec: marshmallow-style errors by field ({} if none)."""
-        return {}
-
-    def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-        """The loaded spec as stored (``given``: the document as written), once it is valid."""
-        return data
 
     # ---- planning (pure) ---------------------------------------------------------------
     def input_files(self, spec: dict[str, Any]) -> list[tuple[str, str]]:

@@ -41,21 +41,22 @@ from typing import TYPE_CHECKING, Any
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from marshmallow import ValidationError, fields, validate
 
-from shared import batch_ops, tracing
+from shared import batch_ops
+
+from dmscontract import tracing
 from shared.batch_tasks import add_missing_tasks
-from shared.errors import PermanentRunError
+from dmscontract.errors import PermanentRunError
+from dmscontract.kinds.beopest import BEOPEST_VARIABLES, BeopestSpec
 from shared.kinds.base import Observation, PlanContext, RunKind
-from shared.run_layout import REQUEST_BLOB
-from shared.run_store import RunStore
+from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.run_store import RunStore
 from shared.run_urls import run_urls
-from shared.spec_fields import Duration, SpecLimits, StrictSchema
-from shared.status import now_iso, update_status
+from dmscontract.status import now_iso, update_status
 from shared.task_models import RunUrls, batch_task
 
 if TYPE_CHECKING:
-    from shared.clients import Clients
+    from dmscontract.clients import Clients
 
 log = logging.getLogger("dmsbatch.beopest")
 
@@ -64,41 +65,6 @@ WORKER_PREFIX = "w-"
 MIN_WORKER_DIGITS = 3
 META_BEOPEST = "dmsbatch_beopest"  # job metadata: {"port", "workers", "host_timeout", "host_pattern"} as JSON
 META_CHAINED = "dmsbatch_beopest_chained"  # job metadata, once the workers are added: the timer stops watching the master
-# ---- the spec's beopest section ----------------------------------------------------------------
-# set on a BeoPEST run's tasks by the backend (below): the spec's environment may not set them
-BEOPEST_VARIABLES = ("MASTER_HOSTNAME", "BEOPEST_MASTER", "BEOPEST_PORT", "BEOPEST_WORKER_INDEX")
-BEOPEST_NO_COMMAND = ("a beopest run has no top-level command: the master runs beopest.master_command "
-                      "and each worker beopest.worker_command")
-
-
-def _one_group_pattern(pattern: str) -> None:
-    try:
-        groups = re.compile(pattern).groups
-    except re.error as exc:
-        raise ValidationError(f"is not a valid regular expression: {exc}") from None
-    if groups != 1:
-        raise ValidationError(f"must have exactly one group (...), the host; it has {groups}")
-
-
-class BeopestSchema(StrictSchema):
-    """A PEST calibration with BeoPEST: a master, then ``workers`` workers pointed at the host it prints.
-
-    The master runs ``master_command`` with ``BEOPEST_PORT`` set; the backend reads
-    its host from its stdout (the first line, or the one group of ``host_pattern``)
-    and starts each worker with ``worker_command``, ``MASTER_HOSTNAME`` (the host)
-    and ``BEOPEST_MASTER`` (``host:port``). The workers are terminated when the
-    master ends, and the run's state follows the master's exit code.
-    """
-
-    workers = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000, error="must be from 1 to 1000"))
-    port = fields.Integer(load_default=4004, strict=True, validate=validate.Range(min=1, max=65535, error="must be a TCP port (1-65535)"))
-    master_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
-    worker_command = fields.String(required=True, validate=validate.Length(min=1, error="must not be empty"))
-    # a regular expression over the master's stdout (re.MULTILINE); its one group is the host
-    host_pattern = fields.String(load_default=None, validate=_one_group_pattern)
-    host_timeout = Duration(load_default=600)  # from the master's start; default 10m
-
-
 HOST_VARIABLE, MASTER_VARIABLE, PORT_VARIABLE, WORKER_INDEX_VARIABLE = BEOPEST_VARIABLES
 STDOUT_WINDOW = 64 * 1024  # the most of the master's stdout.txt read per look
 # a host name, IPv4 or IPv6 address: what a worker can be pointed at
@@ -387,28 +353,13 @@ def _fail(clients: "Clients", run: Observation) -> None:
     batch_ops.end_job(clients.batch, run.job_id, "run failed")
 
 
-class Beopest(RunKind):
-    """The kind's hooks: the section and its rules, the master at submission, the workers chained later."""
+class Beopest(BeopestSpec, RunKind):
+    """The section and its rules are the contract's (``BeopestSpec``); here, the master at submission, the
+    workers chained once its host is known, and the run's state following the master."""
 
-    name = "beopest"
-    section = "beopest"
-    section_schema = BeopestSchema
-    needs_section = "a beopest run needs a beopest section with workers, master_command and worker_command"
-    takes_command = False
-    no_command = BEOPEST_NO_COMMAND
     adds_every_task_at_submission = False  # the workers come once the master's host is known
     actions = {"chain": lambda clients, run: chain_workers(clients, run), "end_workers": _end_workers, "fail": _fail}
     ending_actions = frozenset({"end_workers", "fail"})
-
-    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
-        taken = [name for name in data.get("environment") or {} if name in BEOPEST_VARIABLES]
-        if taken:
-            return {"environment": [f"'{taken[0]}' is set on a beopest run's tasks by the backend; choose another name"]}
-        return {}
-
-    def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-        data.pop("command", None)
-        return data
 
     def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         return [master_task(spec, plan.run_id, plan.urls, plan.runs_prefix)]

@@ -5,13 +5,13 @@ from typing import Any
 
 from azure.batch import models as bm
 
-from shared.ids import MAIN_TASK_ID
+from dmscontract.ids import MAIN_TASK_ID
+from dmscontract.kinds.single import SingleSpec
 from shared.kinds.base import PlanContext, RunKind
 from shared.task_models import batch_task
 
 
-class Single(RunKind):
-    name = "single"
+class Single(SingleSpec, RunKind):
 
     def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         return [batch_task(spec, plan.run_id, MAIN_TASK_ID, spec.get("name") or plan.run_id, spec["command"],

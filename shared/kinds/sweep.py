@@ -1,6 +1,6 @@
 """``sweep``: one task per member (``m-00000``, ...), each with the spec's environment plus its parameters.
 
-The members come from the ``sweep`` section (``shared.sweep``: its schema and its
+The members come from the ``sweep`` section (``dmscontract.sweep``: its schema and its
 generators); a CSV sweep's file is among the run's inputs, read by submission
 (``input_files``). ``shared_inputs`` are copied once per node by the job's
 preparation task into ``$AZ_BATCH_NODE_SHARED_DIR/<job id>/`` (members see that
@@ -14,28 +14,16 @@ from typing import Any
 from azure.batch import models as bm
 
 from shared.commands import WINDOWS, command_line
+from dmscontract.kinds.sweep import SweepSpec
+from dmscontract.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
 from shared.kinds.base import PlanContext, RunKind
-from shared.spec_fields import SpecLimits
-from shared.sweep import (SHARED_DIR_VARIABLE, SWEEP_GENERATORS, SweepSchema, generate_members, member_environment,
-                          member_task_id, sweep_member_count, too_many_members)
 from shared.task_models import RunUrls, batch_task, resource_files
 
 SHARED_INPUT_RETRIES = 2  # a failed preparation task keeps all of the job's tasks off its node
 
 
-class Sweep(RunKind):
-    name = "sweep"
-    section = "sweep"
-    section_schema = SweepSchema
-    needs_section = f"a sweep needs a sweep section with one of: {', '.join(SWEEP_GENERATORS)}"
-    takes_shared_inputs = True
-
-    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
-        count = sweep_member_count(data["sweep"])
-        if count is not None and count > limits.max_sweep_members:
-            where = "count" if "count" in data["sweep"] else next(iter(data["sweep"]))
-            return {"sweep": {where: [too_many_members(count, limits.max_sweep_members)]}}
-        return {}
+class Sweep(SweepSpec, RunKind):
+    """The section and its rules are the contract's (``SweepSpec``); here, the members' tasks and the shared inputs."""
 
     def input_files(self, spec: dict[str, Any]) -> list[tuple[str, str]]:
         return [("sweep.csv", spec["sweep"]["csv"])] if spec["sweep"].get("csv") else []

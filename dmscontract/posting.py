@@ -5,7 +5,7 @@ long explicit member list or a large environment can be bigger, so
 ``post_run_request`` posts the spec inline when it fits and otherwise uploads
 it to ``runs/<run_id>/request/spec.json`` and posts
 ``{"run_id": ..., "spec_blob": "<run_id>/request/spec.json"}`` (the reference
-form ``shared.messages`` decodes and ``shared.spec_blobs`` reads). The blob is
+form ``dmscontract.messages`` decodes and ``shared.spec_blobs`` reads). The blob is
 written before the message is sent, so the backend never sees a reference to
 nothing; posting again overwrites it, and submission keeps the first spec it
 accepted for a run id.
@@ -23,11 +23,11 @@ from typing import Any
 from azure.storage.blob import ContentSettings
 from opentelemetry.trace import SpanKind
 
-from shared import tracing
-from shared.clients import Clients
-from shared.ids import is_valid_run_id
-from shared.messages import encoded_size, fits_in_a_message, message_text, reference_message, spec_blob_name, with_trace
-from shared.spec import RUN_ID_RULE
+from dmscontract import tracing
+from dmscontract.clients import Clients
+from dmscontract.ids import is_valid_run_id
+from dmscontract.messages import encoded_size, fits_in_a_message, message_text, reference_message, spec_blob_name, with_trace
+from dmscontract.spec import RUN_ID_RULE
 
 log = logging.getLogger("dmsbatch.posting")
 JSON = ContentSettings(content_type="application/json")

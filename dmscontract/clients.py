@@ -14,9 +14,11 @@ from azure.storage.blob import ExponentialRetry as BlobRetry
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue import ExponentialRetry as QueueRetry
 
-from shared.batch_ops import BATCH_API_VERSION
-from shared.run_metrics import response_hook
-from shared.settings import Settings
+from dmscontract.request_metrics import response_hook
+from dmscontract.settings import Settings
+
+# the Batch data-plane version every client of ours speaks (shared.batch_ops sends requests in it too)
+BATCH_API_VERSION = "2025-06-01"
 
 # The storage SDKs' own exponential policy, retrying 500/503 (ServerBusy, OperationTimedOut) and dropped
 # connections, but waiting about 1, 3, 5, 9 and 17 s (+-1 s) instead of the Python SDK's default 15, 18 and 24 s.

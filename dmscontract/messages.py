@@ -10,12 +10,12 @@ A message holds a run spec, or, when the spec is too big for a queue message
 must be in the runs container under the run's own folder (``<run id>/``), so a
 message can make the backend read nothing but what belongs to that run: no
 other run's files, no other container, no URL to another account.
-``shared.spec_blobs`` reads it; ``shared.posting.post_run_request`` is the
+``shared.spec_blobs`` reads it; ``dmscontract.posting.post_run_request`` is the
 client side that chooses between the two forms.
 
 Either form may carry the run's W3C trace context in ``traceparent`` (and
 ``tracestate``), so the run's trace continues from the client that posted it
-(``shared.tracing``). They are optional and never part of the spec: they are taken out
+(``dmscontract.tracing``). They are optional and never part of the spec: they are taken out
 before the spec is read, and a malformed one is ignored (the run then gets a trace of
 its own), since telemetry must never fail a run.
 """
@@ -29,11 +29,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import PermanentRunError, UnusableMessageError
-from shared.ids import is_valid_run_id, run_id_for_message
-from shared.spec import RUN_ID_RULE
-from shared.spec_text import TooDeep, load_json, shape_problem
-from shared.tracing import TRACE_FIELDS
+from dmscontract.errors import PermanentRunError, UnusableMessageError
+from dmscontract.ids import is_valid_run_id, run_id_for_message
+from dmscontract.spec import RUN_ID_RULE
+from dmscontract.spec_text import TooDeep, load_json, shape_problem
+from dmscontract.tracing import TRACE_FIELDS
 
 
 QUEUE_MESSAGE_LIMIT = 64 * 1024  # bytes of a queue message's text, here base64
@@ -175,7 +175,7 @@ def spec_blob_problem(name: Any, run_id: str) -> str | None:
     return None
 
 
-# ---- the client side (pure parts; shared.posting sends) -----------------------------------------------
+# ---- the client side (pure parts; dmscontract.posting sends) -----------------------------------------------
 def message_text(document: dict[str, Any]) -> str:
     """A run request's message text before base64 (compact JSON: more spec fits in a message)."""
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)

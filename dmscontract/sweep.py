@@ -32,12 +32,12 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from shared.spec_fields import BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, SpecError, StrictSchema
+from dmscontract.spec_fields import BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, SpecError, StrictSchema
 
 SWEEP_GENERATORS = ("product", "zip", "members", "csv", "random", "latin_hypercube")
 SAMPLED_GENERATORS = ("random", "latin_hypercube")
 DEFAULT_MAX_SWEEP_MEMBERS = 10_000
-# set for every member by the backend (shared.sweep); a parameter of that name would be overwritten
+# set for every member by the backend (dmscontract.sweep); a parameter of that name would be overwritten
 RESERVED_PARAMETERS = ("SWEEP_MEMBER_INDEX", "DMSBATCH_SHARED_DIR")
 
 MEMBER_INDEX_VARIABLE = "SWEEP_MEMBER_INDEX"

@@ -4,7 +4,7 @@ A run passes through processes that share no memory and keep no state (the clien
 intake, submission, every reconcile tick), so its W3C trace context travels with it:
 
 - client -> backend: the ``traceparent`` field of the run-requests message (optional;
-  ``shared.messages`` takes it out before the spec is read), or the ``traceparent``
+  ``dmscontract.messages`` takes it out before the spec is read), or the ``traceparent``
   metadata of a zip dropped in the inbox;
 - submission -> reconciler: the Batch job's metadata (``dmsbatch_traceparent``), which
   the reconciler reads each tick anyway, so every action on the run continues the trace.
@@ -16,7 +16,7 @@ that request lands in the same trace (``derived_parent``).
 Every span and log record started inside a run's scope (``run_span``) carries the run's
 attributes (``run_id``, ``run_kind``, task counts): ``RunAttributes`` copies them onto each
 span as it starts, ``RunLogFilter`` onto each log record. Nothing here sets up exporters
-(``shared.telemetry`` does, once per process); without them every call is a cheap no-op
+(``dmscontract.telemetry`` does, once per process); without them every call is a cheap no-op
 that still passes the context on.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ RUN_ATTRIBUTES = ("run_id", "run_kind", "tasks_total", "tasks_active", "tasks_ru
 
 _RUN = otel_context.create_key("dmsbatch-run")
 _PROPAGATOR = TraceContextTextMapPropagator()
-_TRACER = trace.get_tracer("dmsbatch")  # a proxy: it uses whichever provider shared.telemetry sets later
+_TRACER = trace.get_tracer("dmsbatch")  # a proxy: it uses whichever provider dmscontract.telemetry sets later
 # what must never reach a span or a log: SAS signatures and account keys (a reason quoting an SDK error, say)
 _SECRET = re.compile(r"(?i)\b(sig|skoid|sktid|skv|sks|skt|ske|AccountKey|SharedAccessSignature|SharedAccessKey)=[^&;\s'\"<]+")
 

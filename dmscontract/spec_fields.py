@@ -1,7 +1,7 @@
 """The parts a run spec is built from: field types, the generic sections, and how errors read.
 
-Every run kind's section schema (``shared.kinds``) and the whole spec
-(``shared.spec``) are made of these; they know nothing of run kinds.
+Every run kind's section schema (``dmscontract.kinds``) and the whole spec
+(``dmscontract.spec``) are made of these; they know nothing of run kinds.
 Validation reports every problem at once as ``field.path: reason`` lines.
 """
 from __future__ import annotations

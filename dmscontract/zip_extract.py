@@ -24,7 +24,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
-from shared.zip_inspect import RangedBlobReader
+from dmscontract.zip_inspect import RangedBlobReader
 
 log = logging.getLogger("dmsbatch.zip_extract")
 

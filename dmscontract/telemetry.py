@@ -15,7 +15,7 @@
 - neither: nothing is exported. The API's no-op providers still pass trace context on, so
   messages and job metadata keep their ``traceparent``.
 
-Secrets never reach telemetry: attributes are scrubbed (``shared.tracing.clean``) and no
+Secrets never reach telemetry: attributes are scrubbed (``dmscontract.tracing.clean``) and no
 connection string, key or SAS is ever an attribute or a log argument.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-from shared.tracing import RunAttributes, RunLogFilter, scrub
+from dmscontract.tracing import RunAttributes, RunLogFilter, scrub
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"

@@ -4,9 +4,9 @@ Validation reports every problem at once as ``field.path: reason`` lines, in
 words a modeller can act on. The loaded spec is normalised (defaults filled,
 shorthands expanded) and is what ``runs/<run_id>/request.json`` stores.
 
-The fields every run has are here (their types in ``shared.spec_fields``); what
+The fields every run has are here (their types in ``dmscontract.spec_fields``); what
 varies by kind (``single``, ``sweep``, ``mpi``, ``beopest``, ...) is the kind's:
-its section's schema and its cross-field rules (``shared.kinds``). The schema is
+its section's schema and its cross-field rules (``dmscontract.kinds``). The schema is
 assembled from the registered kinds, so a new kind's section is a field of the
 spec without an edit here.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from shared import kinds
-from shared.spec_fields import (BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, RUN_ID_PATTERN, RUN_ID_RULE,
+from dmscontract import kinds
+from dmscontract.spec_fields import (BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, RUN_ID_PATTERN, RUN_ID_RULE,
                                 WINDOWS_PATH_FORBIDDEN, ConstraintsSchema, EnvironmentField, InputSchema, PoolSchema,
                                 SpecError, SpecLimits, StrictSchema, flatten_errors, parse_duration_seconds)
-from shared.sweep import DEFAULT_MAX_SWEEP_MEMBERS
+from dmscontract.sweep import DEFAULT_MAX_SWEEP_MEMBERS
 
 __all__ = ["BLOB_NAME", "BLOB_NAME_RULE", "DEFAULT_MAX_SWEEP_MEMBERS", "ENV_NAME", "ENV_NAME_RULE", "RUN_ID_PATTERN",
            "RUN_ID_RULE", "RunSpecSchema", "SpecError", "flatten_errors", "load_spec", "parse_duration_seconds", "run_kinds",

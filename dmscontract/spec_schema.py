@@ -1,4 +1,4 @@
-"""The run spec's JSON Schema, derived from the marshmallow schemas in ``shared.spec`` and the run kinds.
+"""The run spec's JSON Schema, derived from the marshmallow schemas in ``dmscontract.spec`` and the run kinds.
 
 Editors and pipelines validate specs with the published
 ``docs/run-spec.schema.json``; deriving it from the same marshmallow schemas the
@@ -7,7 +7,7 @@ with what this module generates). The JSON Schema is the looser of the two:
 cross-field rules (one sweep generator, MPI pool requirements, duplicate
 paths) are only in marshmallow, whose messages name the field path.
 
-    python -m shared.spec_schema > docs/run-spec.schema.json
+    python -m dmscontract.spec_schema > docs/run-spec.schema.json
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from shared import kinds, spec_fields, sweep
-from shared.spec import spec_schema
+from dmscontract import kinds
+
+from dmscontract import spec_fields, sweep
+from dmscontract.spec import spec_schema
 
 SCHEMA_ID = "https://dmsbatch.example/schemas/run-spec-1.json"
 VALUE = {"type": ["string", "number", "boolean", "null"]}
@@ -133,8 +135,8 @@ def run_spec_schema() -> dict[str, Any]:
 
 
 def _allow_profile(body: dict[str, Any]) -> None:
-    """A spec that names a profile (``shared.profiles``) may leave out what the profile gives, the command too."""
-    from shared.profiles import PROFILE_ETAG_FIELD, PROFILE_FIELD, PROFILE_NAME
+    """A spec that names a profile (``dmscontract.profiles``) may leave out what the profile gives, the command too."""
+    from dmscontract.profiles import PROFILE_ETAG_FIELD, PROFILE_FIELD, PROFILE_NAME
 
     body["properties"][PROFILE_FIELD] = {"type": ["string", "null"], "pattern": PROFILE_NAME.pattern,
                                          "description": "a profile in the profiles container (<name>.yaml) that this spec overrides"}

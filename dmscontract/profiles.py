@@ -5,7 +5,7 @@ pool, the pool, a default command, default outputs, environment, ...) stored as
 ``<name>.yaml`` in the profiles container (setting ``PROFILES_CONTAINER``,
 default ``profiles``) and seeded from the repository's ``profiles/`` folder.
 A spec names one with ``profile: <name>``; the merged document then goes
-through ``shared.spec.load_spec`` like any other, so every error still names
+through ``dmscontract.spec.load_spec`` like any other, so every error still names
 its field path. The rules (``docs/profiles.md``):
 
 - mappings merge recursively, the spec winning key by key (``environment`` is a
@@ -24,7 +24,7 @@ profile is loaded as before, with no storage call at all. Profiles are cached
 per ``ProfileStore`` only, which callers make per invocation: a profile may
 change between runs.
 
-    python -m shared.profiles seed [folder]   # upload the repo's profiles (app settings from the environment)
+    python -m dmscontract.profiles seed [folder]   # upload the repo's profiles (app settings from the environment)
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from shared.errors import PermanentRunError
-from shared.spec import DEFAULT_MAX_SWEEP_MEMBERS, SpecError, load_spec
-from shared.spec_text import parse_spec_text
+from dmscontract.errors import PermanentRunError
+from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS, SpecError, load_spec
+from dmscontract.spec_text import parse_spec_text
 
 log = logging.getLogger("dmsbatch.profiles")
 
@@ -221,29 +221,6 @@ def load_run_spec(document: Any, profiles: ProfileStore | None,
     return spec
 
 
-def spec_for_submission(clients: Any, run_id: str, document: Any) -> dict[str, Any]:
-    """The normalised spec of a run request (profile merged); ``PermanentRunError`` if it cannot run.
-
-    A redelivered request of a run that was accepted keeps its stored spec when
-    its profile has since been removed or broken: the run is under way and
-    must not fail because of a later change to the profile.
-    """
-    try:
-        return load_run_spec(document, ProfileStore.for_clients(clients), clients.settings.sweep_max_members)
-    except SpecError as exc:
-        if profile_name(document) is not None:
-            from shared.run_store import RunStore
-            from shared.run_layout import REQUEST_BLOB
-
-            stored = RunStore(clients.runs()).read(run_id, REQUEST_BLOB).document
-            if stored is not None:
-                log.warning("run %s: its profile no longer loads (%s); keeping the spec it was accepted with",
-                            run_id, "; ".join(exc.errors))
-                return stored["spec"]
-        reason = REJECTED if isinstance(exc, ProfileError) else "the run request is invalid"
-        raise PermanentRunError(run_id, exc.errors, reason=reason) from None
-
-
 # ---- seeding -----------------------------------------------------------------------------
 
 
@@ -282,10 +259,10 @@ def seed_repo_profiles(clients: Any, folder: Path | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "seed" or len(args) > 2:
-        print("usage: python -m shared.profiles seed [folder]   (app settings from the environment)", file=sys.stderr)
+        print("usage: python -m dmscontract.profiles seed [folder]   (app settings from the environment)", file=sys.stderr)
         return 2
-    from shared.clients import Clients
-    from shared.settings import Settings
+    from dmscontract.clients import Clients
+    from dmscontract.settings import Settings
 
     names = seed_repo_profiles(Clients(Settings.from_env()), Path(args[1]) if len(args) > 1 else None)
     print("uploaded: " + (", ".join(names) or "nothing (all up to date)"))

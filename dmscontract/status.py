@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from shared.run_layout import STATUS_BLOB
-from shared.run_store import ConcurrentUpdate, RunStore
+from dmscontract.run_layout import STATUS_BLOB
+from dmscontract.run_store import ConcurrentUpdate, RunStore
 
 SCHEMA_VERSION = 1
 TERMINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")

@@ -1,4 +1,4 @@
-"""Reading and writing a run's blobs (their names: ``shared.run_layout``).
+"""Reading and writing a run's blobs (their names: ``dmscontract.run_layout``).
 
 All reads and writes of a run's documents go through here, with ETags so that
 two writers (overlapping timer ticks, a redelivered message) never silently
@@ -14,7 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
-from shared import run_layout
+from dmscontract import run_layout
 
 JSON = ContentSettings(content_type="application/json")
 
@@ -33,7 +33,7 @@ class RunStore:
     def __init__(self, container: ContainerClient):
         self.container = container
 
-    # ---- layout (shared.run_layout) -------------------------------------------------
+    # ---- layout (dmscontract.run_layout) -------------------------------------------------
     prefix = staticmethod(run_layout.run_prefix)
     blob_name = staticmethod(run_layout.document)
     inputs_prefix = staticmethod(run_layout.inputs_prefix)

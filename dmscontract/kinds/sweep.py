@@ -1,0 +1,26 @@
+"""``sweep``: one task per member; the members come from the ``sweep`` section (``dmscontract.sweep``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from dmscontract.kinds.base import KindSpec
+from dmscontract.spec_fields import SpecLimits
+from dmscontract.sweep import SWEEP_GENERATORS, SweepSchema, sweep_member_count, too_many_members
+
+
+class SweepSpec(KindSpec):
+    name = "sweep"
+    section = "sweep"
+    section_schema = SweepSchema
+    needs_section = f"a sweep needs a sweep section with one of: {', '.join(SWEEP_GENERATORS)}"
+    takes_shared_inputs = True
+
+    def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
+        count = sweep_member_count(data["sweep"])
+        if count is not None and count > limits.max_sweep_members:
+            where = "count" if "count" in data["sweep"] else next(iter(data["sweep"]))
+            return {"sweep": {where: [too_many_members(count, limits.max_sweep_members)]}}
+        return {}
+
+
+KIND = SweepSpec()
