@@ -1,0 +1,95 @@
+"""Posting runs and following them to the end on the local stack: run ids, run requests on the queue, waiting
+for a final status, the manifest (checked against docs/manifest.schema.json), run-events messages, blobs."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import jsonschema
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.clients import Clients
+from shared.run_store import RunStore
+from shared.status import TERMINAL_STATES, read_status
+from tests.support.paths import REPO_ROOT
+from tests.support.waiting import wait_until
+
+
+MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
+
+
+def unique_run_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def post_raw(clients: Clients, queue: str, text: str) -> str:
+    """Put ``text`` on ``queue`` exactly as given (no encoding); returns the message id."""
+    return clients.queue_service.get_queue_client(queue).send_message(text).id
+
+
+def post_spec(clients: Clients, document: dict[str, Any]) -> str:
+    """Post a run spec the way clients do: base64-encoded JSON on run-requests."""
+    encoded = base64.b64encode(json.dumps(document).encode()).decode()
+    return post_raw(clients, clients.settings.run_requests_queue, encoded)
+
+
+def wait_for_final_status(store: RunStore, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    """The run's status once it is terminal and its run-events message has gone out."""
+    def final():
+        status = read_status(store, run_id)
+        return status if status and status.get("state") in TERMINAL_STATES and status.get("event_sent_at") else None
+
+    status = wait_until(final, timeout, what=f"run {run_id} to finish")
+    if status.get("manifest_url"):
+        check_manifest(store, run_id)
+    return status
+
+
+def run_story(store: RunStore, run_id: str, status: dict[str, Any] | None) -> str:
+    """Why a run ended as it did, for an assertion message: its reason and errors, and each unsuccessful task's
+    exit code, failure and stderr tail from the manifest (a flaky end-to-end failure in CI is diagnosable from this alone)."""
+    status = status or {}
+    lines = [f"run {run_id}: state={status.get('state')} reason={status.get('reason')!r} errors={status.get('errors')!r}"]
+    manifest = store.read(run_id, "manifest.json").document or {}
+    for task in manifest.get("tasks", []):
+        if task.get("result") != "success" or task.get("exit_code") not in (0, None):
+            lines.append(f"task {task.get('id')}: exit_code={task.get('exit_code')} result={task.get('result')} "
+                         f"failure={task.get('failure')}")
+            if task.get("stderr_tail"):
+                lines.append("  stderr tail:\n    " + task["stderr_tail"].replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+def check_manifest(store: RunStore, run_id: str) -> dict[str, Any]:
+    """The run's manifest, which must exist and validate against docs/manifest.schema.json."""
+    manifest = store.read(run_id, "manifest.json").document
+    assert manifest is not None, f"run {run_id}: the final status names a manifest, but runs/{run_id}/manifest.json is missing"
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    return manifest
+
+
+def events_for(clients: Clients, run_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """Take the run-events messages about ``run_id`` off the queue (others are left for their tests)."""
+    queue = clients.queue(clients.settings.run_events_queue)
+    found: list[dict[str, Any]] = []
+
+    def take():
+        for message in queue.receive_messages(max_messages=32, visibility_timeout=1):
+            event = json.loads(message.content)
+            if event["run_id"] == run_id:
+                found.append(event)
+                queue.delete_message(message)
+        return found
+
+    return wait_until(take, timeout, what=f"a run-events message for {run_id}")
+
+
+def blob_exists(clients: Clients, container: str, name: str) -> bool:
+    """Whether ``container/name`` exists (the tests check where intake moved a zip)."""
+    try:
+        clients.blob_service.get_blob_client(container, name).get_blob_properties()
+        return True
+    except ResourceNotFoundError:
+        return False

@@ -1,0 +1,46 @@
+"""The unit lane starts no process: no Azurite, no local Batch, no Functions host, no command.
+
+Around every test here (its setup, call and teardown, so a module- or session-scoped fixture is
+caught too) ``subprocess.Popen``, ``os.system``/``os.posix_spawn*``/``os.fork*`` and asyncio's
+subprocess creation are replaced by a function that raises, naming the test: a test that needs a
+process belongs in tests/e2e.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import pytest
+
+
+class SubprocessInUnitLane(RuntimeError):
+    """A unit test tried to start a process."""
+
+
+def _refuser(nodeid: str, what: str):
+    def refuse(*args, **kwargs):
+        raise SubprocessInUnitLane(f"{nodeid} tried to start a process ({what}); the unit lane starts none, "
+                                   "so this test belongs in tests/e2e")
+    return refuse
+
+
+def _async_refuser(nodeid: str, what: str):
+    refuse = _refuser(nodeid, what)
+
+    async def refuse_async(*args, **kwargs):
+        refuse()
+    return refuse_async
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    nodeid = item.nodeid
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", _refuser(nodeid, "subprocess.Popen"))
+        for name in ("system", "posix_spawn", "posix_spawnp", "fork", "forkpty", "execv", "execve", "spawnv", "spawnve"):
+            if hasattr(os, name):
+                patch.setattr(os, name, _refuser(nodeid, f"os.{name}"))
+        patch.setattr(asyncio, "create_subprocess_exec", _async_refuser(nodeid, "asyncio.create_subprocess_exec"))
+        patch.setattr(asyncio, "create_subprocess_shell", _async_refuser(nodeid, "asyncio.create_subprocess_shell"))
+        yield
