@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
-from local.batch.entra import EntraConfig
+from local.batch.web.entra import EntraConfig
 from local.batch.server import LocalBatchService
 
 

@@ -42,10 +42,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from local.batch import errors
-from local.batch.entities import USER_ERROR
-from local.batch.errors import BatchServiceError
-from local.batch.file_transfer import TransferError
+from local.batch.model import errors
+from local.batch.model.entities import USER_ERROR
+from local.batch.model.errors import BatchServiceError
+from local.batch.node.file_transfer import TransferError
 
 # What ARM accepts for application names and package versions.
 APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -20,8 +20,8 @@ from email.utils import parsedate_to_datetime
 from typing import Mapping
 from urllib.parse import parse_qs
 
-from local.batch.entra import EntraConfig, bearer_problem
-from local.batch.errors import BatchServiceError
+from local.batch.web.entra import EntraConfig, bearer_problem
+from local.batch.model.errors import BatchServiceError
 
 # How far a signed request's date may be from the service's clock, either way (Azure's window).
 MAX_CLOCK_SKEW = timedelta(minutes=15)

@@ -11,14 +11,14 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
-from local.batch.account import BatchAccount
-from local.batch.entra import EntraConfig
-from local.batch.entities import tmp_base
-from local.batch.faults import AdminApi, FaultInjector
-from local.batch.http_api import make_handler
-from local.batch.node_agent import NodeAgent
-from local.batch.persistence import Persistence, RestoreReport
-from local.batch.scheduler import Scheduler
+from local.batch.model.account import BatchAccount
+from local.batch.web.entra import EntraConfig
+from local.batch.model.entities import tmp_base
+from local.batch.web.fault_injection import AdminApi, FaultInjector
+from local.batch.web.batch_routes import make_handler
+from local.batch.node.agent import NodeAgent
+from local.batch.model.persistence import Persistence, RestoreReport
+from local.batch.node.scheduler import Scheduler
 
 log = logging.getLogger("local.batch.server")
 
@@ -80,10 +80,10 @@ class LocalBatchService:
         "auto-storage"), where ``autoStorageContainerName`` resource files come from; locally, Azurite.
 
         ``persist``: keep the account in ``data_dir/batch-account.json`` and restore it from there
-        when the file exists (``local.batch.persistence``), so a restart loses no pools, jobs or tasks.
+        when the file exists (``local.batch.model.persistence``), so a restart loses no pools, jobs or tasks.
 
         ``tls``: (certificate, key) PEM files to serve HTTPS, as Batch does (bearer tokens travel only over TLS).
-        ``entra``: accept Microsoft Entra ID tokens too, or only them (``local.batch.entra``)."""
+        ``entra``: accept Microsoft Entra ID tokens too, or only them (``local.batch.web.entra``)."""
         handler_cls = None
         self._httpd = _Server((host, port), lambda *a, **kw: handler_cls(*a, **kw))  # type: ignore[misc]
         scheme = "http"
@@ -107,7 +107,7 @@ class LocalBatchService:
             except BaseException:  # an unusable snapshot: say so, and do not keep the port
                 self._httpd.server_close()
                 raise
-        # Fault injection and the /_admin/ routes (local.batch.faults, local.batch.admin).
+        # Fault injection and the /_admin/ routes (local.batch.web.fault_injection, local.batch.admin).
         self.faults = FaultInjector()
         self.admin = AdminApi(self.account, self.faults, self.persistence.write_now if self.persistence else None)
         handler_cls = make_handler(self.account, account_key, self.admin, entra)

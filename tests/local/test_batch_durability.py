@@ -17,7 +17,7 @@ from pathlib import Path
 from azure.batch import BatchClient
 from azure.batch import models as bm
 
-from local.batch.persistence import SNAPSHOT_NAME
+from local.batch.model.persistence import SNAPSHOT_NAME
 from local.batch.server import LocalBatchService
 from local.processes import free_port
 from local.stack import start_batch_service

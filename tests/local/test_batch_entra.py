@@ -18,7 +18,7 @@ from azure.identity import DefaultAzureCredential
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.admin import BatchAdmin
-from local.batch.entra import BATCH_AUDIENCE, EntraConfig
+from local.batch.web.entra import BATCH_AUDIENCE, EntraConfig
 from local.batch.server import LocalBatchService
 from local.identity import ISSUER, TENANT_ID, IdentityEndpoint, TokenIssuer, write_jwks
 from local.tls import make_certificate

@@ -25,7 +25,7 @@ import pytest
 from azure.batch import models as bm
 from azure.core.exceptions import ResourceNotFoundError
 
-from local.batch.persistence import SNAPSHOT_NAME
+from local.batch.model.persistence import SNAPSHOT_NAME
 from tests.local.batch_support import NODE_NETWORK, BatchEnv, Storage, bash, processes_under, running_batch, task, wait_for
 
 SECRET = "the host's private file\n"

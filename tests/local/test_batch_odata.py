@@ -9,8 +9,8 @@ from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME, auth
-from local.batch.errors import BatchServiceError
-from local.batch.odata import apply_select, compile_filter
+from local.batch.model.errors import BatchServiceError
+from local.batch.model.odata import apply_select, compile_filter
 
 TASKS = [
     {"id": "ok-1", "state": "completed", "creationTime": "2024-05-01T10:00:00.000Z",

@@ -16,8 +16,8 @@ from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 
-from local.batch import unsupported
-from local.batch.rest_contract import MAX_BODY_BYTES, RestContract
+from local.batch.web import unsupported
+from local.batch.web.rest_contract import MAX_BODY_BYTES, RestContract
 from tests.local.batch_support import BatchEnv, bash, task, wait_for
 
 API = "api-version=2025-06-01"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from local.batch.process_supervisor import ProcessSupervisor
+from local.batch.node.process_supervisor import ProcessSupervisor
 
 
 def _start(*argv: str) -> subprocess.Popen:

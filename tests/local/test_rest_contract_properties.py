@@ -11,8 +11,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local.batch.errors import BatchServiceError
-from local.batch.rest_contract import RestContract
+from local.batch.model.errors import BatchServiceError
+from local.batch.web.rest_contract import RestContract
 
 CONTRACT = RestContract.load()
 OPERATIONS = st.sampled_from(CONTRACT.operations)

@@ -1,6 +1,6 @@
-"""The REST spec extract in local/batch/rest_spec/ is faithful to the azure-batch SDK.
+"""The REST spec extract in local/batch/web/rest_spec/ is faithful to the azure-batch SDK.
 
-local/batch/rest_spec/batch-2025-06-01.json is a hand transcription (no
+local/batch/web/rest_spec/batch-2025-06-01.json is a hand transcription (no
 descriptions, examples or response schemas) of BatchService.json, api-version
 2025-06-01, from Azure/azure-rest-api-specs.  The azure-batch SDK installed in
 .venv was generated from the same TypeSpec/Swagger, so the two must agree on:
@@ -46,7 +46,7 @@ from azure.batch._utils.model_base import Model as SdkModel
 from azure.batch.models import _enums as sdk_enums
 from azure.batch.models import _models as sdk_models
 
-EXTRACT_PATH = Path(__file__).resolve().parents[2] / "local" / "batch" / "rest_spec" / "batch-2025-06-01.json"
+EXTRACT_PATH = Path(__file__).resolve().parents[2] / "local" / "batch" / "web" / "rest_spec" / "batch-2025-06-01.json"
 
 # --- Where the SDK legitimately differs from the spec ------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from local.batch.errors import BatchServiceError
+from local.batch.model.errors import BatchServiceError
 
 PARAMETER = "api-version"
 # What common clients send; documentation and tests, not an allow-list.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from local.batch.account import BatchAccount
+from local.batch.model.account import BatchAccount
 
 # Batch's node states, each counted (camelCase as in BatchNodeCounts).
 _COUNTED_STATES = {

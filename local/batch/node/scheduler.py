@@ -11,13 +11,14 @@ import itertools
 import logging
 import threading
 
-from local.batch import autoscale, multi_instance
-from local.batch.account import BatchAccount
-from local.batch.entities import Job, Node, Pool, Task
-from local.batch.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
-from local.batch.node_agent import NodeAgent
-from local.batch.task_rules import parent_ids, readiness
-from local.batch.timeutil import parse_duration, utcnow
+from local.batch.model import autoscale
+from local.batch.node import multi_instance_runner as multi_instance
+from local.batch.model.account import BatchAccount
+from local.batch.model.entities import Job, Node, Pool, Task
+from local.batch.model.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
+from local.batch.node.agent import NodeAgent
+from local.batch.model.task_rules import parent_ids, readiness
+from local.batch.model.iso8601 import parse_duration, utcnow
 
 log = logging.getLogger("local.batch.scheduler")
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from local.batch.timeutil import iso, utcnow
+from local.batch.model.iso8601 import iso, utcnow
 
 _etags = itertools.count(1)
 
@@ -238,7 +238,7 @@ class Job(Entity):
     task_order: list[str] = field(default_factory=list)
     # tasks before this index in task_order are completed: the scheduler starts looking here
     dispatch_from: int = 0
-    # job preparation / release runs per node id (see local.batch.job_side_tasks)
+    # job preparation / release runs per node id (see local.batch.model.job_side_tasks)
     prep_runs: dict[str, Any] = field(default_factory=dict)
     release_runs: dict[str, Any] = field(default_factory=dict)
 
@@ -283,7 +283,7 @@ class Task(Entity):
     pool_id: str | None = None
     task_dir: Path | None = None
     terminate_requested: bool = False
-    subtasks: list[Any] = field(default_factory=list)  # a multi-instance task's subtasks 1..N-1 (local.batch.multi_instance)
+    subtasks: list[Any] = field(default_factory=list)  # a multi-instance task's subtasks 1..N-1 (local.batch.node.multi_instance_runner)
     last_requeue_time: datetime | None = None
     # Set with terminate_requested when the task's node goes away (preempted): the
     # agent kills the process and the task goes back to active instead of completing.

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, unquote
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.storage.blob import ContainerClient
 
-from local.batch.entities import SERVER_ERROR, USER_ERROR
+from local.batch.model.entities import SERVER_ERROR, USER_ERROR
 
 _WILDCARDS = set("*?[")
 DOWNLOAD_SCHEMES = ("http", "https")

@@ -257,7 +257,7 @@ def pool_inputs(account: Any, pool: Any) -> dict[str, float]:
 
 def run_formula(account: Any, pool: Any, formula: str) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """Batch's AutoScaleRun for ``formula`` on ``pool`` now, and the targets it sets (None on error)."""
-    from local.batch.timeutil import iso, utcnow
+    from local.batch.model.iso8601 import iso, utcnow
 
     stamp = iso(utcnow())
     try:
@@ -269,7 +269,7 @@ def run_formula(account: Any, pool: Any, formula: str) -> tuple[dict[str, Any], 
 
 def check_formula(formula: str | None) -> str:
     """Reject a formula the local service cannot evaluate, with the reason, as Batch rejects bad ones."""
-    from local.batch.errors import BatchServiceError
+    from local.batch.model.errors import BatchServiceError
 
     if not formula:
         raise BatchServiceError(400, "MissingRequiredProperty", "A required property was not specified: autoScaleFormula.",
@@ -286,8 +286,8 @@ def check_formula(formula: str | None) -> str:
 
 
 def check_interval(interval: str | None) -> str:
-    from local.batch.errors import BatchServiceError
-    from local.batch.timeutil import parse_duration
+    from local.batch.model.errors import BatchServiceError
+    from local.batch.model.iso8601 import parse_duration
 
     value = interval or DEFAULT_INTERVAL
     seconds = parse_duration(value).total_seconds()
@@ -301,7 +301,7 @@ def apply(account: Any, pool: Any) -> None:
     """Evaluate the pool's formula and, if it works, move the pool's targets (and resize)."""
     from datetime import timedelta
 
-    from local.batch.timeutil import parse_duration, utcnow
+    from local.batch.model.iso8601 import parse_duration, utcnow
 
     run, result = run_formula(account, pool, pool.spec["autoScaleFormula"])
     pool.autoscale_run = run

@@ -44,8 +44,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from local.batch.account import BatchAccount
-from local.batch.errors import BatchServiceError, invalid
+from local.batch.model.account import BatchAccount
+from local.batch.model.errors import BatchServiceError, invalid
 from local.fault_rules import RuleBook, RuleLife
 
 ADMIN_PREFIX = "/_admin/"

@@ -68,9 +68,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from local.batch import entities
-from local.batch.account import BatchAccount
-from local.batch.entities import USER_ERROR, IdMap, Node, Pool, Task
+from local.batch.model import entities
+from local.batch.model.account import BatchAccount
+from local.batch.model.entities import USER_ERROR, IdMap, Node, Pool, Task
 
 log = logging.getLogger("local.batch.persistence")
 
@@ -299,7 +299,7 @@ def restore_account(account: BatchAccount, document: dict[str, Any], codec: Code
         for job in account.jobs.values():
             if hasattr(job, "dispatch_from"):
                 job.dispatch_from = 0  # requeued tasks may sit before the scheduler's resume point
-            for name in ("prep_runs", "release_runs"):  # local.batch.job_side_tasks: unfinished runs run again
+            for name in ("prep_runs", "release_runs"):  # local.batch.model.job_side_tasks: unfinished runs run again
                 runs = getattr(job, name, None)
                 if isinstance(runs, dict):
                     for node_id in [n for n, run in runs.items() if not getattr(run, "done", True)]:

@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local.batch.entities import USER_ERROR, Job, Node, Pool
-from local.batch.file_transfer import TransferError, download_resource_files
-from local.batch.timeutil import iso, parse_duration, utcnow
+from local.batch.model.entities import USER_ERROR, Job, Node, Pool
+from local.batch.node.file_transfer import TransferError, download_resource_files
+from local.batch.model.iso8601 import iso, parse_duration, utcnow
 
 if TYPE_CHECKING:  # the agent imports this module
-    from local.batch.node_agent import NodeAgent
+    from local.batch.node.agent import NodeAgent
 
 PREP_DIR = "jobpreparation"
 RELEASE_DIR = "jobrelease"

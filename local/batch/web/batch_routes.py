@@ -18,21 +18,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from local.batch import account_reports, app_packages, auth, file_serving, unsupported
-from local.batch.account import BatchAccount
-from local.batch.api_version import check_api_version
-from local.batch.errors import BatchServiceError
-from local.batch.listing import Listing
-from local.batch.odata import apply_select, compile_filter
-from local.batch.rest_contract import RestContract, body_error
+from local.batch import app_packages, auth
+from local.batch.model import account_reports
+from local.batch.web import file_serving
+from local.batch.web import unsupported
+from local.batch.model.account import BatchAccount
+from local.batch.web.api_version import check_api_version
+from local.batch.model.errors import BatchServiceError
+from local.batch.model.listing import Listing
+from local.batch.model.odata import apply_select, compile_filter
+from local.batch.web.rest_contract import RestContract, body_error
 
 log = logging.getLogger("local.batch.http")
-ADMIN_PREFIX = "/_admin/"  # local.batch.faults.AdminApi's routes
+ADMIN_PREFIX = "/_admin/"  # local.batch.web.fault_injection.AdminApi's routes
 PACKAGE_ADMIN_PREFIX = "/_admin/applications/"  # the application package store's routes (below), not AdminApi's
 
 if TYPE_CHECKING:
-    from local.batch.entra import EntraConfig
-    from local.batch.faults import AdminApi
+    from local.batch.web.entra import EntraConfig
+    from local.batch.web.fault_injection import AdminApi
 
 DEFAULT_PAGE = 1000
 # Bodies longer than this are refused without being read (the contract's own limit, 1 MiB, applies to the rest);
@@ -209,7 +212,7 @@ def list_node_extensions(acc: BatchAccount, req: Request) -> Response:
     return _paged([], req, acc.base_url)
 
 
-# ---- account-wide reports (local.batch.account_reports) -------------------------------
+# ---- account-wide reports (local.batch.model.account_reports) -------------------------------
 @route("GET", "/nodecounts")
 def list_pool_node_counts(acc: BatchAccount, req: Request) -> Response:
     return _paged(account_reports.pool_node_counts(acc), req, acc.base_url)
@@ -326,13 +329,13 @@ def terminate_task(acc: BatchAccount, req: Request) -> Response:
 
 @route("GET", "/jobs/{job}/tasks/{task}/subtasksinfo")
 def list_subtasks(acc: BatchAccount, req: Request) -> Response:
-    from local.batch.multi_instance import list_subtasks as subtasks
+    from local.batch.node.multi_instance_runner import list_subtasks as subtasks
 
     items = [apply_select(item, req.query.get("$select")) for item in subtasks(acc, req.params["job"], req.params["task"])]
     return Response(200, {"odata.metadata": f"{acc.base_url}/$metadata#subtaskinfo", "value": items})
 
 
-# ---- files of tasks and of nodes (one implementation: local.batch.file_serving) -------
+# ---- files of tasks and of nodes (one implementation: local.batch.web.file_serving) -------
 def _recursive(req: Request) -> bool:
     return (req.query.get("recursive") or "false").lower() == "true"
 
@@ -470,7 +473,7 @@ def _routed(account: BatchAccount, request: Request) -> Response | None:
 # ---- the handler ---------------------------------------------------------------------
 def make_handler(account: BatchAccount, account_key: str, admin: "AdminApi | None" = None,
                  entra: "EntraConfig | None" = None) -> type[BaseHTTPRequestHandler]:
-    """The request handler class; ``admin`` (local.batch.faults) serves ``/_admin/`` and injects faults;
+    """The request handler class; ``admin`` (local.batch.web.fault_injection) serves ``/_admin/`` and injects faults;
     with ``entra`` the account also accepts (or, Entra-only, only accepts) Microsoft Entra ID tokens."""
     contract = RestContract.load()
 

@@ -4,7 +4,7 @@
 Open MPI's ``mpirun`` starts its daemons on other hosts with an rsh agent,
 normally ``ssh HOST COMMAND...``. The local Batch service's nodes share one
 machine and one host name, so a multi-instance task's environment points
-``OMPI_MCA_plm_rsh_agent`` here instead (see ``local.batch.multi_instance``):
+``OMPI_MCA_plm_rsh_agent`` here instead (see ``local.batch.node.multi_instance_runner``):
 
     mpi_rsh.py [ssh options] [user@]HOST COMMAND...
 

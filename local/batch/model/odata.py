@@ -20,7 +20,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from local.batch.errors import BatchServiceError
+from local.batch.model.errors import BatchServiceError
 
 Predicate = Callable[[dict[str, Any]], bool]
 

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from local.batch.errors import BatchServiceError
+from local.batch.model.errors import BatchServiceError
 
 SPEC_FILE = Path(__file__).with_name("rest_spec") / "batch-2025-06-01.json"
 # Batch's limit on a request body (documented for task collections: "must be less than 1MB").

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from local.batch import app_packages
-from local.batch.account import BatchAccount
-from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
-from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
-from local.batch.job_side_tasks import prep_env, run_side_task
-from local.batch.multi_instance import NODE_IP_ENV
-from local.batch.process_supervisor import ProcessSupervisor, kill_group as _kill_group
-from local.batch.timeutil import iso, parse_duration, utcnow
+from local.batch.model.account import BatchAccount
+from local.batch.model.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
+from local.batch.node.file_transfer import TransferError, download_resource_files, upload_output_files
+from local.batch.model.job_side_tasks import prep_env, run_side_task
+from local.batch.node.multi_instance_runner import NODE_IP_ENV
+from local.batch.node.process_supervisor import ProcessSupervisor, kill_group as _kill_group
+from local.batch.model.iso8601 import iso, parse_duration, utcnow
 
 log = logging.getLogger("local.batch.node_agent")
 
 # Downloads and uploads run on a pool of this many threads; a task with neither never leaves the
-# scheduler's and the process supervisor's threads (see local.batch.process_supervisor for why).
+# scheduler's and the process supervisor's threads (see local.batch.node.process_supervisor for why).
 TRANSFER_THREADS = 32
 
 
@@ -94,7 +94,7 @@ class NodeAgent:
         self.supervisor.close()
 
     def process_groups(self) -> list[int]:
-        """Process groups that may still hold processes the agent started (recorded by local.batch.persistence)."""
+        """Process groups that may still hold processes the agent started (recorded by local.batch.model.persistence)."""
         with self._guard:
             return sorted(set(self._groups) | {proc.pid for proc in self._procs})
 
@@ -296,7 +296,7 @@ class NodeAgent:
     def _finish(self, run: "_TaskRun", exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
         """Upload the task's output files (on a transfer thread) unless it is being requeued; then complete it."""
         if run.task.requeue_requested or not run.task.spec.get("outputFiles"):
-            # requeued: its node was preempted (local.batch.faults); an attempt that is requeued uploads nothing
+            # requeued: its node was preempted (local.batch.web.fault_injection); an attempt that is requeued uploads nothing
             self._complete(run, exit_code, failure)
         else:
             self._transfers.submit(self._guarded, run, self._upload_and_complete, exit_code, failure)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from local.batch import errors
-from local.batch.errors import BatchServiceError
-from local.batch.timeutil import iso
+from local.batch.model import errors
+from local.batch.model.errors import BatchServiceError
+from local.batch.model.iso8601 import iso
 
 
 def resolve(root: Path | None, relative: str, *, directories: bool = False) -> Path:

@@ -14,16 +14,17 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from local.batch import app_packages, errors
-from local.batch.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
-from local.batch.errors import BatchServiceError
-from local.batch.listing import Listing
-from local.batch.odata import apply_select, compile_filter
-from local.batch import autoscale
-from local.batch.autoscale import check_formula, check_interval
-from local.batch import multi_instance
-from local.batch.task_rules import exit_options, validate_dependencies
-from local.batch.timeutil import utcnow
+from local.batch import app_packages
+from local.batch.model import errors
+from local.batch.model.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
+from local.batch.model.errors import BatchServiceError
+from local.batch.model.listing import Listing
+from local.batch.model.odata import apply_select, compile_filter
+from local.batch.model import autoscale
+from local.batch.model.autoscale import check_formula, check_interval
+from local.batch.node import multi_instance_runner as multi_instance
+from local.batch.model.task_rules import exit_options, validate_dependencies
+from local.batch.model.iso8601 import utcnow
 
 MAX_TASKS_PER_COLLECTION = 100
 TERMINAL_JOB_STATES = ("completed", "deleting")
@@ -482,7 +483,7 @@ class BatchAccount:
     def complete_task(self, task: Task, exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
         """Move ``task`` to completed with Batch's result and failure info."""
         with self.lock:
-            if task.requeue_requested:  # its node went away mid-run (local.batch.faults): a requeue, not a completion
+            if task.requeue_requested:  # its node went away mid-run (local.batch.web.fault_injection): a requeue, not a completion
                 task.requeue()
                 self.notify()
                 return
@@ -512,7 +513,7 @@ class BatchAccount:
 
     # ---- rendering ---------------------------------------------------------------
     def _render(self, entities: list[Any], filter_: str | None, select: str | None) -> Listing:
-        """The entities as a list operation returns them, rendered a page at a time (``local.batch.listing``)."""
+        """The entities as a list operation returns them, rendered a page at a time (``local.batch.model.listing``)."""
         predicate = compile_filter(filter_)  # a bad $filter is refused now, before any page
 
         def render(entity: Any) -> dict[str, Any] | None:

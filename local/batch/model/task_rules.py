@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from local.batch.errors import BatchServiceError
+from local.batch.model.errors import BatchServiceError
 
 PREPROCESSING_CODES = {"BlobNotFound", "BlobAccessDenied", "BlobDownloadMiscError", "BlobDownloadTimedOut",
                        "ContainerNotFound", "ResourceContainerAccessDenied", "CommandProgramNotFound",

@@ -17,7 +17,7 @@ What is refused, and why (docs/local-batch.md, "Known gaps", says the same):
 """
 from __future__ import annotations
 
-from local.batch.errors import BatchServiceError
+from local.batch.model.errors import BatchServiceError
 
 _NODE = (409, "OperationNotValidOnNode", "The specified operation is not valid on the node.")
 _POOL = (409, "OperationNotValidOnPool", "The specified operation is not valid on the pool.")

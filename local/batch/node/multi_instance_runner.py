@@ -34,7 +34,7 @@ Local-only deviation (MPI across simulated nodes). All nodes are on this one
 machine with one host name, so ``mpirun -host $AZ_BATCH_HOST_LIST`` would try
 ssh. Instead every instance's environment carries Open MPI settings that the
 task may override with its own environment settings:
-``OMPI_MCA_plm_rsh_agent`` names ``local/batch/mpi_rsh.py``, an rsh agent that,
+``OMPI_MCA_plm_rsh_agent`` names ``local/batch/node/mpi_rsh.py``, an rsh agent that,
 given a node address of this task and a command, runs the command (``sh -c``,
 as sshd would) with that instance's environment, in its working directory; the
 daemons Open MPI starts that way, and so the ranks, see the target node's
@@ -59,15 +59,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from local.batch import app_packages, errors
-from local.batch.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
-from local.batch.errors import BatchServiceError
-from local.batch.file_transfer import TransferError, download_resource_files, upload_output_files
-from local.batch.timeutil import iso, parse_duration, utcnow
+from local.batch import app_packages
+from local.batch.model import errors
+from local.batch.model.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
+from local.batch.model.errors import BatchServiceError
+from local.batch.node.file_transfer import TransferError, download_resource_files, upload_output_files
+from local.batch.model.iso8601 import iso, parse_duration, utcnow
 
 if TYPE_CHECKING:  # the agent imports the scheduler's modules
-    from local.batch.account import BatchAccount
-    from local.batch.node_agent import NodeAgent
+    from local.batch.model.account import BatchAccount
+    from local.batch.node.agent import NodeAgent
 
 log = logging.getLogger("local.batch.multi_instance")
 
@@ -405,7 +406,7 @@ def _write_instances(path: Path, instances: list[_Instance]) -> None:
 # ---- processes ---------------------------------------------------------------------------
 def _agent_helpers():
     """The node agent's process helpers (imported late: the agent's module imports the account, which imports this)."""
-    from local.batch import node_agent
+    from local.batch.node import agent as node_agent
     return node_agent.LaunchError, node_agent._kill_group, node_agent._live_groups
 
 

@@ -1,0 +1,1 @@
+"""The node side of the local Batch service (laid out in the next commit)."""

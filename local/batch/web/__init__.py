@@ -1,0 +1,1 @@
+"""The HTTP layer of the local Batch service (laid out in the next commit)."""
