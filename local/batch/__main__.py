@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
-from local.batch.web.entra import EntraConfig
 from local.batch.server import LocalBatchService
+from local.batch.web.entra import EntraConfig
 
 
 def main() -> None:

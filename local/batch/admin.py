@@ -1,4 +1,4 @@
-"""A small client for the local Batch service's ``/_admin/`` API (see ``local.batch.web.fault_injection``).
+"""A small client for the local Batch service's ``/_admin/`` API (see ``local.batch.web.admin_routes``).
 
 Requests are signed with the account's shared key exactly as the Batch SDK
 signs its own (``local.batch.auth``), so the admin API needs no second

@@ -1,4 +1,12 @@
-"""The local Batch service as one object: account, scheduler, node agent and HTTP server."""
+"""The local Batch service as one object: the model's account, the node side's workers and the HTTP server.
+
+This is where the three layers meet. The account (``local.batch.model``)
+knows nothing of the others: the scheduler and the snapshot writer wait on its
+``changed`` condition, the node agent reads the flags it sets on tasks and
+nodes, and the snapshot writer is given the node side's callables (which
+process groups to record, how to kill what a crashed service left). The HTTP
+layer (``local.batch.web``) gets the account to serve.
+"""
 from __future__ import annotations
 
 import logging
@@ -12,13 +20,16 @@ from pathlib import Path
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.batch.model.account import BatchAccount
-from local.batch.web.entra import EntraConfig
 from local.batch.model.entities import tmp_base
-from local.batch.web.fault_injection import AdminApi, FaultInjector
-from local.batch.web.batch_routes import make_handler
+from local.batch.model.persistence import Persistence
+from local.batch.model.snapshot import RestoreReport
 from local.batch.node.agent import NodeAgent
-from local.batch.model.persistence import Persistence, RestoreReport
+from local.batch.node.orphan_processes import kill_leftover_processes
 from local.batch.node.scheduler import Scheduler
+from local.batch.web.admin_routes import AdminApi
+from local.batch.web.entra import EntraConfig
+from local.batch.web.fault_injection import FaultInjector
+from local.batch.web.handler import make_handler
 
 log = logging.getLogger("local.batch.server")
 
@@ -101,13 +112,14 @@ class LocalBatchService:
         self.persistence: Persistence | None = None
         self.restored: RestoreReport | None = None
         if persist:
-            self.persistence = Persistence(self.account, Path(data_dir), node_network, self.agent.process_groups)
+            self.persistence = Persistence(self.account, Path(data_dir), node_network, process_groups=self.agent.process_groups,
+                                           kill_leftovers=kill_leftover_processes)
             try:
                 self.restored = self.persistence.restore()
             except BaseException:  # an unusable snapshot: say so, and do not keep the port
                 self._httpd.server_close()
                 raise
-        # Fault injection and the /_admin/ routes (local.batch.web.fault_injection, local.batch.admin).
+        # Fault injection and the /_admin/ routes (local.batch.web: fault_injection, admin_routes; client: local.batch.admin).
         self.faults = FaultInjector()
         self.admin = AdminApi(self.account, self.faults, self.persistence.write_now if self.persistence else None)
         handler_cls = make_handler(self.account, account_key, self.admin, entra)

@@ -11,6 +11,7 @@ from azure.core.rest import HttpRequest
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME, auth
 from local.batch.model.errors import BatchServiceError
 from local.batch.model.odata import apply_select, compile_filter
+from local.batch.web import authentication
 
 TASKS = [
     {"id": "ok-1", "state": "completed", "creationTime": "2024-05-01T10:00:00.000Z",
@@ -116,7 +117,7 @@ def sdk_signed(method: str, url: str, body: bytes | None = None, **params: str) 
 def check(request: HttpRequest, key: str = DEV_BATCH_ACCOUNT_KEY, account: str = DEV_BATCH_ACCOUNT_NAME,
           url: str | None = None) -> str | None:
     parts = urlsplit(url or request.url)
-    return auth.verify(request.headers.get("Authorization"), request.method, dict(request.headers), account, key,
+    return authentication.verify(request.headers.get("Authorization"), request.method, dict(request.headers), account, key,
                        parts.path, parts.query)
 
 
@@ -138,8 +139,8 @@ def test_anything_else_is_refused_with_a_reason():
     tampered = request.url.replace("'a'", "'b'")
     assert tampered != request.url
     assert "signature" in check(request, url=tampered)
-    assert "no Authorization" in auth.verify(None, "GET", {}, DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY, "/pools", "")
-    assert "not supported" in auth.verify("Bearer abc", "GET", {}, DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY, "/pools", "")
+    assert "no Authorization" in authentication.verify(None, "GET", {}, DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY, "/pools", "")
+    assert "not supported" in authentication.verify("Bearer abc", "GET", {}, DEV_BATCH_ACCOUNT_NAME, DEV_BATCH_ACCOUNT_KEY, "/pools", "")
 
 
 def test_string_to_sign_has_batch_layout():

@@ -12,19 +12,16 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from local.batch import app_packages
-from local.batch.model import errors
+from local.batch.model import app_package_store, autoscale, errors, multi_instance
+from local.batch.model.autoscale import check_formula, check_interval
 from local.batch.model.entities import USER_ERROR, IdMap, Job, Node, Pool, Task
 from local.batch.model.errors import BatchServiceError
+from local.batch.model.iso8601 import utcnow
 from local.batch.model.listing import Listing
 from local.batch.model.odata import apply_select, compile_filter
-from local.batch.model import autoscale
-from local.batch.model.autoscale import check_formula, check_interval
-from local.batch.node import multi_instance_runner as multi_instance
 from local.batch.model.task_rules import exit_options, validate_dependencies
-from local.batch.model.iso8601 import utcnow
 
 MAX_TASKS_PER_COLLECTION = 100
 TERMINAL_JOB_STATES = ("completed", "deleting")
@@ -78,8 +75,8 @@ class BatchAccount:
         self.pools: IdMap = IdMap()
         self.jobs: IdMap = IdMap()
         self.tasks: IdMap = IdMap()  # job id -> IdMap of task id -> Task
-        self._addresses = (str(ip) for ip in ipaddress.ip_network(node_network).hosts())
-        self._node_serial = 0
+        self._addresses: Iterator[str] = (str(ip) for ip in ipaddress.ip_network(node_network).hosts())
+        self.node_serial = 0  # the number in the last node id handed out
         self.changed = threading.Condition(self.lock)
         # The account's linked auto-storage (autoStorageContainerName resource files); set by LocalBatchService.
         self.auto_storage_connection_string: str | None = None
@@ -93,7 +90,7 @@ class BatchAccount:
     def create_pool(self, body: dict[str, Any]) -> Pool:
         _require(body, "id", "vmSize")
         _check_id(body)
-        app_packages.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
+        app_package_store.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
         with self.lock:
             if body["id"] in self.pools:
                 raise errors.exists("Pool", body["id"])
@@ -123,7 +120,7 @@ class BatchAccount:
         with self.lock:
             pool = self.get_pool(pool_id)
             if "applicationPackageReferences" in patch:  # checked now; installed on nodes that join (or reboot) later
-                app_packages.validate_pool_references(self.data_dir, patch["applicationPackageReferences"])
+                app_package_store.validate_pool_references(self.data_dir, patch["applicationPackageReferences"])
             for key in ("startTask", "metadata", "applicationPackageReferences"):
                 if key in patch:
                     pool.spec[key] = patch[key]
@@ -134,7 +131,7 @@ class BatchAccount:
         """Batch's updateproperties: the start task, packages and metadata become exactly the body's (absent: removed)."""
         with self.lock:
             pool = self.get_pool(pool_id)
-            app_packages.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
+            app_package_store.validate_pool_references(self.data_dir, body.get("applicationPackageReferences"))
             for key in ("startTask", "metadata", "applicationPackageReferences"):
                 if body.get(key) is None:
                     pool.spec.pop(key, None)
@@ -238,8 +235,8 @@ class BatchAccount:
     def add_node(self, pool: Pool, dedicated: bool) -> Node:
         """Allocate one node for ``pool``: a fresh directory tree and loopback address."""
         with self.lock:
-            self._node_serial += 1
-            node_id = f"tvmps_{self._node_serial:012d}_d" if dedicated else f"tvmps_{self._node_serial:012d}_p"
+            self.node_serial += 1
+            node_id = f"tvmps_{self.node_serial:012d}_d" if dedicated else f"tvmps_{self.node_serial:012d}_p"
             try:
                 address = next(self._addresses)
             except StopIteration:
@@ -252,6 +249,12 @@ class BatchAccount:
             pool.nodes[node_id] = node
             pool.touch()
             return node
+
+    def resume_node_numbering(self, serial: int, addresses: Iterator[str]) -> None:
+        """Carry on after a restore: new nodes get serials after ``serial`` and the next of ``addresses``."""
+        with self.lock:
+            self.node_serial = serial
+            self._addresses = addresses
 
     def remove_node(self, pool: Pool, node: Node) -> None:
         with self.lock:
@@ -437,6 +440,12 @@ class BatchAccount:
             task.touch()
             return task
 
+    def list_subtasks(self, job_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Subtasks 1..N-1 of a multi-instance task (empty for any other task), as Batch lists them."""
+        with self.lock:
+            task = self.get_task(job_id, task_id)
+            return [subtask.to_rest(self.base_url) for subtask in task.subtasks]
+
     def list_tasks(self, job_id: str, filter_: str | None = None, select: str | None = None) -> Listing:
         with self.lock:
             job = self.get_job(job_id)
@@ -483,7 +492,7 @@ class BatchAccount:
     def complete_task(self, task: Task, exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
         """Move ``task`` to completed with Batch's result and failure info."""
         with self.lock:
-            if task.requeue_requested:  # its node went away mid-run (local.batch.web.fault_injection): a requeue, not a completion
+            if task.requeue_requested:  # its node went away mid-run (local.batch.model.node_faults): a requeue, not a completion
                 task.requeue()
                 self.notify()
                 return

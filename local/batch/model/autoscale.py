@@ -19,7 +19,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable
+
+from local.batch.model.errors import BatchServiceError
+from local.batch.model.iso8601 import iso, parse_duration, utcnow
 
 TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>\"[^\"]*\"|'[^']*')|(?P<name>\$?[A-Za-z_][A-Za-z0-9_]*)"
                    r"|(?P<op>==|!=|<=|>=|&&|\|\||[-+*/<>!?:(),.=;]))")
@@ -257,8 +261,6 @@ def pool_inputs(account: Any, pool: Any) -> dict[str, float]:
 
 def run_formula(account: Any, pool: Any, formula: str) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """Batch's AutoScaleRun for ``formula`` on ``pool`` now, and the targets it sets (None on error)."""
-    from local.batch.model.iso8601 import iso, utcnow
-
     stamp = iso(utcnow())
     try:
         dedicated, low, _option, shown = targets(formula, pool_inputs(account, pool))
@@ -269,8 +271,6 @@ def run_formula(account: Any, pool: Any, formula: str) -> tuple[dict[str, Any], 
 
 def check_formula(formula: str | None) -> str:
     """Reject a formula the local service cannot evaluate, with the reason, as Batch rejects bad ones."""
-    from local.batch.model.errors import BatchServiceError
-
     if not formula:
         raise BatchServiceError(400, "MissingRequiredProperty", "A required property was not specified: autoScaleFormula.",
                                 {"PropertyName": "autoScaleFormula"})
@@ -286,9 +286,6 @@ def check_formula(formula: str | None) -> str:
 
 
 def check_interval(interval: str | None) -> str:
-    from local.batch.model.errors import BatchServiceError
-    from local.batch.model.iso8601 import parse_duration
-
     value = interval or DEFAULT_INTERVAL
     seconds = parse_duration(value).total_seconds()
     if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
@@ -299,10 +296,6 @@ def check_interval(interval: str | None) -> str:
 
 def apply(account: Any, pool: Any) -> None:
     """Evaluate the pool's formula and, if it works, move the pool's targets (and resize)."""
-    from datetime import timedelta
-
-    from local.batch.model.iso8601 import parse_duration, utcnow
-
     run, result = run_formula(account, pool, pool.spec["autoScaleFormula"])
     pool.autoscale_run = run
     interval = parse_duration(pool.spec.get("autoScaleEvaluationInterval") or DEFAULT_INTERVAL) or timedelta(minutes=15)

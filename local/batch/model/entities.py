@@ -2,8 +2,9 @@
 
 Each entity keeps the client's create body (``spec``) verbatim, as the service
 echoes those properties back, and adds the runtime state Batch reports.
-Transitions are made by ``account`` and the background workers, under the
-account lock; the entities themselves hold no locks and do no I/O.
+Transitions are made by ``account`` and the background workers
+(``local.batch.node``), under the account lock; the entities themselves hold
+no locks and do no I/O.
 """
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ class IdMap(dict):
 
 def new_etag() -> str:
     return f'"0x8DD{next(_etags):012X}"'
+
+
+def continue_etags_after(number: int) -> None:
+    """New ETags carry on past ``number`` (the highest a restored snapshot holds), never reusing one."""
+    global _etags
+    current = next(_etags)  # consumes one number, which is harmless
+    _etags = itertools.count(max(current, number + 1))
 
 
 @dataclass
@@ -283,7 +291,7 @@ class Task(Entity):
     pool_id: str | None = None
     task_dir: Path | None = None
     terminate_requested: bool = False
-    subtasks: list[Any] = field(default_factory=list)  # a multi-instance task's subtasks 1..N-1 (local.batch.node.multi_instance_runner)
+    subtasks: list[Any] = field(default_factory=list)  # a multi-instance task's subtasks 1..N-1 (local.batch.model.multi_instance)
     last_requeue_time: datetime | None = None
     # Set with terminate_requested when the task's node goes away (preempted): the
     # agent kills the process and the task goes back to active instead of completing.

@@ -20,20 +20,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from local.batch import app_packages
 from local.batch.model.account import BatchAccount
 from local.batch.model.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
-from local.batch.node.file_transfer import TransferError, download_resource_files, upload_output_files
-from local.batch.model.job_side_tasks import prep_env, run_side_task
-from local.batch.node.multi_instance_runner import NODE_IP_ENV
-from local.batch.node.process_supervisor import ProcessSupervisor, kill_group as _kill_group
 from local.batch.model.iso8601 import iso, parse_duration, utcnow
+from local.batch.model.job_side_tasks import prep_env
+from local.batch.node import app_package_install
+from local.batch.node.file_transfer import TransferError, download_resource_files, upload_output_files
+from local.batch.node.process_supervisor import ProcessSupervisor, kill_group, live_groups
 
 log = logging.getLogger("local.batch.node_agent")
 
 # Downloads and uploads run on a pool of this many threads; a task with neither never leaves the
 # scheduler's and the process supervisor's threads (see local.batch.node.process_supervisor for why).
 TRANSFER_THREADS = 32
+# Local-only: every task's node address (see _base_env); mpi_rsh.py and the multi-instance runner set it too.
+NODE_IP_ENV = "LOCAL_BATCH_NODE_IP"
 
 
 def _env_list(settings: list[dict[str, Any]] | None) -> dict[str, str]:
@@ -59,7 +60,8 @@ class NodeAgent:
         self._transfers = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="node-agent-transfer")
 
     # ---- lifecycle ---------------------------------------------------------------
-    def _spawn(self, target, *args) -> None:
+    def spawn(self, target, *args) -> None:
+        """Run ``target(*args)`` on a thread of its own that ``stop_all`` waits for; an exception in it is logged."""
         thread = threading.Thread(target=self._tracked, args=(target, *args), daemon=True)
         with self._guard:
             self._threads.add(thread)
@@ -80,9 +82,9 @@ class NodeAgent:
         with self._guard:
             procs, threads, groups = list(self._procs), list(self._threads), list(self._groups)
         for proc in procs:
-            _kill_group(proc.pid)
-        for group in _live_groups(groups):  # what finished tasks left running in the background
-            _kill_group(group)
+            kill_group(proc.pid)
+        for group in live_groups(groups):  # what finished tasks left running in the background
+            kill_group(group)
         self.supervisor.kill_all()
         self.supervisor.drain(timeout=10)
         for thread in threads:
@@ -92,6 +94,15 @@ class NodeAgent:
         if not self.supervisor.drain(timeout=10):
             log.warning("some task processes did not exit after being killed")
         self.supervisor.close()
+
+    def stopping(self) -> bool:
+        """True once ``stop_all`` has begun: no new attempt or retry starts."""
+        return self._stopping.is_set()
+
+    def forget(self, procs) -> None:
+        """Stop tracking ``procs`` (they have been waited for); their groups stay recorded for ``stop_all``."""
+        with self._guard:
+            self._procs.difference_update(procs)
 
     def process_groups(self) -> list[int]:
         """Process groups that may still hold processes the agent started (recorded by local.batch.model.persistence)."""
@@ -103,19 +114,19 @@ class NodeAgent:
         start_task = pool.spec.get("startTask")
         if pool.spec.get("applicationPackageReferences") and not packages_installed:
             # As on Batch, the pool's application packages are installed first; the node stays 'starting' meanwhile.
-            self._spawn(self._install_pool_packages, pool, node)
+            self.spawn(self._install_pool_packages, pool, node)
             return
         if not start_task:
             node.set_state("idle")
             return
         node.set_state("waitingforstarttask" if start_task.get("waitForSuccess", True) else "idle")
-        self._spawn(self._run_start_task, pool, node, start_task)
+        self.spawn(self._run_start_task, pool, node, start_task)
 
     def _install_pool_packages(self, pool: Pool, node: Node) -> None:
         """Install the pool's application packages on a joining node, then go on booting it."""
         try:
-            env = app_packages.install(self.account.data_dir, node.root_dir, pool.spec.get("applicationPackageReferences"))
-        except app_packages.PackageError as exc:
+            env = app_package_install.install(self.account.data_dir, node.root_dir, pool.spec.get("applicationPackageReferences"))
+        except app_package_install.PackageError as exc:
             log.warning("application packages for node %s failed: %s", node.id, exc)
             with self.account.lock:
                 node.node_errors = [{"code": exc.code, "message": exc.message}]
@@ -187,10 +198,6 @@ class NodeAgent:
         else:
             self._guarded(run, self._prepare_and_start)
 
-    def run_job_side_task(self, pool: Pool, node: Node, job: Job, kind: str) -> None:
-        """Start the job's preparation (``prep``) or release task on ``node``."""
-        self._spawn(run_side_task, self, pool, node, job, kind)
-
     def job_env(self, pool: Pool, node: Node, job: Job) -> dict[str, str]:
         """The environment every task of ``job`` on ``node`` starts from."""
         return self._base_env(pool, node) | _env_list(job.spec.get("commonEnvironmentSettings")) | {
@@ -225,7 +232,8 @@ class NodeAgent:
             **node.app_package_env,  # the pool's application packages, for every task on the node
         }
 
-    def _task_env(self, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, str]:
+    def task_env(self, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, str]:
+        """The environment of ``task`` on ``node``: the job's, the task's own settings and its directories."""
         env = self.job_env(pool, node, job)
         env |= _env_list(task.spec.get("environmentSettings"))
         env |= {
@@ -249,11 +257,11 @@ class NodeAgent:
         """Working directory, environment, the task's application packages and resource files; then its first attempt."""
         task = run.task
         working_dir = _make_working_dir(task.task_dir)
-        run.env = self._task_env(run.pool, run.node, run.job, task)
+        run.env = self.task_env(run.pool, run.node, run.job, task)
         run.limit = parse_duration((task.spec.get("constraints") or {}).get("maxWallClockTime"))
         try:
             # The task's own application packages (once per node and version), then its resource files.
-            run.env |= app_packages.install(self.account.data_dir, run.node.root_dir, task.spec.get("applicationPackageReferences"))
+            run.env |= app_package_install.install(self.account.data_dir, run.node.root_dir, task.spec.get("applicationPackageReferences"))
             download_resource_files(task.spec.get("resourceFiles"), working_dir, self.account.auto_storage_connection_string)
         except TransferError as exc:
             self._finish(run, None, (exc.category, exc.code, exc.message))
@@ -296,7 +304,7 @@ class NodeAgent:
     def _finish(self, run: "_TaskRun", exit_code: int | None, failure: tuple[str, str, str] | None) -> None:
         """Upload the task's output files (on a transfer thread) unless it is being requeued; then complete it."""
         if run.task.requeue_requested or not run.task.spec.get("outputFiles"):
-            # requeued: its node was preempted (local.batch.web.fault_injection); an attempt that is requeued uploads nothing
+            # requeued: its node was preempted (local.batch.model.node_faults); an attempt that is requeued uploads nothing
             self._complete(run, exit_code, failure)
         else:
             self._transfers.submit(self._guarded, run, self._upload_and_complete, exit_code, failure)
@@ -348,7 +356,7 @@ class NodeAgent:
         with self._guard:
             self._procs.add(proc)
             # Forget groups whose processes are all gone, so a recycled process id is never mistaken for ours.
-            self._groups = set(_live_groups(self._groups)) | {proc.pid}
+            self._groups = set(live_groups(self._groups)) | {proc.pid}
         return proc
 
     def _run_process(self, command_line: str, task_dir: Path, env: dict[str, str], limit, should_stop) -> tuple[int | None, bool]:
@@ -398,15 +406,3 @@ def _make_working_dir(task_dir: Path) -> Path:
     except FileExistsError:
         pass
     return working_dir
-
-
-def _live_groups(groups) -> list[int]:
-    """The process groups in ``groups`` that still have a process of ours in them."""
-    live = []
-    for group in groups:
-        try:
-            os.killpg(group, 0)
-        except (ProcessLookupError, PermissionError):  # empty, or not ours any more
-            continue
-        live.append(group)
-    return live

@@ -1,13 +1,10 @@
-"""Multi-instance tasks (MPI): one task on ``numberOfInstances`` nodes at once, as Batch runs them.
+"""Running a multi-instance task (MPI): its instances on their nodes, as Batch runs them.
 
-What Batch documents (batch-mpi, compute node environment variables), and this does:
+The model places the task (``local.batch.model.multi_instance``: which nodes,
+primary first, and its subtasks); the scheduler then hands it here, on a thread
+of the node agent's. What Batch documents (batch-mpi, compute node environment
+variables), and this does:
 
-- the task is placed only on a pool with ``enableInterNodeCommunication`` and
-  ``taskSlotsPerNode`` 1, and only once that many nodes are idle at the same
-  time; until then it stays ``active`` (a pool that is too small, or not set up
-  for inter-node communication, keeps it active for ever, as on Batch);
-- instance 0 (the primary) runs on the first node, subtasks 1..N-1 one per other
-  node; every instance takes its whole node;
 - the task's application packages are installed on every instance's node;
   every instance downloads ``commonResourceFiles`` into its task directory
   (``AZ_BATCH_TASK_SHARED_DIR``, one above the working directory); only the
@@ -21,8 +18,7 @@ What Batch documents (batch-mpi, compute node environment variables), and this d
   the task's exit code and result are those of the primary's application
   command; when it ends, the subtasks (and anything the coordination commands
   left running) are terminated and the task completes;
-- output files are uploaded from the primary only; ``GET .../subtasksinfo``
-  lists subtasks 1..N-1 with their node, state, times, exit code and result.
+- output files are uploaded from the primary only.
 
 Environment on every instance, besides the usual ``AZ_BATCH_*``:
 ``AZ_BATCH_HOST_LIST`` (``ip,ip``, primary first), ``AZ_BATCH_NODE_LIST``
@@ -55,27 +51,23 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from local.batch import app_packages
-from local.batch.model import errors
+from local.batch.model.account import BatchAccount
 from local.batch.model.entities import SERVER_ERROR, USER_ERROR, Job, Node, Pool, Task
-from local.batch.model.errors import BatchServiceError
+from local.batch.model.iso8601 import parse_duration, utcnow
+from local.batch.model.multi_instance import settings
+from local.batch.node import app_package_install
+from local.batch.node.agent import NODE_IP_ENV, LaunchError, NodeAgent
 from local.batch.node.file_transfer import TransferError, download_resource_files, upload_output_files
-from local.batch.model.iso8601 import iso, parse_duration, utcnow
-
-if TYPE_CHECKING:  # the agent imports the scheduler's modules
-    from local.batch.model.account import BatchAccount
-    from local.batch.node.agent import NodeAgent
+from local.batch.node.process_supervisor import kill_group
 
 log = logging.getLogger("local.batch.multi_instance")
 
 MASTER_PORT = 6000  # the port in AZ_BATCH_MASTER_NODE, as on Batch (reserved there for the service)
 RSH_AGENT = Path(__file__).with_name("mpi_rsh.py")
 INSTANCES_ENV = "LOCAL_BATCH_MPI_INSTANCES"  # read by mpi_rsh.py: where this task's instances are described
-NODE_IP_ENV = "LOCAL_BATCH_NODE_IP"
 POLL_SECONDS = 0.05
 # Defaults a task's own environment settings may override.
 OPEN_MPI_DEFAULTS = {
@@ -102,114 +94,6 @@ OPEN_MPI_DEFAULTS = {
 # settings on to every daemon's command line, which would put every node back in the primary's directory.
 
 
-# ---- the task's settings -----------------------------------------------------------
-def settings(spec: dict[str, Any]) -> dict[str, Any] | None:
-    return spec.get("multiInstanceSettings") or None
-
-
-def is_multi_instance(task: Task) -> bool:
-    return settings(task.spec) is not None
-
-
-def instance_count(spec: dict[str, Any]) -> int:
-    return int((settings(spec) or {}).get("numberOfInstances") or 1)
-
-
-def validate(body: dict[str, Any]) -> None:
-    """What Batch checks when a multi-instance task is added."""
-    mis = settings(body)
-    if mis is None:
-        return
-    if not mis.get("coordinationCommandLine"):
-        raise BatchServiceError(400, "MissingRequiredProperty", "A required property was not specified: coordinationCommandLine.",
-                                {"PropertyName": "multiInstanceSettings.coordinationCommandLine"})
-    count = mis.get("numberOfInstances")
-    if count is not None and (not isinstance(count, int) or count < 1):
-        raise errors.invalid("The value provided for one of the properties in the request body is invalid.",
-                             PropertyName="multiInstanceSettings.numberOfInstances", PropertyValue=str(count))
-    if body.get("requiredSlots") not in (None, 1):
-        raise errors.invalid("The value provided for one of the properties in the request body is invalid.",
-                             PropertyName="requiredSlots", PropertyValue=str(body["requiredSlots"]),
-                             Reason="A multi-instance task must require exactly 1 slot.")
-
-
-# ---- subtasks ----------------------------------------------------------------------
-@dataclass
-class Subtask:
-    """One non-primary instance: it runs the coordination command on its node and holds the node."""
-
-    id: int
-    node: Node
-    pool_id: str
-    job_id: str
-    task_id: str
-    state: str = "running"
-    state_transition_time: datetime = field(default_factory=utcnow)
-    previous_state: str | None = None
-    previous_state_transition_time: datetime | None = None
-    start_time: datetime = field(default_factory=utcnow)
-    end_time: datetime | None = None
-    exit_code: int | None = None
-    result: str | None = None
-    failure_info: dict[str, Any] | None = None
-
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.previous_state, self.previous_state_transition_time = self.state, self.state_transition_time
-            self.state, self.state_transition_time = state, utcnow()
-
-    def to_rest(self, base_url: str) -> dict[str, Any]:
-        root = f"workitems/{self.job_id}/job-1/{self.task_id}"
-        node_url = f"{base_url}/pools/{self.pool_id}/nodes/{self.node.id}"
-        out: dict[str, Any] = {
-            "id": self.id,
-            "nodeInfo": {"affinityId": self.node.affinity_id, "nodeUrl": node_url, "poolId": self.pool_id,
-                         "nodeId": self.node.id, "taskRootDirectory": root, "taskRootDirectoryUrl": f"{node_url}/files/{root}"},
-            "state": self.state,
-            "stateTransitionTime": iso(self.state_transition_time),
-            "startTime": iso(self.start_time),
-        }
-        for key, value in (("endTime", iso(self.end_time)), ("exitCode", self.exit_code), ("result", self.result),
-                           ("failureInfo", self.failure_info), ("previousState", self.previous_state),
-                           ("previousStateTransitionTime", iso(self.previous_state_transition_time))):
-            if value is not None:
-                out[key] = value
-        return out
-
-
-def list_subtasks(account: "BatchAccount", job_id: str, task_id: str) -> list[dict[str, Any]]:
-    """Subtasks 1..N-1 of a multi-instance task (empty for any other task), as Batch lists them."""
-    with account.lock:
-        task = account.get_task(job_id, task_id)
-        return [subtask.to_rest(account.base_url) for subtask in task.subtasks]
-
-
-# ---- placement (called by the scheduler under the account lock) --------------------
-def place(account: "BatchAccount", agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, task: Task) -> bool:
-    """Start ``task`` on enough idle nodes of ``pool`` if it has them now; False leaves it active."""
-    count = instance_count(task.spec)
-    if not pool.spec.get("enableInterNodeCommunication") or pool.slots_per_node != 1:
-        return False  # Batch never schedules it: it stays active
-    free = [n for n in nodes if n.running_task_slots == 0 and not n.running_tasks]
-    if len(free) < count:
-        return False
-    preferred = (task.spec.get("affinityInfo") or {}).get("affinityId")
-    free.sort(key=lambda n: n.affinity_id != preferred)  # the preferred node, if free, hosts the primary
-    chosen = free[:count]
-    for node in chosen:
-        node.running_task_slots += pool.slots_per_node
-        node.running_tasks.append((job.id, task.id))
-        node.set_state("running")
-    primary = chosen[0]
-    task.node_id, task.pool_id = primary.id, pool.id
-    task.task_dir = primary.task_dir(job.id, task.id)
-    task.start_time = utcnow()
-    task.subtasks = [Subtask(index, node, pool.id, job.id, task.id) for index, node in enumerate(chosen[1:], start=1)]
-    task.set_state("preparing")
-    agent._spawn(run, agent, pool, chosen, job, task)
-    return True
-
-
 # ---- running ---------------------------------------------------------------------------
 @dataclass
 class _Instance:
@@ -220,13 +104,13 @@ class _Instance:
     procs: list[subprocess.Popen] = field(default_factory=list)  # process groups it started, for termination
 
 
-def instance_env(agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, task: Task, index: int,
+def instance_env(agent: NodeAgent, pool: Pool, nodes: list[Node], job: Job, task: Task, index: int,
                  instances_file: Path) -> dict[str, str]:
     """The environment of instance ``index`` (0: the primary) on ``nodes[index]``."""
     node = nodes[index]
     task_dir = node.task_dir(job.id, task.id)
     ips = [n.ip_address for n in nodes]
-    env = dict(OPEN_MPI_DEFAULTS) | agent._task_env(pool, node, job, task)
+    env = dict(OPEN_MPI_DEFAULTS) | agent.task_env(pool, node, job, task)
     env |= {
         "AZ_BATCH_TASK_DIR": str(task_dir),
         "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
@@ -242,7 +126,7 @@ def instance_env(agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, ta
     return env
 
 
-def run(agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, task: Task) -> None:
+def run(agent: NodeAgent, pool: Pool, nodes: list[Node], job: Job, task: Task) -> None:
     """Run ``task`` on ``nodes`` to completion; whatever happens, it completes and frees every node."""
     account = agent.account
     instances_file = account.data_dir / "multi-instance" / job.id / f"{task.id}.json"
@@ -263,13 +147,13 @@ def run(agent: "NodeAgent", pool: Pool, nodes: list[Node], job: Job, task: Task)
         with account.lock:
             for subtask in task.subtasks:
                 if subtask.state != "completed":
-                    _finish_subtask(subtask, subtask.exit_code, failure if subtask.exit_code is None else None)
+                    subtask.finish(subtask.exit_code, failure if subtask.exit_code is None else None)
             for node in nodes:
                 node.release(job.id, task.id, pool.slots_per_node, failure is None and exit_code == 0)
             account.complete_task(task, exit_code, failure)
 
 
-def _execute(agent: "NodeAgent", job: Job, task: Task, instances: list[_Instance],
+def _execute(agent: NodeAgent, job: Job, task: Task, instances: list[_Instance],
              instances_file: Path) -> tuple[int | None, tuple[str, str, str] | None]:
     """Attempts (with the task's retries): downloads, coordination everywhere, application on the primary; then uploads."""
     account = agent.account
@@ -278,7 +162,7 @@ def _execute(agent: "NodeAgent", job: Job, task: Task, instances: list[_Instance
     limit = parse_duration((task.spec.get("constraints") or {}).get("maxWallClockTime"))
 
     def stopping() -> bool:
-        return task.terminate_requested or agent._stopping.is_set()
+        return task.terminate_requested or agent.stopping()
 
     exit_code: int | None = None
     failure: tuple[str, str, str] | None = None
@@ -313,7 +197,7 @@ def _execute(agent: "NodeAgent", job: Job, task: Task, instances: list[_Instance
     return exit_code, failure
 
 
-def _attempt(agent: "NodeAgent", task: Task, mis: dict[str, Any], instances: list[_Instance], instances_file: Path,
+def _attempt(agent: NodeAgent, task: Task, mis: dict[str, Any], instances: list[_Instance], instances_file: Path,
              stopping: Callable[[], bool], deadline: float | None) -> tuple[int | None, tuple[str, str, str] | None, bool]:
     """One run of the whole task: (exit code, failure, whether a retry may help)."""
     account = agent.account
@@ -324,7 +208,7 @@ def _attempt(agent: "NodeAgent", task: Task, mis: dict[str, Any], instances: lis
     for inst in instances:
         try:
             (inst.task_dir / "wd").mkdir(parents=True, exist_ok=True)
-            inst.env |= app_packages.install(account.data_dir, inst.node.root_dir, task.spec.get("applicationPackageReferences"))
+            inst.env |= app_package_install.install(account.data_dir, inst.node.root_dir, task.spec.get("applicationPackageReferences"))
             download_resource_files(mis.get("commonResourceFiles"), inst.task_dir, auto_storage)
             if inst is primary:
                 download_resource_files(task.spec.get("resourceFiles"), inst.task_dir / "wd", auto_storage)
@@ -334,7 +218,6 @@ def _attempt(agent: "NodeAgent", task: Task, mis: dict[str, Any], instances: lis
     _write_instances(instances_file, instances)  # for mpi_rsh.py: each instance's final environment
 
     # The coordination command on every instance; the application command waits for all of them.
-    LaunchError = _agent_helpers()[0]
     coordination: list[subprocess.Popen] = []
     for inst in instances:
         try:
@@ -375,22 +258,12 @@ def _stop_failure(timed_out: bool) -> tuple[str, str, str]:
     return USER_ERROR, "TaskEnded", "Task was ended by user request."
 
 
-def _record_subtask_failure(account: "BatchAccount", task: Task, inst: _Instance, code: int | None,
+def _record_subtask_failure(account: BatchAccount, task: Task, inst: _Instance, code: int | None,
                             failure: tuple[str, str, str]) -> None:
     if inst.index == 0:
         return
     with account.lock:
-        _finish_subtask(task.subtasks[inst.index - 1], code, failure)
-
-
-def _finish_subtask(subtask: Subtask, code: int | None, failure: tuple[str, str, str] | None) -> None:
-    if failure is None and code not in (None, 0):
-        failure = (USER_ERROR, "FailureExitCode", "The task exited with an exit code representing a failure")
-    subtask.exit_code = code
-    subtask.end_time = utcnow()
-    subtask.result = "failure" if failure else "success"
-    subtask.failure_info = {"category": failure[0], "code": failure[1], "message": failure[2]} if failure else None
-    subtask.set_state("completed")
+        task.subtasks[inst.index - 1].finish(code, failure)
 
 
 def _write_instances(path: Path, instances: list[_Instance]) -> None:
@@ -404,13 +277,7 @@ def _write_instances(path: Path, instances: list[_Instance]) -> None:
 
 
 # ---- processes ---------------------------------------------------------------------------
-def _agent_helpers():
-    """The node agent's process helpers (imported late: the agent's module imports the account, which imports this)."""
-    from local.batch.node import agent as node_agent
-    return node_agent.LaunchError, node_agent._kill_group, node_agent._live_groups
-
-
-def _launch(agent: "NodeAgent", inst: _Instance, command_line: str) -> subprocess.Popen:
+def _launch(agent: NodeAgent, inst: _Instance, command_line: str) -> subprocess.Popen:
     """Start ``command_line`` for ``inst`` as the node agent starts any task."""
     proc = agent.launch(command_line, inst.task_dir, inst.env)
     inst.procs.append(proc)
@@ -419,7 +286,6 @@ def _launch(agent: "NodeAgent", inst: _Instance, command_line: str) -> subproces
 
 def _wait(procs: list[subprocess.Popen], stopping: Callable[[], bool], deadline: float | None) -> tuple[bool, bool]:
     """Wait for every process in ``procs``; kill them all on a stop request or at the deadline."""
-    _, kill_group, _ = _agent_helpers()
     stopped = timed_out = False
     while any(p.poll() is None for p in procs):
         if not (stopped or timed_out):
@@ -438,9 +304,8 @@ def _exit_code(proc: subprocess.Popen) -> int | None:
     return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
 
 
-def _terminate(agent: "NodeAgent", instances: list[_Instance]) -> None:
+def _terminate(agent: NodeAgent, instances: list[_Instance]) -> None:
     """Kill everything the instances started (daemons left by coordination commands included)."""
-    _, kill_group, _ = _agent_helpers()
     procs = [proc for inst in instances for proc in inst.procs]
     for proc in procs:
         kill_group(proc.pid)
@@ -449,7 +314,6 @@ def _terminate(agent: "NodeAgent", instances: list[_Instance]) -> None:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             log.warning("process %d of a multi-instance task did not die", proc.pid)
-    with agent._guard:
-        agent._procs.difference_update(procs)
+    agent.forget(procs)
     for inst in instances:
         inst.procs.clear()

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 log = logging.getLogger("local.batch.process_supervisor")
 
@@ -159,3 +159,15 @@ def kill_group(group: int) -> None:
         os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def live_groups(groups: Iterable[int]) -> list[int]:
+    """The process groups in ``groups`` that still have a process of ours in them."""
+    live = []
+    for group in groups:
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):  # empty, or not ours any more
+            continue
+        live.append(group)
+    return live

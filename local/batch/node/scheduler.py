@@ -11,14 +11,15 @@ import itertools
 import logging
 import threading
 
-from local.batch.model import autoscale
-from local.batch.node import multi_instance_runner as multi_instance
+from local.batch.model import autoscale, multi_instance
 from local.batch.model.account import BatchAccount
 from local.batch.model.entities import Job, Node, Pool, Task
-from local.batch.model.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
-from local.batch.node.agent import NodeAgent
-from local.batch.model.task_rules import parent_ids, readiness
 from local.batch.model.iso8601 import parse_duration, utcnow
+from local.batch.model.job_side_tasks import SideTaskRun, node_ready_for_job, prep_dirs
+from local.batch.model.task_rules import parent_ids, readiness
+from local.batch.node import multi_instance_runner
+from local.batch.node.agent import NodeAgent
+from local.batch.node.side_task_runner import run_side_task
 
 log = logging.getLogger("local.batch.scheduler")
 
@@ -131,7 +132,7 @@ class Scheduler:
             node = pool.nodes.get(node_id) if pool else None
             if run is None and node is not None:
                 job.release_runs[node_id] = SideTaskRun(pool.id, node_id, prep_dirs(node, job)[1])
-                self.agent.run_job_side_task(pool, node, job, "release")
+                self.agent.spawn(run_side_task, self.agent, pool, node, job, "release")
                 done = False
             elif run is not None and not run.done:
                 done = False
@@ -150,7 +151,7 @@ class Scheduler:
         for node in nodes:
             if node.id not in job.prep_runs:
                 job.prep_runs[node.id] = SideTaskRun(pool.id, node.id, prep_dirs(node, job)[0])
-                self.agent.run_job_side_task(pool, node, job, "prep")
+                self.agent.spawn(run_side_task, self.agent, pool, node, job, "prep")
         return [n for n in nodes if node_ready_for_job(job, n)]
 
     # ---- placement ---------------------------------------------------------------
@@ -175,7 +176,9 @@ class Scheduler:
                 continue
             if multi_instance.is_multi_instance(task):
                 # Placed only when enough nodes are idle at once; until then it stays active and others may run.
-                multi_instance.place(self.account, self.agent, pool, nodes, job, task)
+                chosen = multi_instance.place(pool, nodes, job, task)
+                if chosen is not None:
+                    self.agent.spawn(multi_instance_runner.run, self.agent, pool, chosen, job, task)
                 continue
             slots = int(task.spec.get("requiredSlots") or 1)
             free = [n for n in nodes if pool.slots_per_node - n.running_task_slots >= slots]

@@ -1,54 +1,29 @@
-"""Fault injection for the local Batch service, and the small admin API that drives it.
+"""Request-level fault injection for the local Batch service: throttling, a busy service, latency, on demand.
 
 Code that talks to Azure Batch has to survive throttling (429), a busy
-service (503), slow responses and spot nodes that disappear mid-task. Azure
-does these at random; tests need them on demand. Three pieces:
+service (503) and slow responses. Azure does these at random; tests need them
+on demand. ``FaultInjector`` holds rules, consulted by the HTTP layer before it
+routes a request: fail the next N matching requests, or a fraction of them for
+a period, with Batch's error body and an optional ``Retry-After``; or add
+latency. It also counts requests, so a test can see how many attempts a
+client's retry policy made.
 
-- ``FaultInjector``: request-level faults, consulted by the HTTP layer before
-  it routes a request. Rules fail the next N matching requests, or a fraction
-  of them for a period, with Batch's error body and an optional
-  ``Retry-After``; or add latency. It also counts requests, so a test can see
-  how many attempts a client's retry policy made.
-- ``preempt_node`` / ``set_node_state``: node-level faults on the account's
-  state machines (no HTTP): a preempted low-priority node's running tasks are
-  killed and requeued (``requeueCount`` + 1, not a retry), an ``unusable``
-  node gets no new tasks.
-- ``AdminApi``: the routes under ``/_admin/`` that expose both. They go
-  through the same shared-key check as the Batch API (the admin client in
-  ``local.batch.admin`` signs with the account key), are never themselves
-  counted or failed by rules, and need no ``api-version``.
-
-Routes (JSON bodies use the REST API's camelCase):
-
-====== ============================================== ==========================================
-GET    /_admin/faults                                  active rules
-POST   /_admin/faults/failures                         {status, count?, seconds?, fraction?,
-                                                        retryAfter?, method?, pathPrefix?, code?,
-                                                        message?, seed?}
-POST   /_admin/faults/latency                          {seconds, count?, duration?, method?, pathPrefix?}
-DELETE /_admin/faults                                  remove every rule
-GET    /_admin/requests?method=&pathPrefix=            {"count": n, "requests": {"GET /pools": n},
-                                                        "failed": n, "failedRequests": {"GET /pools": n}}
-DELETE /_admin/requests                                reset the counters
-POST   /_admin/pools/{pool}/nodes/{node}/preempt       {"requeuedTasks": ["job/task", ...]}
-PUT    /_admin/pools/{pool}/nodes/{node}/state         {state: unusable|idle|offline|unknown}
-POST   /_admin/snapshot                                write the persistence snapshot now
-====== ============================================== ==========================================
+The signed ``/_admin/`` routes that drive it are ``local.batch.web.admin_routes``
+(listed there); the node-level faults they also offer (a preempted spot node,
+an unusable node) change the account's state, so they are the model's
+(``local.batch.model.node_faults``).
 """
 from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from local.batch.model.account import BatchAccount
 from local.batch.model.errors import BatchServiceError, invalid
 from local.fault_rules import RuleBook, RuleLife
 
-ADMIN_PREFIX = "/_admin/"
 log = logging.getLogger("local.batch.faults")
 
 # Batch's codes and messages for the statuses a rule can inject.
@@ -57,9 +32,6 @@ _STATUS_ERRORS: dict[int, tuple[str, str]] = {
     500: ("InternalError", "The server encountered an internal error. Please retry the request."),
     503: ("ServerBusy", "The server is currently unable to receive requests. Please retry your request."),
 }
-# Node states a test may set directly; preempted has its own operation because it moves tasks.
-SETTABLE_NODE_STATES = ("unusable", "idle", "offline", "unknown")
-_RUNNING_TASK_STATES = ("preparing", "running")
 
 
 @dataclass
@@ -208,120 +180,3 @@ def _fraction(value: float) -> float:
     if not 0.0 < value <= 1.0:
         raise invalid("fraction must be in (0, 1].", PropertyName="fraction", PropertyValue=str(value))
     return value
-
-
-# ---- node faults (state layer: no HTTP) ------------------------------------------------
-def preempt_node(account: BatchAccount, pool_id: str, node_id: str) -> list[str]:
-    """Preempt a low-priority node as Azure reclaims spot capacity; return the requeued tasks ("job/task").
-
-    The node goes to ``preempted`` and gets no new tasks. Its running tasks are
-    flagged so the node agent kills their processes and the account puts them
-    back to ``active`` with ``requeueCount`` + 1 (``BatchAccount.complete_task``
-    honours ``requeue_requested``); the scheduler then places them elsewhere.
-    """
-    with account.lock:
-        node = account.get_node(pool_id, node_id)
-        if node.is_dedicated:
-            raise BatchServiceError(
-                409, "OperationInvalidForCurrentState",
-                f"Node '{node.id}' is a dedicated node; only low-priority (spot) nodes are preempted.",
-            )
-        node.set_state("preempted")
-        requeued = []
-        for job_id, task_id in list(node.running_tasks):
-            task = (account.tasks.get(job_id) or {}).get(task_id)
-            if task is not None and task.state in _RUNNING_TASK_STATES:
-                task.requeue_requested = task.terminate_requested = True
-                requeued.append(f"{task.job_id}/{task.id}")
-        account.get_pool(pool_id).touch()
-    account.notify()
-    return requeued
-
-
-def set_node_state(account: BatchAccount, pool_id: str, node_id: str, state: str) -> None:
-    """Put a node in ``state``: ``unusable``/``offline``/``unknown`` take it out of scheduling, ``idle`` puts it back.
-
-    Tasks already running on the node keep running (as when Azure marks a node
-    unusable for a lost heartbeat); only placement of new tasks is affected.
-    """
-    if state not in SETTABLE_NODE_STATES:
-        raise invalid(f"state must be one of {', '.join(SETTABLE_NODE_STATES)}.", PropertyName="state", PropertyValue=str(state))
-    with account.lock:
-        node = account.get_node(pool_id, node_id)
-        node.set_state("running" if state == "idle" and node.running_tasks else state)
-        account.get_pool(pool_id).touch()
-    account.notify()
-
-
-# ---- the admin routes ------------------------------------------------------------------
-_NODE_ROUTE = re.compile(r"^/_admin/pools/(?P<pool>[^/]+)/nodes/(?P<node>[^/]+)/(?P<action>preempt|state)$")
-
-
-class AdminApi:
-    """Maps ``/_admin/...`` requests to the injector, node faults and persistence; returns (status, JSON body)."""
-
-    def __init__(self, account: BatchAccount, injector: FaultInjector, snapshot: Callable[[], Any] | None = None):
-        self.account = account
-        self.injector = injector
-        self._snapshot = snapshot
-
-    def before_request(self, method: str, path: str) -> None:
-        self.injector.before_request(method, path)
-
-    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-        try:
-            return self._handle(method, path, query, body if isinstance(body, dict) else {})
-        except (TypeError, ValueError) as exc:  # a number that is not one: the caller's mistake, not a 500
-            raise BatchServiceError(400, "InvalidRequestBody", f"The admin request is invalid: {exc}") from None
-
-    def _handle(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
-        inj = self.injector
-        if path == "/_admin/faults":
-            if method == "GET":
-                return 200, {"rules": inj.rules()}
-            if method == "DELETE":
-                inj.clear()
-                return 204, None
-        elif path == "/_admin/faults/failures" and method == "POST":
-            rule = inj.fail(
-                status=int(body.get("status", 503)), count=_opt_int(body, "count"), seconds=_opt_float(body, "seconds"),
-                fraction=float(body.get("fraction", 1.0)), retry_after=_opt_float(body, "retryAfter"),
-                method=body.get("method"), path_prefix=body.get("pathPrefix"), code=body.get("code"),
-                message=body.get("message"), seed=_opt_int(body, "seed"),
-            )
-            return 201, rule.describe(time.monotonic())
-        elif path == "/_admin/faults/latency" and method == "POST":
-            if "seconds" not in body:
-                raise BatchServiceError(400, "MissingRequiredProperty", "A required property was not specified: seconds.",
-                                        {"PropertyName": "seconds"})
-            rule = inj.add_latency(float(body["seconds"]), count=_opt_int(body, "count"), duration=_opt_float(body, "duration"),
-                                   method=body.get("method"), path_prefix=body.get("pathPrefix"))
-            return 201, rule.describe(time.monotonic())
-        elif path == "/_admin/requests":
-            if method == "GET":
-                total, by_route = inj.request_count(query.get("method"), query.get("pathPrefix"))
-                failed, failed_by_route = inj.failure_count(query.get("method"), query.get("pathPrefix"))
-                return 200, {"count": total, "requests": by_route, "failed": failed, "failedRequests": failed_by_route}
-            if method == "DELETE":
-                inj.reset_requests()
-                return 204, None
-        elif path == "/_admin/snapshot" and method == "POST":
-            if self._snapshot is None:
-                raise BatchServiceError(409, "OperationInvalidForCurrentState", "This service runs without persistence.")
-            return 200, {"path": str(self._snapshot())}
-        else:
-            match = _NODE_ROUTE.match(path)
-            if match and match["action"] == "preempt" and method == "POST":
-                return 200, {"requeuedTasks": preempt_node(self.account, match["pool"], match["node"])}
-            if match and match["action"] == "state" and method == "PUT":
-                set_node_state(self.account, match["pool"], match["node"], str(body.get("state", "")))
-                return 200, self.account.get_node(match["pool"], match["node"]).to_rest(self.account.base_url)
-        raise BatchServiceError(404, "InvalidUri", f"The requested URI does not represent any resource on the server: {method} {path}")
-
-
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
-    return None if body.get(key) is None else int(body[key])
-
-
-def _opt_float(body: dict[str, Any], key: str) -> float | None:
-    return None if body.get(key) is None else float(body[key])

@@ -1,6 +1,6 @@
 """Files on a node, as the Batch file API serves them: for a task (its directory) or a whole node (its root).
 
-``http_api`` maps both families of routes (``/jobs/{job}/tasks/{task}/files`` and
+``file_routes`` maps both families of routes (``/jobs/{job}/tasks/{task}/files`` and
 ``/pools/{pool}/nodes/{node}/files``) onto these functions; each takes the
 directory the paths are relative to and the URL that directory is served at.
 """
