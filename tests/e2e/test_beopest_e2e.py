@@ -1,4 +1,5 @@
-"""BeoPEST runs: host extraction, worker planning, the reconciler's decisions, and runs end to end.
+"""BeoPEST runs end to end (host extraction, worker planning and the reconciler's decisions alone:
+tests/unit/test_beopest.py).
 
 The end-to-end runs use the stand-ins in examples/beopest/inputs: a master that
 prints its node's address first and hands out model runs over TCP, and workers

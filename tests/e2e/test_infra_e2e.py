@@ -1,8 +1,6 @@
-"""Static checks of infra/: the Bicep parses, checkov passes, and the templates agree with the code.
-
-No Azure account is involved: the templates are parsed with pycep (the parser checkov
-uses), scanned with checkov, and compared with shared/settings.py, shared/provision.py and
-the trigger bindings in functions/*.py. infra/deploy.sh runs against a fake ``az``.
+"""Checks of infra/ that run a process: checkov passes (and every skip has a reason), packaging switches blob
+triggers to Event Grid, and infra/deploy.sh runs against a fake ``az`` (the static checks:
+tests/unit/test_infra.py). No Azure account is involved.
 """
 from __future__ import annotations
 

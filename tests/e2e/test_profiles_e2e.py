@@ -1,9 +1,9 @@
-"""Profiles: the merge rules, reading profiles from storage, seeding, and runs that name one.
+"""Profiles on the local stack: reading profiles from storage, seeding, and runs that name one (the merge
+rules: tests/unit/test_profiles.py).
 
-The merge rules are checked on plain documents; reading, caching and the
-errors for unknown or broken profiles against Azurite containers of their own
-(so the list of known profiles is exact); then runs naming a profile go through
-the local stack end to end (queue message and dropped zip), and the session
+Reading, caching and the errors for unknown or broken profiles are checked against Azurite
+containers of their own (so the list of known profiles is exact); then runs naming a profile
+go through the local stack end to end (queue message and dropped zip), and the session
 stack is checked for the repository's profiles.
 """
 from __future__ import annotations

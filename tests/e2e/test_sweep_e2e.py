@@ -1,4 +1,5 @@
-"""Sweeps: member generation, planning, idempotent submission in collections, and a sweep end to end.
+"""Sweeps on the local stack: idempotent submission in collections, the preparation, release and member
+commands run in bash, and a sweep end to end (member generation and planning: tests/unit/test_sweep.py).
 
 The end-to-end test runs a 12-member sweep (start dates x insertion rows) on
 the default pool through the run-requests queue and the local Functions host,

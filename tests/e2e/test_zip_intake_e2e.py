@@ -1,10 +1,10 @@
-"""Study zips dropped in the inbox: inspection, intake, and the whole flow through the local host.
+"""Study zips dropped in the inbox, on the local stack (``inspect_zip`` on zips built in memory:
+tests/unit/test_zip_intake.py).
 
-Three layers: ``inspect_zip`` on zips built in memory (small limits, every
-hostile shape); ``accept_dropped_zip`` and the blob-trigger adapter called
-directly against Azurite, on a container the host does not watch (ranged reads,
-redelivery, retry accounting); and zips dropped in the real ``inbox``, which
-the local Functions host's blob trigger takes in and the local Batch service runs.
+``accept_dropped_zip`` and the blob-trigger adapter called directly against Azurite, on a
+container the host does not watch (ranged reads, redelivery, retry accounting); and zips
+dropped in the real ``inbox``, which the local Functions host's blob trigger takes in and
+the local Batch service runs.
 """
 from __future__ import annotations
 

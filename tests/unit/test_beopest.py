@@ -1,12 +1,5 @@
-"""BeoPEST runs: host extraction, worker planning, the reconciler's decisions, and runs end to end.
-
-The end-to-end runs use the stand-ins in examples/beopest/inputs: a master that
-prints its node's address first and hands out model runs over TCP, and workers
-that connect to $BEOPEST_MASTER. They run on a pool of two nodes with two slots
-each, so the master and its workers span two nodes with distinct loopback
-addresses, and every step (host found, workers chained, workers ended when the
-master ends, the run finished) is the reconciler's, driven by the local
-Functions host's timer.
+"""BeoPEST runs without a stack: host extraction, worker planning and the reconciler's decisions. Runs end to
+end on the local stack: tests/e2e/test_beopest_e2e.py.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Static checks of infra/: the Bicep parses, checkov passes, and the templates agree with the code.
+"""Static checks of infra/: the Bicep parses and the templates agree with the code.
 
 No Azure account is involved: the templates are parsed with pycep (the parser checkov
-uses), scanned with checkov, and compared with shared/settings.py, shared/provision.py and
-the trigger bindings in functions/*.py. infra/deploy.sh runs against a fake ``az``.
+uses) and compared with shared/settings.py, shared/provision.py and the trigger bindings
+in functions/*.py. What runs a process (checkov, packaging, infra/deploy.sh against a fake
+``az``): tests/e2e/test_infra_e2e.py.
 """
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Sweeps: member generation, planning, idempotent submission in collections, and a sweep end to end.
-
-The end-to-end test runs a 12-member sweep (start dates x insertion rows) on
-the default pool through the run-requests queue and the local Functions host,
-with a shared input copied once per node by the job preparation task.
+"""Sweeps without a stack: member generation and planning. Idempotent submission in collections, the
+members' commands run in bash, and a sweep end to end: tests/e2e/test_sweep_e2e.py.
 """
 from __future__ import annotations
 
