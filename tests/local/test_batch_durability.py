@@ -185,3 +185,41 @@ def test_crash_leaves_processes_that_the_next_start_kills(tmp_path: Path):
         if service is not None:
             service.stop()
     wait_for(lambda: not processes_under(data_dir), "task processes to end with the service", timeout=5)
+
+
+def test_a_snapshot_that_names_the_classes_by_their_former_modules_still_restores(tmp_path: Path):
+    """Snapshots written before the service's modules moved into local.batch.model (``local.batch.entities:Pool``,
+    ``local.batch.multi_instance:Subtask``, ``local.batch.job_side_tasks:SideTaskRun``) restore as they did."""
+    data_dir = tmp_path / "batch"
+    service = LocalBatchService(data_dir, port=0, node_network=NODE_NETWORK).start()
+    try:
+        with client_for(service.url) as client:
+            create_pool(client, "pool", nodes=2, enable_inter_node_communication=True)
+            client.create_job(bm.BatchJobCreateOptions(
+                id="job", pool_info=bm.BatchPoolInfo(pool_id="pool"),
+                job_preparation_task=bm.BatchJobPreparationTask(command_line="/bin/true")))
+            client.create_task("job", bm.BatchTaskCreateOptions(
+                id="mpi", command_line="/bin/true",
+                multi_instance_settings=bm.MultiInstanceSettings(number_of_instances=2, coordination_command_line="/bin/true")))
+            wait_for(lambda: client.get_task("job", "mpi").state == bm.BatchTaskState.COMPLETED, "the multi-instance task")
+            subtasks_before = [(s.id, s.node_info.node_id, s.state) for s in client.list_subtasks("job", "mpi")]
+            prep_before = sorted(s.node_id for s in client.list_job_preparation_and_release_task_status("job"))
+    finally:
+        service.stop()
+    snapshot = data_dir / SNAPSHOT_NAME
+    text = snapshot.read_text()
+    former = text
+    for module in ("entities", "multi_instance", "job_side_tasks"):
+        former = former.replace(f'"$dc":"local.batch.model.{module}:', f'"$dc":"local.batch.{module}:')
+    assert former != text and "local.batch.model." not in former
+    snapshot.write_text(former)
+
+    service = LocalBatchService(data_dir, port=0, node_network=NODE_NETWORK).start()
+    try:
+        with client_for(service.url) as client:
+            assert client.get_task("job", "mpi").execution_info.result == bm.BatchTaskExecutionResult.SUCCESS
+            assert [(s.id, s.node_info.node_id, s.state) for s in client.list_subtasks("job", "mpi")] == subtasks_before
+            assert sorted(s.node_id for s in client.list_job_preparation_and_release_task_status("job")) == prep_before
+            assert len(prep_before) == 2 and subtasks_before and subtasks_before[0][2] == bm.BatchSubtaskState.COMPLETED
+    finally:
+        service.stop()
