@@ -1,6 +1,6 @@
 """What the local stack's fault injectors share: how long a rule lasts, and the book that holds rules.
 
-The local Batch service (``local.batch.faults``) and the storage fault proxy
+The local Batch service (``local.batch.web.fault_injection``) and the storage fault proxy
 (``local.storage_faults.rules``) inject different failures, but a rule's life is
 the same in both: it fires on a fraction of the requests it matches, for the next
 ``count`` of them or for ``seconds``, and counts what it failed. Both injectors
