@@ -1,6 +1,6 @@
 """``dmsbatch.connect()``: the verbs bound to one configuration, for notebooks and the command.
 
-Each method is a thin call to the function of the same verb (``dmsbatch.api``),
+Each method is a thin call to the function of the same verb (``dmsbatch.submit``, ``dmsbatch.runs``, ...),
 inside ``translating(config)``, which turns the Azure SDK's connection and
 authentication errors into the same actionable ``DmsbatchError`` messages the
 command prints (``no local stack at http://127.0.0.1:10000; start it with
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from dmsbatch.config import Config, load_config, mask, no_stack_message
 from dmsbatch.errors import CredentialsRefused, DmsbatchError, ServiceUnreachable, UsageProblem
@@ -97,6 +97,13 @@ class Session:
     @classmethod
     def connect(cls, config: str | Path | None = None, data_dir: str | Path | None = None) -> "Session":
         return cls(load_config(config, data_dir))
+
+    @classmethod
+    def from_app_settings(cls, app_settings: Mapping[str, str]) -> "Session":
+        """A session on the backend whose app settings these are (the local stack's, a pipeline's environment)."""
+        from dmsbatch.config import from_app_settings
+
+        return cls(from_app_settings(app_settings))
 
     @cached_property
     def clients(self):
@@ -206,6 +213,13 @@ class Session:
             raise UsageProblem(f"no spans of run {run_id!r} in {path}: is the run id right? (a run's spans appear as it "
                                "goes; runs from before telemetry was set up have none)")
         return found
+
+    def manifest(self, run_id: str) -> dict[str, Any] | None:
+        """The run's ``manifest.json`` (written once, when it ends), or None while there is none."""
+        from dmscontract.run_layout import MANIFEST_BLOB
+        from dmscontract.run_store import RunStore
+
+        return self.call(lambda clients: RunStore(clients.runs()).read(str(run_id), MANIFEST_BLOB).document)
 
     def cancel(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
         """Ask the backend to cancel the run (``run-control``); returns its status before the request."""

@@ -10,7 +10,7 @@ Two ways in, as the contracts offer them (``docs/contracts.md``):
   stem>-<hash of blob name and ETag>``: known here as soon as the upload is committed.
 - ``queue``: inputs are uploaded under ``runs/<run_id>/inputs/`` (the zip, or each
   file of an ``inputs/`` folder) and the spec posted to ``run-requests`` with its
-  ``run_id`` (``dmsbatch.api.post_run_request``).
+  ``run_id`` (``dmscontract.posting.post_run_request``, the one place a client posts one).
 
 A folder is zipped while it is uploaded (``dmsbatch.zipstream`` into
 ``dmsbatch.blockupload``): no copy on disk, memory bounded by the block size and
@@ -57,6 +57,13 @@ class Submission:
 
     def __str__(self) -> str:
         return self.run_id
+
+
+def new_run_id(name: str) -> str:
+    """``<name>-<UTC time>-<4 hex>``: readable, sortable by submission, and unique enough for one modeller's runs."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%S")
+    base = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())[:30].strip("-_") or "run"
+    return f"{base}-{stamp}-{secrets.token_hex(2)}"
 
 
 def submit(clients: Any, path: str | Path, *, run_id: str | None = None, via: str | None = None, zip_name: str | None = None,
@@ -125,9 +132,9 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
         return Submission(final, via, study.layout, f"{clients.settings.inbox_container}/{blob_name}", result.size,
                           time.monotonic() - started)
 
-    from dmsbatch import api  # the module that posts run requests (post_run_request); imported here: it imports this one
+    from dmscontract.posting import post_run_request
 
-    final = wanted or api.new_run_id(spec.get("name") or Path(path).stem)
+    final = wanted or new_run_id(spec.get("name") or Path(path).stem)
     tracing.annotate(run_id=final)
     inputs_prefix = f"{final}/inputs/"
     uploaded, blob_label = 0, None
@@ -146,7 +153,7 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
                 uploaded += file.size
                 if progress is not None:
                     progress(file.size)
-    api.post_run_request(clients, study.request_document(final))
+    post_run_request(clients, study.request_document(final))  # inline, or as runs/<run_id>/request/spec.json over 64 KiB
     return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
 
 

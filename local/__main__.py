@@ -82,9 +82,7 @@ def env(data_dir: Path) -> None:
 @click.pass_obj
 def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port: int, batch_port: int) -> None:
     """Run examples/NAME end to end on the local stack and print its manifest's location."""
-    from dmsbatch.api import read_manifest, submit, wait_for_run
-    from dmscontract.clients import Clients
-    from dmscontract.settings import Settings
+    from dmsbatch.session import Session
 
     study = REPO_ROOT / "examples" / name
     if not study.is_dir():
@@ -93,11 +91,11 @@ def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port:
     started = time.monotonic()
     running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
     try:
-        clients = Clients(Settings.from_env(running.app_settings()))
-        run_id = submit(clients, study).run_id  # an inputs/ folder uploaded blob by blob, or the study zipped (dmsbatch.study)
+        session = Session.from_app_settings(running.app_settings())
+        run_id = session.submit(study).run_id  # an inputs/ folder uploaded blob by blob, or the study zipped (dmsbatch.study)
         click.echo(f"submitted run {run_id}; waiting for it to finish...")
-        status = wait_for_run(clients, run_id, timeout=timeout)
-        manifest = read_manifest(clients, run_id)
+        status = session.wait(run_id, timeout=timeout, check=False)
+        manifest = session.manifest(run_id)
         click.echo(f"run {run_id}: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
         if manifest:
             click.echo(f"manifest: {status['manifest_url']}")

@@ -10,10 +10,10 @@ import pytest
 from azure.batch import BatchClient
 
 from local import stack as local_stack
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.provision import ensure_storage
-from shared.run_store import RunStore
-from shared.settings import Settings
+from dmscontract.run_store import RunStore
+from dmscontract.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_a_run_calls_its_application_packages_executables_by_bare_name(stack, cl
         "constraints": {"max_wall_clock": "5m"},
     })
 
-    status = wait_for_final_status(store, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["pool_id"] == f"pool-{run_id}", "packages are installed on a pool of the run's own"
     outputs = {o["path"]: o["blob"] for o in store.read(run_id, "manifest.json").document["outputs"]}

@@ -22,9 +22,10 @@ import jsonschema
 import pytest
 from azure.batch import models as bm
 
-from shared import batch_ops, beopest
-from shared.beopest import BeopestObservation, HostSearch
-from shared.messages import RunRequest
+from shared import batch_ops
+from shared.kinds import beopest
+from shared.kinds.beopest import BeopestObservation, HostSearch
+from dmscontract.messages import RunRequest
 from shared.reconcile import RunObservation
 from shared.submission import submit_run
 from tests.support.beopest import NOW, section
@@ -85,7 +86,7 @@ def test_workers_chain_to_the_host_the_master_prints_talk_tcp_across_nodes_and_e
     port = free_port()
     run_id = beopest_run(clients, pool_id, "e2e", workers=2, port=port, master_command="./pest_master --evaluations 12",
                          worker_command='if [ "$BEOPEST_WORKER_INDEX" = 1 ]; then exec ./pest_worker --linger; else exec ./pest_worker; fi')
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     manifest = store.read(run_id, "manifest.json").document
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
@@ -130,7 +131,7 @@ def test_chaining_the_workers_again_adds_nothing(clients, store, batch_client):
         seen = BeopestObservation(port=4100, workers=3, host_timeout=600, host_pattern=None, chained=False, error=None,
                                   master_state="running", search=HostSearch(host="127.0.2.9"))
         run = RunObservation(run_id=run_id, job_id=f"run-{run_id}", pool_id=pool, deadline=NOW + timedelta(days=1), when_done="keep",
-                             counts={}, status={}, kind="beopest", beopest=seen)
+                             counts={}, status={}, kind="beopest", kind_observation=seen)
         beopest.chain_workers(clients, run)
         first = store.read(run_id, "status.json").document["beopest"]
         beopest.chain_workers(clients, run)
@@ -146,7 +147,7 @@ def test_chaining_the_workers_again_adds_nothing(clients, store, batch_client):
 
 def test_a_master_that_ends_before_printing_its_host_fails_the_run_without_workers(clients, store, batch_client, pool_id):
     run_id = beopest_run(clients, pool_id, "nohost", master_command="echo 'licence check failed' >&2; exit 3")
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
     assert status["state"] == "failed"
     assert status["reason"] == ("beopest: the master ended (exit code 3) before printing its host (the first line of its stdout); "
                                 "no workers were started")
@@ -155,7 +156,7 @@ def test_a_master_that_ends_before_printing_its_host_fails_the_run_without_worke
 
 def test_a_host_that_never_appears_fails_the_run_at_host_timeout_and_ends_the_master(clients, store, batch_client, pool_id):
     run_id = beopest_run(clients, pool_id, "slow", master_command="echo 'reading case.pst' >&2; sleep 60", host_timeout="3s")
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
     assert status["state"] == "failed"
     assert status["reason"] == ("beopest: the master printed no host (the first line of its stdout) within 3s of starting "
                                 "(host_timeout); it was terminated and no workers were started")
@@ -170,7 +171,7 @@ def test_a_worker_that_crashes_does_not_fail_the_run(clients, store, batch_clien
     run_id = beopest_run(clients, pool_id, "crash", workers=2, port=free_port(), master_command="./pest_master --evaluations 16",
                          worker_command='if [ "$BEOPEST_WORKER_INDEX" = 0 ]; then exec ./pest_worker --crash-after 1; '
                                         'else exec ./pest_worker; fi')
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     manifest = store.read(run_id, "manifest.json").document
     tasks = {t["id"]: t for t in manifest["tasks"]}
 

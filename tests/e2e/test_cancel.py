@@ -4,10 +4,9 @@ from __future__ import annotations
 import base64
 import json
 
-from dmsbatch.api import read_manifest
-from tests.support.runs import events_for, post_raw, post_spec, unique_run_id, wait_for_final_status
+from tests.support.runs import events_for, post_raw, post_spec, read_manifest, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
-from shared.status import read_status
+from dmscontract.status import read_status
 
 
 def cancel(clients, run_id: str, reason: str | None = None, **extra) -> None:
@@ -20,7 +19,7 @@ def test_cancelling_a_running_run_ends_its_task_and_the_run_as_cancelled(clients
     post_spec(clients, {"run_id": run_id, "command": "echo started; sleep 120"})
     wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 30, what="the run to start")
     cancel(clients, run_id, "wrong boundary file")
-    status = wait_for_final_status(store, run_id, timeout=30)
+    status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert status["state"] == "cancelled"
     assert status["reason"] == "cancelled: wrong boundary file"
@@ -34,15 +33,15 @@ def test_cancelling_a_running_run_ends_its_task_and_the_run_as_cancelled(clients
 
 
 def test_cancel_before_submission_finishes_the_run_without_a_job(clients, store, batch_client):
-    from shared.run_store import RunStore
-    from shared.status import update_status
+    from dmscontract.run_store import RunStore
+    from dmscontract.status import update_status
 
     run_id = unique_run_id("early")
     update_status(RunStore(clients.runs()), run_id, "accepted")  # the request is accepted, its message still queued
     cancel(clients, run_id)
     wait_until(lambda: (read_status(store, run_id) or {}).get("cancel_requested_at"), 20, what="the cancel to be recorded")
     post_spec(clients, {"run_id": run_id, "command": "echo should never run"})
-    status = wait_for_final_status(store, run_id, timeout=30)
+    status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert status["state"] == "cancelled" and status["reason"] == "cancelled: by request"
     assert [j.id for j in batch_client.list_jobs(select=["id"]) if j.id == f"run-{run_id}"] == []
@@ -51,7 +50,7 @@ def test_cancel_before_submission_finishes_the_run_without_a_job(clients, store,
 def test_a_finished_run_is_not_changed_by_a_late_cancel(clients, store):
     run_id = unique_run_id("late")
     post_spec(clients, {"run_id": run_id, "command": "true"})
-    assert wait_for_final_status(store, run_id)["state"] == "succeeded"
+    assert wait_for_final_status(clients, run_id)["state"] == "succeeded"
     cancel(clients, run_id)
     wait_until(lambda: read_status(store, run_id)["updated_at"], 5, what="status")
     assert read_status(store, run_id)["state"] == "succeeded"

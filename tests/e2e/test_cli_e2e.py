@@ -16,7 +16,7 @@ import zlib
 
 import pytest
 
-from shared.status import read_status
+from dmscontract.status import read_status
 from tests.support.cli import dms, dmsbatch_argv, process_env, write_study, HISTORICAL
 from tests.support.paths import REPO_ROOT
 from tests.support.runs import blob_exists, unique_run_id
@@ -174,7 +174,7 @@ constraints:
 
 
 def test_a_bad_spec_is_refused_before_anything_is_uploaded_with_the_backends_field_paths(stack, clients, tmp_path):
-    from shared.spec import SpecError, load_spec
+    from dmscontract.spec import SpecError, load_spec
     import yaml
 
     study = write_study(tmp_path / "badstudy", BAD_SPEC, {"hydro.inp": "x"})
@@ -367,7 +367,7 @@ def test_streamed_upload_of_a_folder_holds_a_few_blocks_in_memory(clients, tmp_p
 
     from dmsbatch.blockupload import upload_stream
     from dmsbatch.zipstream import iter_zip, study_files
-    from shared.zip_inspect import ZipLimits, inspect_zip
+    from dmscontract.zip_inspect import ZipLimits, inspect_zip
 
     folder = tmp_path / "big"
     (folder / "tidefile").mkdir(parents=True)

@@ -35,16 +35,15 @@ import jsonschema
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from dmsbatch.api import submit_study
 from local import stack as local_stack
 from local.batch.admin import BatchAdmin
 from local.storage_faults.admin import StorageFaultsAdmin
-from shared.clients import Clients
-from shared.run_store import RunStore
-from shared.settings import Settings
-from shared.status import TERMINAL_STATES, read_status
+from dmscontract.clients import Clients
+from dmscontract.run_store import RunStore
+from dmscontract.settings import Settings
+from dmscontract.status import TERMINAL_STATES, read_status
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story
+from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, submit_study
 from tests.support.waiting import wait_until
 from tests.support.telemetry import metric_points
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from shared.run_store import RunStore
+from dmscontract.run_store import RunStore
 from tests.support.runs import events_for, post_spec
 from tests.support.waiting import wait_until
 

@@ -69,7 +69,7 @@ def test_package_switches_blob_triggers_to_event_grid(tmp_path: Path):
     assert switched == len(blob_trigger_functions())
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
-    assert {"function_app.py", "host.json", "requirements.txt", "functions/__init__.py", "shared/settings.py"} <= names
+    assert {"function_app.py", "host.json", "requirements.txt", "functions/__init__.py", "shared/submission.py", "dmscontract/settings.py"} <= names
     assert not any(n.startswith(("local/", "tests/", ".venv/", "node_modules/")) or "__pycache__" in n for n in names)
     # the staged app imports on its own, and every blob trigger now has the Event Grid source
     probe = ("import json, function_app\n"

@@ -35,10 +35,10 @@ from azure.core.exceptions import ResourceExistsError
 
 from local import stack as local_stack
 from local.batch.admin import BatchAdmin
-from shared.clients import Clients
-from shared.settings import Settings
-from shared.status import read_status
-from shared.run_store import RunStore
+from dmscontract.clients import Clients
+from dmscontract.settings import Settings
+from dmscontract.status import read_status
+from dmscontract.run_store import RunStore
 from shared.intake import accept_dropped_zip, run_id_for_drop
 from tests.support.paths import REPO_ROOT
 from tests.support.runs import blob_exists, post_raw, run_story, wait_for_final_status
@@ -121,7 +121,7 @@ def check_kept_and_outputs(clients: Clients, run_id: str, name: str) -> list[str
 
 def test_a_dropped_sweep_zip_runs_twelve_members(clients, store, batch_client, drops):
     name, run_id = drops["ptm-sweep"]
-    status = wait_for_final_status(store, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["tasks"]["total"] == 12 and status["tasks"]["succeeded"] == 12
@@ -150,7 +150,7 @@ def test_a_dropped_study_naming_its_own_files_runs_them_from_the_zip(clients, st
     etag = clients.blob_service.get_blob_client(clients.settings.inbox_container, name).upload_blob(
         buffer.getvalue(), overwrite=True)["etag"]
     run_id = run_id_for_drop(name, etag)
-    status = wait_for_final_status(store, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
 
     assert status["state"] == "succeeded", (status.get("reason"), status.get("errors"))
     inputs = sorted(b.name for b in clients.runs().list_blobs(name_starts_with=f"{run_id}/inputs/"))
@@ -194,7 +194,7 @@ def test_a_named_file_bigger_than_the_copy_out_limit_fails_the_drop_with_what_to
 
 def test_a_dropped_mpi_zip_runs_one_task_with_a_subtask(clients, store, batch_client, drops):
     name, run_id = drops["mpi"]
-    status = wait_for_final_status(store, run_id, timeout=120)
+    status = wait_for_final_status(clients, run_id, timeout=120)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     [task] = batch_client.list_tasks(f"run-{run_id}", select=["id"])
@@ -206,7 +206,7 @@ def test_a_dropped_mpi_zip_runs_one_task_with_a_subtask(clients, store, batch_cl
 
 def test_a_dropped_beopest_zip_runs_a_master_and_its_workers(clients, store, batch_client, drops):
     name, run_id = drops["beopest"]
-    status = wait_for_final_status(store, run_id, timeout=120)
+    status = wait_for_final_status(clients, run_id, timeout=120)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert sorted(t.id for t in batch_client.list_tasks(f"run-{run_id}", select=["id"])) == ["master", "w-000", "w-001", "w-002"]

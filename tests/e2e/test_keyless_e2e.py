@@ -23,18 +23,17 @@ from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from dmsbatch.api import read_manifest, submit_study, wait_for_run
 from local import stack as local_stack
 from local.azurite import DEV_ACCOUNT_KEY
 from local.batch import DEV_BATCH_ACCOUNT_KEY, DEV_BATCH_ACCOUNT_NAME
 from local.identity import PRINCIPAL_ID, TENANT_ID
-from shared.clients import Clients
-from shared.ids import job_id
+from dmscontract.clients import Clients
+from dmscontract.ids import job_id
 from shared.intake import run_id_for_drop
-from shared.run_store import RunStore
-from shared.settings import Settings
+from dmscontract.run_store import RunStore
+from dmscontract.settings import Settings
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import check_manifest, run_story, wait_for_final_status
+from tests.support.runs import check_manifest, read_manifest, run_story, submit_study, wait_for_final_status
 
 USER_DELEGATION_FIELDS = {"skoid", "sktid", "skt", "ske", "sks", "skv"}
 
@@ -84,7 +83,7 @@ def test_the_backend_has_no_key_and_its_batch_account_refuses_keys(keyless):
 
 def test_a_submitted_run_succeeds_with_user_delegation_sas_only(keyless, operator):
     run_id = submit_study(operator, REPO_ROOT / "examples" / "hello")
-    status = wait_for_run(operator, run_id, timeout=120)
+    status = wait_for_final_status(operator, run_id, timeout=120)
     store = RunStore(operator.runs())
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     manifest = read_manifest(operator, run_id)
@@ -109,7 +108,7 @@ def test_a_dropped_zip_is_taken_in_through_an_identity_based_blob_trigger(keyles
     etag = operator.blob_service.get_blob_client(operator.settings.inbox_container, name).upload_blob(buffer.getvalue())["etag"]
     run_id = run_id_for_drop(name, etag)
     store = RunStore(operator.runs())
-    status = wait_for_final_status(store, run_id, timeout=120)
+    status = wait_for_final_status(operator, run_id, timeout=120)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     manifest = check_manifest(store, run_id)
     [task] = manifest["tasks"]

@@ -1,15 +1,14 @@
 """An MPI run end to end: spec -> multi-instance task over 2 nodes -> ranks on both nodes."""
 from __future__ import annotations
 
-from dmsbatch.api import read_manifest, submit_study, wait_for_run
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import post_spec, unique_run_id, run_story, wait_for_final_status
+from tests.support.runs import post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
 
 def test_mpi_example_runs_one_rank_on_each_of_two_nodes(clients, batch_client, store):
     run_id = submit_study(clients, REPO_ROOT / "examples" / "mpi")
-    status = wait_for_run(clients, run_id, timeout=120)
+    status = wait_for_final_status(clients, run_id, timeout=120)
     manifest = read_manifest(clients, run_id)
 
     [task] = manifest["tasks"]
@@ -31,7 +30,7 @@ def test_an_mpi_run_on_a_pool_without_inter_node_communication_is_rejected(clien
     run_id = unique_run_id("mpibad")
     post_spec(clients, {"run_id": run_id, "kind": "mpi", "mpi": {"nodes": 2}, "command": "mpirun true",
                         "pool": {"task_slots_per_node": 2}})
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     assert status["state"] == "failed"
     assert status["errors"] == [
         "pool.inter_node_communication: an MPI run needs a pool with inter-node communication; set it to true",
@@ -46,6 +45,6 @@ def test_an_mpi_run_naming_an_existing_pool_that_cannot_run_it_is_rejected(clien
     batch_client.create_pool(bm.BatchPoolCreateOptions(id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=0))
     post_spec(clients, {"run_id": run_id, "kind": "mpi", "mpi": {"nodes": 2}, "command": "mpirun true",
                         "pool": {"id": pool_id, "inter_node_communication": True}})
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     assert status["state"] == "failed"
     assert status["errors"][0].startswith(f"pool.id: pool '{pool_id}' exists without inter-node communication")

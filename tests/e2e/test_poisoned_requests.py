@@ -15,11 +15,11 @@ import uuid
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.clients import Clients
-from shared.ids import run_id_for_message
+from dmscontract.clients import Clients
+from dmscontract.ids import run_id_for_message
 from shared.poisoned_requests import RECEIVE_LIMIT, settle_poisoned_requests
 from shared.provision import ensure_storage
-from shared.status import read_status, update_status
+from dmscontract.status import read_status, update_status
 from tests.support.runs import events_for, post_raw, post_spec, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
@@ -35,7 +35,7 @@ def test_a_run_whose_request_was_poisoned_without_a_status_is_failed_with_the_re
     settled = clients.queue_service.get_queue_client(clients.settings.settled_poison_queue)
     text = as_host_leaves_it({"run_id": run_id, "command": "hydro hydro.inp"})
     sent = poison.send_message(text, time_to_live=3600)
-    status = wait_for_final_status(store, run_id, timeout=30)
+    status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert status["state"] == "failed" and status["reason"] == "submission gave up"
     assert status["errors"] == [f"the run request was moved to {clients.settings.run_requests_queue}-poison after "
@@ -118,7 +118,7 @@ NESTED = base64.b64encode(b"[" * 5000).decode()  # 10 KB of nesting: once a Recu
 def test_a_deeply_nested_run_request_fails_on_its_first_delivery_with_the_reason(clients, store):
     message_id = post_raw(clients, clients.settings.run_requests_queue, NESTED)
     run_id = run_id_for_message(message_id)
-    status = wait_for_final_status(store, run_id, timeout=30)
+    status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert (status["state"], status["reason"]) == ("failed", "the run request is invalid")
     assert status["errors"] == ["(message): nests more than 64 levels deep; a run request is a flat mapping of spec fields"]
@@ -146,4 +146,4 @@ def test_a_deeply_nested_check_goes_to_the_poison_queue_at_once_and_checks_go_on
     assert f"moved to {clients.settings.run_work_poison_queue}: (message): nests more than 64 levels deep" in log
     run_id = unique_run_id("after-poison")
     post_spec(clients, {"run_id": run_id, "command": "echo after"})
-    assert wait_for_final_status(store, run_id, timeout=60)["state"] == "succeeded", "later runs are still checked and finished"
+    assert wait_for_final_status(clients, run_id, timeout=60)["state"] == "succeeded", "later runs are still checked and finished"

@@ -33,7 +33,7 @@ def test_a_start_task_prepares_the_node_before_the_run_task_reads_what_it_left(c
         "constraints": {"max_wall_clock": "5m"},
     })
 
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["pool_id"] == f"pool-{run_id}", "a start task makes a pool of the run's own"
     assert stdout_of(clients, run_id) == f"task read: {greeting}\n"
@@ -51,7 +51,7 @@ def test_a_run_on_a_pool_sized_by_an_autoscale_formula_succeeds(clients, store, 
     })
     pool_id = f"pool-{run_id}"
     try:
-        status = wait_for_final_status(store, run_id, timeout=60)
+        status = wait_for_final_status(clients, run_id, timeout=60)
         assert status["state"] == "succeeded", run_story(store, run_id, status)
         assert status["pool_id"] == pool_id
         assert stdout_of(clients, run_id) == "on an autoscaled pool\n"

@@ -12,10 +12,10 @@ import uuid
 from azure.batch import models as bm
 
 from shared import batch_ops
-from shared.messages import RunRequest
-from shared.status import read_status
+from dmscontract.messages import RunRequest
+from dmscontract.status import read_status
 from shared.submission import reject_run, submit_run
-from shared.errors import PermanentRunError
+from dmscontract.errors import PermanentRunError
 from tests.support.runs import post_spec, run_story, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
@@ -29,12 +29,12 @@ def test_a_pool_left_at_zero_nodes_by_one_run_is_grown_back_for_the_next(clients
     pool_id = f"reused-{uuid.uuid4().hex[:8]}"
     first, second = unique_run_id("shrinks"), unique_run_id("after")
     post_spec(clients, {"run_id": first, "command": "echo first", "pool": {"id": pool_id, "when_done": "scale_to_zero"}})
-    status = wait_for_final_status(store, first, timeout=60)
+    status = wait_for_final_status(clients, first, timeout=60)
     assert status["state"] == "succeeded", run_story(store, first, status)
     wait_until(lambda: pool_targets(batch_client, pool_id) == (0, 0), 30, what="the pool to be scaled to zero")
 
     post_spec(clients, {"run_id": second, "command": "echo second", "pool": {"id": pool_id}})
-    status = wait_for_final_status(store, second, timeout=60)
+    status = wait_for_final_status(clients, second, timeout=60)
 
     assert status["state"] == "succeeded", run_story(store, second, status)
     assert pool_targets(batch_client, pool_id) == (1, 0), "the default node count, as for a pool the run creates"
@@ -51,7 +51,7 @@ def test_a_run_waiting_on_a_pool_shrunk_by_hand_gets_its_nodes_back(clients, sto
     batch_ops.resize_pool(batch_client, pool_id, 0, 0)
 
     for run_id in (running, waiting):
-        status = wait_for_final_status(store, run_id, timeout=90)
+        status = wait_for_final_status(clients, run_id, timeout=90)
         assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert pool_targets(batch_client, pool_id) == (1, 0)
 
@@ -68,7 +68,7 @@ def test_a_bad_or_duplicate_message_for_a_run_under_way_changes_nothing(clients,
     # and a permanent error reported late for it (e.g. by a host giving up on an old message)
     assert reject_run(clients, PermanentRunError(run_id, ["something went wrong"], reason="submission failed"))["state"] == "running"
 
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert "errors" not in status
     assert [t.id for t in batch_client.list_tasks(f"run-{run_id}", select=["id"])] == ["main"]
@@ -80,7 +80,7 @@ def test_a_start_task_that_fails_on_every_node_fails_the_run_at_once_not_at_its_
     run_id = unique_run_id("badstart")
     post_spec(clients, {"run_id": run_id, "command": "echo never", "constraints": {"max_wall_clock": "1h"},
                         "pool": {"dedicated_nodes": 2, "start_task": {"command": "echo installing; exit 3"}}})
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
 
     assert status["state"] == "failed"
     assert status["reason"].startswith(f"the start task of pool 'pool-{run_id}' failed on every node")
@@ -103,4 +103,4 @@ def test_a_run_on_a_pool_its_spec_gives_no_nodes_says_so_in_its_status(clients, 
     assert status["waiting_for_nodes"].startswith(f"pool 'pool-{run_id}' has no nodes and this run's spec gives it none")
     assert pool_targets(batch_client, f"pool-{run_id}") == (0, 0), "not grown behind the modeller's back"
     cancel(clients, run_id)
-    assert wait_for_final_status(store, run_id, timeout=30)["state"] == "cancelled"
+    assert wait_for_final_status(clients, run_id, timeout=30)["state"] == "cancelled"

@@ -19,16 +19,15 @@ import jsonschema
 import pytest
 import yaml
 
-from dmsbatch.api import read_manifest, submit_study
 from local.batch import app_packages
-from shared.clients import Clients
-from shared.errors import PermanentRunError
+from dmscontract.clients import Clients
+from dmscontract.errors import PermanentRunError
 from shared.intake import run_id_for_drop
-from shared.profiles import (PROFILE_ETAG_FIELD, ProfileError, ProfileStore, load_run_spec, merge, parse_profile,
+from dmscontract.profiles import (PROFILE_ETAG_FIELD, ProfileError, ProfileStore, load_run_spec, merge, parse_profile,
                              seed_repo_profiles, spec_for_submission)
-from shared.spec import SpecError
+from dmscontract.spec import SpecError
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import events_for, post_spec, unique_run_id, run_story, wait_for_final_status
+from tests.support.runs import events_for, post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status
 
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
@@ -285,7 +284,7 @@ def e2e(stack, clients: Clients):
 def test_a_run_naming_a_profile_succeeds_with_the_merged_spec_recorded(clients: Clients, store, e2e):
     name, runs = e2e
     run_id = runs["queued"]
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
 
     manifest = read_manifest(clients, run_id)
@@ -305,7 +304,7 @@ def test_a_run_naming_a_profile_succeeds_with_the_merged_spec_recorded(clients: 
 def test_a_dropped_zip_naming_a_profile_runs_with_it(clients: Clients, store, e2e):
     name, runs = e2e
     run_id = runs["dropped"]
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     request = store.read(run_id, "request.json").document["spec"]
     assert request["profile"] == name and request["environment"]["LEVEL"] == "4"
@@ -316,7 +315,7 @@ def test_a_dropped_zip_naming_a_profile_runs_with_it(clients: Clients, store, e2
 def test_a_run_naming_an_unknown_profile_fails_with_the_precise_reason(clients: Clients, store, e2e):
     name, runs = e2e
     run_id = runs["unknown"]
-    status = wait_for_final_status(store, run_id, timeout=30)
+    status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert status["state"] == "failed" and status["reason"] == "the run's profile cannot be used"
     [error] = status["errors"]
@@ -343,13 +342,13 @@ def test_submit_study_merges_the_profile_before_uploading(clients: Clients, stor
     (tmp_path / "run.yaml").write_text(f"profile: {name}\nname: from-api\n")  # no command of its own: the profile's
     run_id = submit_study(clients, tmp_path)
     assert run_id.startswith("from-api-")
-    assert wait_for_final_status(store, run_id, timeout=45)["state"] == "succeeded"
+    assert wait_for_final_status(clients, run_id, timeout=45)["state"] == "succeeded"
 
 
 def test_the_dsm2_profile_runs_hydro_then_qual_from_its_application_package(clients: Clients, store, e2e):
     _, runs = e2e
     run_id = runs["dsm2"]
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     outputs = {o["path"]: o["blob"] for o in read_manifest(clients, run_id)["outputs"]}
     assert set(outputs) == {"delta/output/hydro.out", "delta/output/qual.out"}
@@ -359,7 +358,7 @@ def test_the_dsm2_profile_runs_hydro_then_qual_from_its_application_package(clie
 
 def test_an_application_package_the_account_lacks_fails_the_run_at_once(clients: Clients, store, e2e):
     _, runs = e2e
-    status = wait_for_final_status(store, runs["nopackage"], timeout=30)
+    status = wait_for_final_status(clients, runs["nopackage"], timeout=30)
     assert status["state"] == "failed" and status["reason"] == "Batch refused the run's pool"
     [error] = status["errors"]
     assert error == ("pool.application_packages: Batch cannot install them: One or more of the specified application package "

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import time
 
-from dmsbatch.api import read_manifest, submit_study, wait_for_run
 from local import stack as local_stack
 from local.batch.admin import BatchAdmin
 from local.processes import stop_group
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.provision import ensure_storage
-from shared.run_store import RunStore
-from shared.settings import Settings
-from shared.status import read_status
+from dmscontract.run_store import RunStore
+from dmscontract.settings import Settings
+from dmscontract.status import read_status
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import check_manifest, events_for, post_spec, unique_run_id, run_story, wait_for_final_status
+from tests.support.runs import check_manifest, events_for, post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
 
@@ -50,7 +49,7 @@ def test_a_member_on_a_preempted_low_priority_node_is_requeued_to_the_dedicated_
 
     requeued = BatchAdmin(stack.batch_url).preempt_node(pool_id, spot_task.node_info.node_id)
     assert requeued == [f"{job_id}/{spot_task.id}"]
-    status = wait_for_final_status(store, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "succeeded" and status["reason"] is None, status
@@ -67,7 +66,7 @@ def test_a_member_on_a_preempted_low_priority_node_is_requeued_to_the_dedicated_
 
 def test_the_beopest_example_runs_a_master_and_three_workers(clients, store, batch_client):
     run_id = submit_study(clients, REPO_ROOT / "examples" / "beopest")
-    status = wait_for_run(clients, run_id, timeout=120)
+    status = wait_for_final_status(clients, run_id, timeout=120)
     manifest = check_manifest(store, run_id)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
@@ -102,7 +101,7 @@ def test_a_functions_host_restart_between_ticks_finishes_the_run_once(tmp_path):
         assert store.read(run_id, "manifest.json").document is None
 
         local_stack.start_functions_host(own)
-        status = wait_for_final_status(store, run_id, timeout=60)
+        status = wait_for_final_status(clients, run_id, timeout=60)
 
         assert status["state"] == "succeeded", run_story(store, run_id, status)
         manifest = check_manifest(store, run_id)

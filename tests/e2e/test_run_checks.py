@@ -10,7 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.provision import ensure_storage
 from shared.run_checks import MARKER_BLOB, CheckRequest, decode_check, request_check, take_marker
 from tests.support.runs import unique_run_id

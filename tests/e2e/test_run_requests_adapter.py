@@ -15,9 +15,9 @@ from azure.core.exceptions import ServiceRequestError
 
 from functions import run_requests as adapter
 from local.processes import free_port
-from shared.clients import Clients
-from shared.settings import Settings
-from shared.status import read_status
+from dmscontract.clients import Clients
+from dmscontract.settings import Settings
+from dmscontract.status import read_status
 from tests.support.runs import unique_run_id
 
 

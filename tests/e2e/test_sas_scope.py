@@ -26,9 +26,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
 from azure.storage.queue import QueueClient
 
-from shared.run_store import RunStore
+from dmscontract.run_store import RunStore
 from shared.sas import SasIssuer
-from shared.submission import SAS_MARGIN_HOURS
+from shared.run_urls import SAS_MARGIN_HOURS
 from tests.support.runs import post_spec, run_story, unique_run_id, wait_for_final_status
 
 MISSING_PERMISSION = "AuthorizationPermissionMismatch"  # the SAS is valid for the resource but lacks the permission
@@ -120,7 +120,7 @@ def runs(clients, batch_client) -> Runs:
                         "outputs": ["output/*"], "constraints": {"max_wall_clock": "10m"}})
     post_spec(clients, {"run_id": quiet, "command": "echo quiet run"})
     store = RunStore(store_container)
-    statuses = {run_id: wait_for_final_status(store, run_id) for run_id in (victim, subject, quiet)}
+    statuses = {run_id: wait_for_final_status(clients, run_id) for run_id in (victim, subject, quiet)}
     for run_id, status in statuses.items():
         assert status["state"] == "succeeded", run_story(store, run_id, status)
     subject_task = batch_client.get_task(statuses[subject]["job_id"], "main")

@@ -12,9 +12,8 @@ import json
 import jsonschema
 import pytest
 
-from dmsbatch.api import read_manifest, submit_study, wait_for_run
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import events_for, post_spec, unique_run_id, run_story, wait_for_final_status
+from tests.support.runs import events_for, post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 
@@ -29,7 +28,7 @@ def upload_input(clients, run_id: str, name: str, data: bytes) -> None:
 
 def test_hello_example_runs_to_a_succeeded_manifest(clients, store):
     run_id = submit_study(clients, REPO_ROOT / "examples" / "hello")
-    status = wait_for_run(clients, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "succeeded"
@@ -53,7 +52,7 @@ def test_hello_example_runs_to_a_succeeded_manifest(clients, store):
 def test_failing_task_ends_failed_with_exit_code_and_stderr(clients, store):
     run_id = unique_run_id("fail")
     post_spec(clients, {"run_id": run_id, "command": "echo computing; echo 'negative depth at node 12' >&2; exit 3"})
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "failed"
@@ -76,7 +75,7 @@ def test_inputs_environment_and_outputs_reach_the_task(clients, store):
         "environment": {"SCENARIO": "dry-year", "RUN_NUMBER": 7},
         "outputs": ["**/output/*"],
     })
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
@@ -90,7 +89,7 @@ def test_inputs_environment_and_outputs_reach_the_task(clients, store):
 def test_secret_looking_environment_values_stay_out_of_the_manifest(clients, store):
     run_id = unique_run_id("sec")
     post_spec(clients, {"run_id": run_id, "command": "test -n \"$LICENSE_KEY\"", "environment": {"LICENSE_KEY": "hunter2-not-for-manifests"}})
-    wait_for_final_status(store, run_id)
+    wait_for_final_status(clients, run_id)
     manifest = read_manifest(clients, run_id)
     assert manifest["status"] == "succeeded", "the task still received the value"
     assert "hunter2-not-for-manifests" not in json.dumps(manifest)
@@ -100,7 +99,7 @@ def test_secret_looking_environment_values_stay_out_of_the_manifest(clients, sto
 def test_missing_input_blob_fails_the_run_naming_the_input(clients, store):
     run_id = unique_run_id("noin")
     post_spec(clients, {"run_id": run_id, "command": "cat hydro.inp", "inputs": ["hydro.inp"]})
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     assert status["state"] == "failed"
     assert status["errors"] == [f"inputs[0].blob: 'hydro.inp' was not found under runs/{run_id}/inputs/"]
 
@@ -110,7 +109,7 @@ def test_redelivered_message_creates_one_job_and_one_task(clients, store, batch_
     spec = {"run_id": run_id, "command": "sleep 1; echo once"}
     post_spec(clients, spec)
     post_spec(clients, spec)
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
 
     assert status["state"] == "succeeded"
     jobs = [j for j in batch_client.list_jobs(select=["id"]) if j.id == f"run-{run_id}"]
@@ -122,7 +121,7 @@ def test_redelivered_message_creates_one_job_and_one_task(clients, store, batch_
 def test_job_is_terminated_once_the_run_has_finished(clients, store, batch_client):
     run_id = unique_run_id("term")
     post_spec(clients, {"run_id": run_id, "command": "true"})
-    wait_for_final_status(store, run_id)
+    wait_for_final_status(clients, run_id)
     from tests.support.waiting import wait_until
 
     assert wait_until(lambda: batch_client.get_job(f"run-{run_id}").state == "completed", 20, what="the job to complete")
@@ -130,10 +129,10 @@ def test_job_is_terminated_once_the_run_has_finished(clients, store, batch_clien
 
 # ---- bad input: recorded once, never retried ----------------------------------------------
 def _status_for_message(clients, store, message_id: str):
-    from shared.ids import run_id_for_message
+    from dmscontract.ids import run_id_for_message
 
     run_id = run_id_for_message(message_id)
-    return run_id, wait_for_final_status(store, run_id, timeout=30)
+    return run_id, wait_for_final_status(clients, run_id, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +167,7 @@ def test_schema_errors_name_every_bad_field(clients, store):
         "pool": {"dedicated_nodes": -1, "vmsize": "standard_d2s_v3"},
         "constraints": {"max_wall_clock": "two hours"},
     })
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
 
     assert status["state"] == "failed"
     assert status["errors"] == [
@@ -200,7 +199,7 @@ def test_message_with_unusable_run_id_goes_to_poison_queue(clients, store):
 def test_run_past_its_wall_clock_limit_ends_timed_out(clients, store):
     run_id = unique_run_id("slow")
     post_spec(clients, {"run_id": run_id, "command": "echo started; sleep 60", "constraints": {"max_wall_clock": "2s"}})
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "timed_out"

@@ -22,14 +22,13 @@ from azure.core.exceptions import HttpResponseError
 from azure.functions.queue import QueueMessage
 from azure.storage.blob import BlobServiceClient
 
-from dmsbatch.api import submit_study
 from functions import run_requests as adapter
-from shared.clients import Clients
-from shared.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_size
-from shared.posting import post_run_request
-from shared.settings import Settings
-from shared.status import read_status
-from tests.support.runs import events_for, unique_run_id, run_story, wait_for_final_status
+from dmscontract.clients import Clients
+from dmscontract.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_size
+from dmscontract.posting import post_run_request
+from dmscontract.settings import Settings
+from dmscontract.status import read_status
+from tests.support.runs import events_for, run_story, submit_study, unique_run_id, wait_for_final_status
 
 BLOB_REJECTED = "the run's spec blob cannot be used"
 
@@ -254,7 +253,7 @@ def test_a_storage_failure_while_reading_the_spec_blob_is_retried(use, stack, cl
         proxy.close()
     use(clients)  # storage answers again (and the tasks' SAS URLs must name the real endpoint)
     deliver({"run_id": run_id, "spec_blob": blob}, dequeue_count=2)  # the redelivery reads the blob and submits
-    assert wait_for_final_status(store, run_id, timeout=60)["state"] == "succeeded"
+    assert wait_for_final_status(clients, run_id, timeout=60)["state"] == "succeeded"
     assert store.read(run_id, "request.json").document["spec_blob"] == blob
 
 
@@ -275,7 +274,7 @@ def test_a_sweep_too_big_for_a_queue_message_runs_end_to_end(clients, store, tmp
     spec_blob = f"{run_id}/request/spec.json"
     assert json.loads(clients.runs().download_blob(spec_blob).readall()) == document
 
-    status = wait_for_final_status(store, run_id, timeout=90)
+    status = wait_for_final_status(clients, run_id, timeout=90)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert status["tasks"]["succeeded"] == 3
     manifest = store.read(run_id, "manifest.json").document

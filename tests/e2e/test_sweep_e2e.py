@@ -20,8 +20,8 @@ from azure.batch import models as bm
 
 from local.batch.admin import BatchAdmin
 from shared import batch_ops, submission
-from shared.errors import PermanentRunError
-from shared.messages import RunRequest
+from dmscontract.errors import PermanentRunError
+from dmscontract.messages import RunRequest
 from shared.submission import submit_run
 from tests.support.paths import REPO_ROOT
 from tests.support.runs import events_for, post_spec, unique_run_id, run_story, wait_for_final_status
@@ -140,7 +140,7 @@ def test_sweep_end_to_end_on_the_default_pool(clients, store, batch_client):
                       environment={"STUDY": "base"}, outputs=["output/*"])
     for _ in range(4):  # the message, and three redeliveries
         post_spec(clients, spec)
-    status = wait_for_final_status(store, run_id, timeout=50)
+    status = wait_for_final_status(clients, run_id, timeout=50)
     manifest = store.read(run_id, "manifest.json").document
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)

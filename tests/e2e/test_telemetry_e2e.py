@@ -20,7 +20,7 @@ from opentelemetry import trace as trace_api
 
 from local.batch import DEV_BATCH_ACCOUNT_KEY
 from shared.intake import bare_etag, run_id_for_drop
-from shared.tracing import derived_parent
+from dmscontract.tracing import derived_parent
 from tests.support.cli import dms, write_study
 from tests.support.telemetry import finished_trace, metric_points, records, spans_of_trace, telemetry_file, the
 from tests.support.paths import REPO_ROOT
@@ -144,7 +144,7 @@ def test_a_zip_dropped_by_hand_starts_its_trace_at_intake(stack, clients, store)
     name = f"{unique_run_id('hand')}.zip"
     etag = clients.blob_service.get_blob_client(clients.settings.inbox_container, name).upload_blob(buffer.getvalue())["etag"]
     run_id = run_id_for_drop(name, etag)
-    assert wait_for_final_status(store, run_id)["state"] == "succeeded"
+    assert wait_for_final_status(clients, run_id)["state"] == "succeeded"
     trace = finished_trace(stack, run_id)
     intake = the(trace.spans, "dmsbatch.intake")
     assert not any(s.span_id == intake.parent_id for s in trace.spans), "intake is where the trace starts"
@@ -160,7 +160,7 @@ def test_a_message_with_a_traceparent_continues_it_and_one_without_gets_a_trace_
         document = {"run_id": run_id, "command": "echo hi", "constraints": {"max_wall_clock": "2m"}, **extra}
         post_raw(clients, clients.settings.run_requests_queue, base64.b64encode(json.dumps(document).encode()).decode())
     for run_id in (with_context, without):
-        assert wait_for_final_status(store, run_id)["state"] == "succeeded"
+        assert wait_for_final_status(clients, run_id)["state"] == "succeeded"
     assert "traceparent" not in json.dumps(store.read(with_context, "request.json").document), "the spec is stored without it"
 
     traced = finished_trace(stack, with_context)

@@ -23,17 +23,16 @@ import pytest
 import yaml
 from azure.core.exceptions import ResourceExistsError, ServiceResponseError
 
-from dmsbatch.api import read_manifest
 from functions import inbox as adapter
 from local.funchost.blob_stream import LazyBlobInputStream
 from shared import intake
-from shared.clients import Clients
+from dmscontract.clients import Clients
 from shared.intake import INTAKE_BLOB, IntakeRetry, accept_dropped_zip, note_failed_attempt, run_id_for_drop
-from shared.run_store import RunStore
-from shared.spec import RUN_ID_RULE
-from shared.status import read_status
-from shared.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob
-from tests.support.runs import blob_exists, events_for, unique_run_id, run_story, wait_for_final_status
+from dmscontract.run_store import RunStore
+from dmscontract.spec import RUN_ID_RULE
+from dmscontract.status import read_status
+from dmscontract.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob
+from tests.support.runs import blob_exists, events_for, read_manifest, run_story, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 from tests.support.zips import build_zip, study_zip
 
@@ -114,7 +113,7 @@ def test_redelivery_after_a_crash_before_the_delete_makes_one_run(clients, store
     assert not blob_exists(clients, DIRECT, name)
     assert accept_dropped_zip(clients, DIRECT, name, etag) is None, "once taken in, a redelivery has nothing to do"
 
-    status = wait_for_final_status(store, run_id)
+    status = wait_for_final_status(clients, run_id)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
     assert [j.id for j in batch_client.list_jobs(select=["id"]) if j.id == f"run-{run_id}"] == [f"run-{run_id}"]
     assert [t.id for t in batch_client.list_tasks(f"run-{run_id}", select=["id"])] == ["main"]
@@ -134,7 +133,7 @@ def test_two_deliveries_at_once_make_one_run(clients, store, direct, batch_clien
         thread.join()
     run_id = run_id_for_drop(name, etag)
     assert run_id in results and set(results) <= {run_id, None}
-    assert wait_for_final_status(store, run_id)["state"] == "succeeded"
+    assert wait_for_final_status(clients, run_id)["state"] == "succeeded"
     assert [t.id for t in batch_client.list_tasks(f"run-{run_id}", select=["id"])] == ["main"]
 
 
@@ -267,7 +266,7 @@ def dropped(clients: Clients) -> dict[str, tuple[str, str]]:
 
 def test_a_dropped_study_zip_runs_and_its_outputs_land_beside_its_inputs(clients, store, dropped):
     name, run_id = dropped["good"]
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
     manifest = read_manifest(clients, run_id)
 
     assert status["state"] == "succeeded", run_story(store, run_id, status)
@@ -286,7 +285,7 @@ def test_a_dropped_study_zip_runs_and_its_outputs_land_beside_its_inputs(clients
 def test_a_spec_too_big_for_a_queue_message_is_posted_by_reference_and_runs(clients, store, dropped):
     _, run_id = dropped["big-spec"]
     assert len(BIG_SPEC) < 8 * 1024 and len(json.dumps(yaml.safe_load(BIG_SPEC))) > 64 * 1024
-    status = wait_for_final_status(store, run_id, timeout=60)
+    status = wait_for_final_status(clients, run_id, timeout=60)
 
     assert status["state"] == "succeeded", (status.get("reason"), status.get("errors"))
     request = store.read(run_id, "request.json").document
@@ -297,7 +296,7 @@ def test_a_spec_too_big_for_a_queue_message_is_posted_by_reference_and_runs(clie
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_or_broken_zip_fails_with_the_precise_reason_and_is_kept(clients, store, dropped, case):
     name, run_id = dropped[case]
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
 
     assert status["state"] == "failed" and status["reason"] == "the dropped zip is invalid"
     expected = HOSTILE[case][1]
@@ -321,7 +320,7 @@ def test_a_hostile_or_broken_zip_fails_with_the_precise_reason_and_is_kept(clien
 def test_a_spec_run_id_held_by_another_run_fails_the_drop_not_that_run(clients, store, dropped):
     name, run_id = dropped["taken-run-id"]
     _, taken = dropped["taken"]
-    status = wait_for_final_status(store, run_id, timeout=45)
+    status = wait_for_final_status(clients, run_id, timeout=45)
 
     assert status["state"] == "failed"
     assert status["errors"] == [f"run_id: '{taken}' is already used by another run; choose another run_id, "

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from shared.planning import RunUrls, deadline_for, plan_run
-from shared.settings import Settings
-from shared.spec import load_spec
+from shared.planning import deadline_for, plan_run
+from shared.task_models import RunUrls
+from dmscontract.settings import Settings
+from dmscontract.spec import load_spec
 
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})

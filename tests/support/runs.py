@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.clients import Clients
-from shared.run_store import RunStore
-from shared.status import TERMINAL_STATES, read_status
+from dmscontract.clients import Clients
+from dmscontract.run_store import RunStore
+from dmsbatch.runs import wait
+from dmsbatch.submit import submit
+from dmscontract.run_layout import MANIFEST_BLOB
 from tests.support.paths import REPO_ROOT
 from tests.support.waiting import wait_until
 
@@ -35,16 +38,22 @@ def post_spec(clients: Clients, document: dict[str, Any]) -> str:
     return post_raw(clients, clients.settings.run_requests_queue, encoded)
 
 
-def wait_for_final_status(store: RunStore, run_id: str, timeout: float = 90) -> dict[str, Any]:
-    """The run's status once it is terminal and its run-events message has gone out."""
-    def final():
-        status = read_status(store, run_id)
-        return status if status and status.get("state") in TERMINAL_STATES and status.get("event_sent_at") else None
-
-    status = wait_until(final, timeout, what=f"run {run_id} to finish")
+def wait_for_final_status(clients: Clients, run_id: str, timeout: float = 300) -> dict[str, Any]:
+    """The run's status once it is over (terminal, its run-events message out), waited for with the client's own
+    loop (``dmsbatch.runs.wait``); its manifest, if it names one, must validate."""
+    status = wait(clients, run_id, timeout=timeout, poll=0.25, check=False)
     if status.get("manifest_url"):
-        check_manifest(store, run_id)
+        check_manifest(RunStore(clients.runs()), run_id)
     return status
+
+
+def submit_study(clients: Clients, study: Path, run_id: str | None = None) -> str:
+    """Send a study folder as a modeller's client does, through the queue (``dmsbatch.submit``); its run id."""
+    return submit(clients, study, run_id=run_id, via="queue").run_id
+
+
+def read_manifest(clients: Clients, run_id: str) -> dict[str, Any] | None:
+    return RunStore(clients.runs()).read(run_id, MANIFEST_BLOB).document
 
 
 def run_story(store: RunStore, run_id: str, status: dict[str, Any] | None) -> str:

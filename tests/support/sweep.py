@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from shared.planning import RunUrls, deadline_for, plan_run
-from shared.settings import Settings
-from shared.spec import load_spec
+from shared.planning import deadline_for, plan_run
+from shared.task_models import RunUrls
+from dmscontract.settings import Settings
+from dmscontract.spec import load_spec
 
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
@@ -26,4 +27,4 @@ PTM = sweep_spec({"product": {"START_DATE": ["01JAN2020", "01FEB2020", "01MAR202
 
 def plan(document, csv_text=None):
     spec = load_spec(document)
-    return plan_run(spec, "r1", SETTINGS, URLS, deadline_for(spec, SETTINGS, NOW), sweep_csv=csv_text)
+    return plan_run(spec, "r1", SETTINGS, URLS, deadline_for(spec, SETTINGS, NOW), files={spec["sweep"]["csv"]: csv_text} if csv_text is not None else None)

@@ -9,14 +9,15 @@ from datetime import timedelta
 import pytest
 from azure.batch import models as bm
 
-from shared import beopest
-from shared.beopest import (BeopestObservation, HostSearch, decide as beopest_decide, find_master_host, job_metadata,
+from shared.kinds import beopest
+from shared.kinds.beopest import (BeopestObservation, HostSearch, decide as beopest_decide, find_master_host, job_metadata,
                             plan_workers, worker_task_id)
 from shared.finishing import _final_state
-from shared.planning import RunUrls, deadline_for, plan_run
+from shared.planning import deadline_for, plan_run
+from shared.task_models import RunUrls
 from shared.reconcile import RunObservation, decide
-from shared.settings import Settings
-from shared.spec import SpecError, load_spec
+from dmscontract.settings import Settings
+from dmscontract.spec import SpecError, load_spec
 from tests.support.beopest import NOW, section
 
 
@@ -113,7 +114,7 @@ def observed(active=0, running=1, completed=0, status=None, **master) -> RunObse
     seen = BeopestObservation(port=4004, workers=2, host_timeout=60, host_pattern=None, chained=chained, error=error, **master)
     return RunObservation(run_id="r1", job_id="run-r1", pool_id="p", deadline=NOW + timedelta(hours=1), when_done="keep",
                           counts={"active": active, "running": running, "completed": completed, "succeeded": 0, "failed": 0},
-                          status={"state": "running", "tasks": {}, **(status or {})}, expected_tasks=1, kind="beopest", beopest=seen)
+                          status={"state": "running", "tasks": {}, **(status or {})}, expected_tasks=1, kind="beopest", kind_observation=seen)
 
 
 def test_the_reconciler_chains_waits_fails_and_ends_workers_as_the_master_goes():

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.cancel import decode_cancel
-from shared.errors import PermanentRunError, UnusableMessageError
-from shared.ids import is_valid_run_id
-from shared.messages import RunRequest, decode_run_request, spec_blob_problem, trace_of
-from shared.profiles import ProfileError, parse_profile
-from shared.spec import SpecError, load_spec
-from shared.spec_text import parse_spec_text
+from dmscontract.errors import PermanentRunError, UnusableMessageError
+from dmscontract.ids import is_valid_run_id
+from dmscontract.messages import RunRequest, decode_run_request, spec_blob_problem, trace_of
+from dmscontract.profiles import ProfileError, parse_profile
+from dmscontract.spec import SpecError, load_spec
+from dmscontract.spec_text import parse_spec_text
 
 FIELDS = ["run_id", "name", "command", "inputs", "outputs", "environment", "sweep", "pool", "constraints", "mpi", "beopest",
           "kind", "profile", "shared_inputs", "blob", "mode", "max_wall_clock", "spec_blob", "action", "reason",

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from shared.beopest import META_BEOPEST, META_CHAINED
+from shared.kinds.beopest import META_BEOPEST, META_CHAINED
 from shared.fleet import OVERLAP, PassState, next_state, plan_checks, progress_due
-from shared.planning import META_DEADLINE, META_RUN_ID
+from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID
 from shared.run_checks import JobSnapshot
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
@@ -53,13 +53,13 @@ def test_progress_due_is_once_per_period_whatever_the_gaps_between_passes():
 def test_deadlines_young_jobs_beopest_runs_waiting_for_their_host_and_ended_jobs_are_checked_on_every_pass():
     late = job("late", deadline=NOW - timedelta(seconds=1))
     young = job("young", created=(NOW - timedelta(seconds=5)).isoformat())
-    unchained = job("pest", **{META_BEOPEST: "{}"})
-    chained = job("pest2", **{META_BEOPEST: "{}", META_CHAINED: "127.0.0.1:4004"})
+    unchained = job("pest", **{META_KIND: "beopest", META_BEOPEST: "{}"})
+    chained = job("pest2", **{META_KIND: "beopest", META_BEOPEST: "{}", META_CHAINED: "127.0.0.1:4004"})
     ended = job("done", state="completed")
     state = PassState(last_pass_at=NOW - timedelta(seconds=1))
     checks = {c.run_id: c.reason for c in plan_checks([late, young, unchained, chained], [(ended, "2026-12-07T11:59:59.000Z")],
                                                      state, NOW, every=10**6, budget=40)}
-    assert checks == {"late": "deadline", "young": "progress", "pest": "beopest", "done": "ended"}, checks
+    assert checks == {"late": "deadline", "young": "progress", "pest": "watch", "done": "ended"}, checks
 
 
 def test_an_ended_job_is_handed_on_once_unless_asking_for_its_check_failed():

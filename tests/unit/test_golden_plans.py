@@ -31,10 +31,11 @@ from typing import Any
 
 import pytest
 
-from shared.beopest import plan_workers
-from shared.planning import RunPlan, RunUrls, deadline_for, plan_run
-from shared.settings import Settings
-from shared.spec import load_spec
+from shared.kinds.beopest import plan_workers
+from shared.planning import RunPlan, deadline_for, plan_run
+from shared.task_models import RunUrls
+from dmscontract.settings import Settings
+from dmscontract.spec import load_spec
 from tests.support.paths import TESTS
 
 GOLDEN = TESTS / "golden"

@@ -1,7 +1,7 @@
 """Static checks of infra/: the Bicep parses and the templates agree with the code.
 
 No Azure account is involved: the templates are parsed with pycep (the parser checkov
-uses) and compared with shared/settings.py, shared/provision.py and the trigger bindings
+uses) and compared with dmscontract/settings.py, shared/provision.py and the trigger bindings
 in functions/*.py. What runs a process (checkov, packaging, infra/deploy.sh against a fake
 ``az``): tests/e2e/test_infra_e2e.py.
 """
@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from shared.provision import ensure_storage
-from shared.settings import Settings
+from dmscontract.settings import Settings
 from tests.support.infra import REPO_ROOT, INFRA, PackagingError, set_blob_source, MAIN, BICEP_FILES, parsed, main_template, blob_trigger_functions
 
 
-CODE_DIRS = (REPO_ROOT / "shared", REPO_ROOT / "functions")
+CODE_DIRS = (REPO_ROOT / "shared", REPO_ROOT / "dmscontract", REPO_ROOT / "functions")
 
 # Settings the code can read but that Azure must not have: each is a key or holds one.
 NOT_IN_AZURE = {

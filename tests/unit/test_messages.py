@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.errors import PermanentRunError, UnusableMessageError
-from shared.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_size, fits_in_a_message, message_text
+from dmscontract.errors import PermanentRunError, UnusableMessageError
+from dmscontract.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_size, fits_in_a_message, message_text
 
 MESSAGE_ID = "5A7F0C1E-2B3D-4E5F-8091-A2B3C4D5E6F7"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.profiles import ProfileStore, load_run_spec, merge
-from shared.spec import SpecError, load_spec
+from dmscontract.profiles import ProfileStore, load_run_spec, merge
+from dmscontract.spec import SpecError, load_spec
 
 
 class NoStorage:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.spec import SpecError, load_spec
+from dmscontract.spec import SpecError, load_spec
 
 
 def errors_of(document) -> list[str]:
@@ -177,7 +177,7 @@ def test_the_longest_wall_clock_limit_plans_a_deadline():
     from datetime import datetime, timezone
 
     from shared.planning import deadline_for
-    from shared.settings import Settings
+    from dmscontract.settings import Settings
 
     spec = load_spec({"command": "x", "constraints": {"max_wall_clock": "180d"}})
     settings = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})

@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 import yaml
 
-from shared.spec import SpecError, load_spec
-from shared.spec_schema import run_spec_schema
+from dmscontract.spec import SpecError, load_spec
+from dmscontract.spec_schema import run_spec_schema
 from tests.support.paths import REPO_ROOT
 
 PUBLISHED = REPO_ROOT / "docs" / "run-spec.schema.json"
@@ -16,7 +16,7 @@ PUBLISHED = REPO_ROOT / "docs" / "run-spec.schema.json"
 
 def test_the_published_schema_is_the_one_the_code_derives():
     assert json.loads(PUBLISHED.read_text()) == run_spec_schema(), (
-        "docs/run-spec.schema.json is stale: run `python -m shared.spec_schema > docs/run-spec.schema.json`")
+        "docs/run-spec.schema.json is stale: run `python -m dmscontract.spec_schema > docs/run-spec.schema.json`")
 
 
 def test_the_published_schema_is_valid_json_schema():

@@ -9,8 +9,8 @@ import pytest
 
 from shared.planning import META_TASKS
 from shared.reconcile import RunObservation, decide, task_summary
-from shared.spec import SpecError, load_spec
-from shared.sweep import generate_members, member_environment, member_task_id, parse_csv
+from dmscontract.spec import SpecError, load_spec
+from dmscontract.sweep import generate_members, member_environment, member_task_id, parse_csv
 from tests.support.sweep import NOW, sweep_spec, URLS, PTM, plan
 
 

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from shared.intake import run_id_for_drop
-from shared.zip_inspect import ZipLimits, inspect_zip
+from dmscontract.zip_inspect import ZipLimits, inspect_zip
 from tests.support.zips import build_zip, study_zip
 
 
