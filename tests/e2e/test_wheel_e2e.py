@@ -26,11 +26,12 @@ pytestmark = pytest.mark.timeout(900)
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    # no build isolation: the build backend (setuptools) of the checkout's venv, and no index needed for it
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO_ROOT)],
-                   check=True, capture_output=True, text=True, cwd=out)
-    (built,) = out.glob("dmsbatch-*.whl")
-    return built
+    # as a release would: in an isolated build environment with the build backend pyproject.toml names
+    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO_ROOT)],
+                           capture_output=True, text=True, cwd=out, timeout=600)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (wheel_file,) = out.glob("dmsbatch-*.whl")
+    return wheel_file
 
 
 def test_the_wheel_holds_the_client_and_the_contract_only(wheel: Path):
