@@ -29,7 +29,7 @@ from shared.fleet import reconcile_fleet
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from shared.run_observation import RunObservation
 from dmscontract.run_store import RunStore
-from dmscontract.status import update_status
+from dmscontract.status import RunStatus, update_status
 from shared.submission import add_missing_tasks
 
 
@@ -43,7 +43,8 @@ def make_sweep(clients, run_id: str, tasks: int, deadline: datetime) -> str:
     end_job_with_its_tasks(batch, job_id)
     RunStore(clients.runs()).write(run_id, "request.json", {"run_id": run_id, "spec": {"kind": "sweep"}}, None)
     note = "pool 'idle' has no nodes and this run's spec gives it none"  # noted once, as a check of a waiting run does
-    update_status(RunStore(clients.runs()), run_id, "running", lambda s: s.update(job_id=job_id, waiting_for_nodes=note))
+    update_status(RunStore(clients.runs()), run_id,
+                  lambda s: s.submitted(job_id, "idle", deadline.isoformat(), tasks).moved_to("running").waiting_for(note))
     return job_id
 
 
@@ -110,7 +111,7 @@ def main() -> None:
                   f"Batch completed the job {waited:.1f} s later), then {finishing} to write its manifest "
                   f"(the task listing, {args.tasks // 1000} pages of 1,000)")
 
-        run = RunObservation(run_id="baseline", job_id=old, pool_id="idle", deadline=None, when_done="keep", counts={}, status={})
+        run = RunObservation(run_id="baseline", job_id=old, pool_id="idle", deadline=None, when_done="keep", counts={}, status=RunStatus(run_id="baseline"))
         admin.reset_request_count()
         started = time.perf_counter()
         baseline.end_unfinished_tasks(clients, run)

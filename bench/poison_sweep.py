@@ -66,7 +66,7 @@ def baseline_tick(clients: Clients) -> None:
     for message in peeked:
         run_id = json.loads(base64.b64decode(message.content))["run_id"]
         status = read_status(store, run_id)
-        if not (status and status.get("event_sent_at")):
+        if not (status and status.event_sent_at):
             needed.append(run_id)
     if len(peeked) == PEEK and not needed and (queue.get_queue_properties().approximate_message_count or 0) > PEEK:
         for message in queue.receive_messages(max_messages=PEEK, visibility_timeout=60):
@@ -96,7 +96,7 @@ def main() -> None:
         ensure_storage(Clients(base))
         run_ids = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(args.messages)]
         for run_id in run_ids:  # failed and announced: what settling leaves
-            update_status(store, run_id, "failed", lambda s: s.update(reason="submission gave up", event_sent_at="2026-12-03T00:00:00Z"))
+            update_status(store, run_id, lambda s: s.ended("failed", "submission gave up").event_sent())
         for counted in designs.values():
             ensure_storage(counted.clients)
             fill(counted.clients, run_ids)

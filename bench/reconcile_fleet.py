@@ -36,7 +36,7 @@ from dmscontract.clients import Clients
 from shared.fleet import STATE_BLOB, YOUNG, PassState, reconcile_fleet
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE
 from dmscontract.run_store import RunStore
-from dmscontract.status import update_status
+from dmscontract.status import TaskCounts, update_status
 
 TASKS_PER_RUN = 10
 
@@ -56,8 +56,8 @@ def make_fleet(clients: Clients, runs: int) -> None:
         batch.create_tasks(job_id, [bm.BatchTaskCreateOptions(id=f"m-{i:05d}", command_line="/bin/true") for i in range(TASKS_PER_RUN)])
         end_job_with_its_tasks(batch, job_id)
         note = "pool 'idle' has no nodes and this run's spec gives it none"  # what a check notes once, as a real fleet has it
-        update_status(store, run_id, "submitted", lambda s: s.update(waiting_for_nodes=note, tasks={
-            "total": TASKS_PER_RUN, "active": TASKS_PER_RUN, "running": 0, "succeeded": 0, "failed": 0}))
+        update_status(store, run_id, lambda s: s.moved_to("submitted").waiting_for(note).progressed(
+            TaskCounts(total=TASKS_PER_RUN, active=TASKS_PER_RUN), started=False))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(one, range(runs)))

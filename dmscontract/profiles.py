@@ -40,7 +40,6 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from dmscontract.errors import PermanentRunError
 from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS, SpecError, load_spec
 from dmscontract.spec_text import parse_spec_text
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,55}$"
 RUN_ID_RULE = "must be 1-56 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit"

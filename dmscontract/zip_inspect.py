@@ -56,7 +56,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient
 
-from dmscontract.spec_text import MAX_SPEC_VALUES, parse_spec_text
+from dmscontract.spec_text import parse_spec_text
 
 KiB = 1024
 MiB = 1024 * KiB

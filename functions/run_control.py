@@ -27,6 +27,6 @@ def run_control(msg: func.QueueMessage) -> None:
     try:
         run_id, reason = decode_cancel(body)
         status = request_cancel(clients(), run_id, reason)
-        log.info("run %s: cancel requested (%s)", run_id, status.get("state"))
+        log.info("run %s: cancel requested (%s)", run_id, status.state)
     except (UnusableMessageError, UnknownRunError) as exc:
         move_to_poison(clients().settings.run_control_queue, body, msg.id, str(exc))

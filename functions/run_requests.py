@@ -35,7 +35,7 @@ def run_requests(msg: func.QueueMessage) -> None:
         try:
             request = decode_run_request(body, msg.id)
             status = submit_run(clients(), request)
-            log.info("run %s: %s", request.run_id, status.get("state"))
+            log.info("run %s: %s", request.run_id, status.state)
         except PermanentRunError as exc:
             log.warning("run %s rejected: %s", exc.run_id, "; ".join(exc.errors))
             reject_run(clients(), exc)

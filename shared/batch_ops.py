@@ -23,8 +23,6 @@ from azure.core.rest import HttpRequest
 
 from dmscontract.clients import BATCH_API_VERSION
 
-# the Batch data-plane version every client of ours speaks (dmscontract.clients passes it to BatchClient)
-BATCH_API_VERSION = "2025-06-01"
 _ERRORS: dict[int, type[HttpResponseError]] = {401: ClientAuthenticationError, 404: ResourceNotFoundError,
                                                409: ResourceExistsError, 304: ResourceNotModifiedError}
 ENDED_JOB_CODES = ("JobCompleted", "JobNotActive", "JobBeingTerminated", "JobBeingDeleted")

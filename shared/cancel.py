@@ -10,37 +10,31 @@ writer of Batch state per run and makes a repeated or early cancel harmless.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from dmscontract.clients import Clients
 from shared.run_checks import CheckRequest, request_check
 from dmscontract.run_store import RunStore
-from dmscontract.status import is_terminal, now_iso, read_status, update_status
+from dmscontract.status import RunStatus, read_status, update_status
 
 
 class UnknownRunError(LookupError):
     """There is no run with that id to cancel."""
 
 
-def request_cancel(clients: Clients, run_id: str, reason: str | None = None) -> dict[str, Any]:
+def request_cancel(clients: Clients, run_id: str, reason: str | None = None) -> RunStatus:
     """Mark ``run_id`` for cancellation; a finished run is left as it is."""
     store = RunStore(clients.runs())
     if read_status(store, run_id) is None:
         raise UnknownRunError(f"there is no run {run_id!r} (no runs/{run_id}/status.json)")
 
-    def mark(status: dict[str, Any]) -> None:
-        if not is_terminal(status):
-            status.setdefault("cancel_requested_at", now_iso())
-            status.setdefault("cancel_reason", reason or "by request")
-
-    status = update_status(store, run_id, None, mark)
-    if not is_terminal(status):
+    status = update_status(store, run_id, lambda s: s.cancel_requested(reason))
+    if not status.terminal:
         request_check(clients, CheckRequest(run_id, reason="cancel"), take_stale=True)
     return status
 
 
-def cancelled_reason(status: dict[str, Any]) -> str:
-    return f"cancelled: {status.get('cancel_reason') or 'by request'}"
+def cancelled_reason(status: RunStatus) -> str:
+    return f"cancelled: {status.cancel_reason or 'by request'}"
 
 
 def decode_cancel(body: bytes) -> tuple[str, str | None]:

@@ -3,20 +3,18 @@
 Several checks of one run can finish it at once (a log upload's and the timer's), so the message is
 sent by whoever *claims* it first in ``status.json`` (``event_claim``, compare-and-swap on the ETag),
 then marked sent (``event_sent_at``). A claim whose holder died is taken over after
-``CLAIM_EXPIRES``, so the message is never lost; delivery stays at least once.
+``dmscontract.status.CLAIM_EXPIRES``, so the message is never lost; delivery stays at least once.
 """
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from dmscontract.clients import Clients
 from dmscontract.run_store import RunStore
-from dmscontract.status import now_iso, update_status
+from dmscontract.status import RunStatus, now_iso, update_status
 
-CLAIM_EXPIRES = timedelta(minutes=2)
 
 EVENT_SCHEMA_VERSION = 1
 
@@ -38,34 +36,14 @@ def emit_run_event(
     clients.queue(clients.settings.run_events_queue).send_message(json.dumps(event))
 
 
-def emit_run_event_once(clients: Clients, store: RunStore, run_id: str, manifest_url: str | None = None) -> dict[str, Any] | None:
+def emit_run_event_once(clients: Clients, store: RunStore, run_id: str, manifest_url: str | None = None) -> RunStatus | None:
     """Send the run's ``run-events`` message unless it was sent, or another check is sending it now.
 
     Returns the status after marking it sent, or None when this call sent nothing."""
     token = uuid.uuid4().hex
-
-    def claim(status: dict[str, Any]) -> None:
-        held = status.get("event_claim") or {}
-        if status.get("event_sent_at") or (held and not _expired(held.get("at"))):
-            return
-        status["event_claim"] = {"token": token, "at": now_iso()}
-
-    status = update_status(store, run_id, None, claim)
-    if status.get("event_sent_at") or (status.get("event_claim") or {}).get("token") != token:
+    status = update_status(store, run_id, lambda s: s.event_claimed(token))
+    if status.event_sent_at or status.event_claim is None or status.event_claim.token != token:
         return None
-    emit_run_event(clients, run_id, status["state"], status.get("reason"), manifest_url or status.get("manifest_url"),
-                   errors=status.get("errors"))
-
-    def sent(status: dict[str, Any]) -> None:
-        status.setdefault("event_sent_at", now_iso())
-        status.pop("event_claim", None)
-
-    return update_status(store, run_id, None, sent)
-
-
-def _expired(at: Any) -> bool:
-    try:
-        moment = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    return datetime.now(timezone.utc) - moment > CLAIM_EXPIRES
+    emit_run_event(clients, run_id, status.state, status.reason, manifest_url or status.manifest_url,
+                   errors=list(status.errors) if status.errors else None)
+    return update_status(store, run_id, lambda s: s.event_sent())

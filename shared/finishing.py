@@ -26,7 +26,7 @@ from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
 from dmscontract.run_layout import MANIFEST_BLOB, REQUEST_BLOB
 from dmscontract.run_store import RunStore
-from dmscontract.status import is_terminal, now_iso, read_status, update_status
+from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.finishing")
 
@@ -50,17 +50,17 @@ def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
     return ran.total_seconds() >= limit_seconds
 
 
-def _final_state(tasks: list[dict[str, Any]], status: dict[str, Any], limit_seconds: int | None,
+def _final_state(tasks: list[dict[str, Any]], status: RunStatus, limit_seconds: int | None,
                  kind: str | None = None) -> tuple[str, str | None]:
     """The run's final state and why, from its tasks' entries; its kind says which tasks decide (a BeoPEST
     run follows its master alone: workers are ended with it, and one that fails does no harm)."""
-    if is_terminal(status):  # ended before the tasks did (a submission that failed after its job existed): it stands
-        return status["state"], status.get("reason")
-    if status.get("cancel_requested_at"):
+    if status.terminal:  # ended before the tasks did (a submission that failed after its job existed): it stands
+        return status.state, status.reason
+    if status.cancel_requested_at:
         return "cancelled", cancelled_reason(status)
     run_kind = kind_for(kind or "single")
     tasks = run_kind.deciding_tasks(tasks)
-    if status.get("deadline_passed_at") or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
+    if status.deadline_passed_at or any(_hit_wall_clock(t, limit_seconds) for t in tasks):
         return "timed_out", "the run passed its wall-clock limit"
     failure = run_kind.failure(status)
     if failure:
@@ -105,7 +105,7 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     A run the reconciler gave up on (``gave_up_at``: its checks kept failing) already has its failed
     status and its event; it gets no manifest, and only its pool is released."""
     store = RunStore(clients.runs())
-    if run.status.get("gave_up_at"):
+    if run.status.gave_up_at:
         _release_pool(clients, run)
         return
     manifest = store.read(run.run_id, MANIFEST_BLOB).document
@@ -119,21 +119,16 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
     totals = manifest["totals"]
 
-    def final(status: dict[str, Any]) -> None:
-        if status.get("state") == manifest["status"]:  # else it ended otherwise meanwhile; its own reason stands
-            status["reason"] = manifest["reason"]
-        status.update(manifest_url=manifest_url, finished_at=manifest["finished_at"])
-        if manifest["started_at"]:  # a task can start and end between two ticks
-            status.setdefault("timestamps", {}).setdefault("running", manifest["started_at"])
-        status["tasks"] = {"total": totals["tasks"], "active": 0, "running": 0, "succeeded": totals["succeeded"], "failed": totals["failed"]}
-
-    status = update_status(store, run.run_id, manifest["status"], final)
-    if not status.get("event_sent_at") and emit_run_event_once(clients, store, run.run_id, manifest_url):
-        run_metrics.run_ended(run.kind, status["state"], status.get("reason"))
+    counts = TaskCounts(total=totals["tasks"], succeeded=totals["succeeded"], failed=totals["failed"])
+    # the manifest's reason unless the run ended otherwise meanwhile (its own reason stands)
+    status = update_status(store, run.run_id, lambda s: s.finished_with(manifest["status"], manifest["reason"], manifest_url,
+                                                                        manifest["finished_at"], manifest["started_at"], counts))
+    if not status.event_sent_at and emit_run_event_once(clients, store, run.run_id, manifest_url):
+        run_metrics.run_ended(run.kind, status.state, status.reason)
     _release_pool(clients, run)  # before the job ends, so a failed release is retried by the next check
     if run.job_state != "completed":  # every task completed before Batch ended the job by itself
-        end_job(clients, run, f"run {status['state']}")
-    log.info("run %s: %s; manifest at %s", run.run_id, status["state"], manifest_url)
+        end_job(clients, run, f"run {status.state}")
+    log.info("run %s: %s; manifest at %s", run.run_id, status.state, manifest_url)
 
 
 def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
@@ -149,7 +144,7 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
     batch = clients.batch
     request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
-    status = read_status(store, run.run_id) or {}
+    status = read_status(store, run.run_id) or RunStatus(run_id=run.run_id)
     raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
     outputs, logs, stderr = [], {}, {}
     outputs_prefix = f"{run.run_id}/outputs/"

@@ -35,7 +35,6 @@ trigger record a ``failed`` status on its last attempt.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 from azure.batch import models as bm
 from azure.storage.blob import BlobProperties
 
+from dmscontract.status import RunStatus
+
 MANIFEST_SCHEMA_VERSION = "1.0"
 SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CONNECTION|SAS|CREDENTIAL)", re.IGNORECASE)
 REDACTED = "***redacted***"
@@ -81,7 +83,7 @@ def output_entry(blob: BlobProperties, task_id: str, relative: str, url: str) ->
 
 def build_manifest(
     request: dict[str, Any],
-    status: dict[str, Any],
+    status: RunStatus,
     final_state: str,
     reason: str | None,
     tasks: list[dict[str, Any]],
@@ -99,7 +101,7 @@ def build_manifest(
         "reason": reason,
         "request": spec,
         "request_digest": digest(spec),
-        "submitted_at": (status.get("timestamps") or {}).get("submitted") or request.get("accepted_at"),
+        "submitted_at": status.timestamps.get("submitted") or request.get("accepted_at"),
         "started_at": min(starts) if starts else None,
         "finished_at": finished_at,
         "tasks": tasks,

@@ -33,7 +33,7 @@ from dmscontract.ids import is_valid_run_id
 from dmscontract.messages import UndecodableMessage, decode_body, take_trace_fields
 from dmscontract.run_store import RunStore
 from dmscontract.status import read_status
-from shared.submission import finish_unsubmitted, was_submitted
+from shared.submission import finish_unsubmitted
 
 log = logging.getLogger("dmsbatch.poisoned_requests")
 
@@ -68,7 +68,7 @@ def _settle(clients: Clients, store: RunStore, queue_name: str, content: str) ->
     if run_id is None:
         return None  # no run id of its own: nothing a status could be recorded under (moved there by the adapter)
     status = read_status(store, run_id)
-    if status and (was_submitted(status) or status.get("event_sent_at")):
+    if status and (status.was_submitted or status.event_sent_at):
         return None  # under way, or over and announced (a run over but unannounced gets its run-events message)
     problem = (f"the run request was moved to {queue_name} after the Functions host's attempts to submit it did not "
                "finish (timed out or crashed); post it again under a new run id once the cause is fixed")
@@ -76,7 +76,7 @@ def _settle(clients: Clients, store: RunStore, queue_name: str, content: str) ->
     with tracing.run_span("dmsbatch.poisoned_request", run_id, parent=tracing.parent_for(trace, f"run:{run_id}"),
                           kind=SpanKind.CONSUMER, queue=queue_name):
         status = finish_unsubmitted(clients, run_id, "failed", REASON, [problem])
-        log.error("run %s: %s (now %s)", run_id, problem, status.get("state"))
+        log.error("run %s: %s (now %s)", run_id, problem, status.state)
     return run_id
 
 

@@ -16,10 +16,9 @@ put in the job's metadata (the reconciler keeps no state, so this is how it know
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -36,9 +35,9 @@ from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, M
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
 from shared.run_observation import NO_COUNTS, PoolOutlook, RunObservation
 from dmscontract.run_store import RunStore
-from dmscontract.run_layout import REQUEST_BLOB, STATUS_BLOB
-from dmscontract.status import is_terminal, now_iso, read_status, update_status
-from shared.submission import grow_idle_pool, was_submitted
+from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, replace_status, update_status
+from shared.submission import grow_idle_pool
 
 __all__ = ["PoolOutlook", "RunObservation", "check_run", "decide", "task_summary"]
 
@@ -62,15 +61,15 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
     meta = job.metadata
     if meta.get(META_RUN_ID) != request.run_id:
         return None  # not this run's job
-    status = read_status(store, request.run_id) or {}
+    status = read_status(store, request.run_id) or RunStatus(run_id=request.run_id)
     counted = dict(NO_COUNTS)
     if job.state != "completed":  # a completed job's tasks are listed once, for the manifest
         counts = batch.get_job_task_counts(job.job_id).task_counts
         counted = {"active": counts.active, "running": counts.running, "completed": counts.completed,
                    "succeeded": counts.succeeded, "failed": counts.failed}
     kind = meta.get(META_KIND, "single")
-    waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not is_terminal(status)
-    watching = job.state == "active" and not is_terminal(status)
+    waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not status.terminal
+    watching = job.state == "active" and not status.terminal
     return RunObservation(
         run_id=request.run_id, job_id=job.job_id, pool_id=job.pool_id,
         deadline=datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None,
@@ -90,17 +89,17 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     if run.job_state == "completed":
         # Batch ended the job (every task completed, or it was terminated): finish the run, unless a check
         # already did (a log upload's and the timer's both come for it)
-        return None if finished(run.status) else "finish"
+        return None if run.status.finished else "finish"
     if run.job_state != "active":
         return None  # terminating, disabled, being deleted: a later check sees where it ends
     counts = run.counts
     total = counts["active"] + counts["running"] + counts["completed"]
     all_done = total > 0 and counts["completed"] == total
-    if is_terminal(run.status):
+    if run.status.terminal:
         # Ended before its tasks did: a submission that failed after its job existed, a pool that cannot run
         # them, a run given up on. Its tasks are ended (the job terminated), then the manifest is written.
         return "finish" if all_done else "end_run"
-    if run.status.get("cancel_requested_at"):
+    if run.status.cancel_requested_at:
         return "finish" if all_done else "end_run"
     overdue = run.deadline is not None and now > run.deadline
     if overdue and not (all_done and total >= run.expected_tasks):
@@ -114,45 +113,39 @@ def decide(run: RunObservation, now: datetime) -> str | None:
         return None  # tasks not added yet: the (re)delivered request adds them
     if run.pool.start_task_failure:
         return "fail_on_pool"
-    if run.pool.no_nodes_to_come and not run.status.get("waiting_for_nodes"):
+    if run.pool.no_nodes_to_come and not run.status.waiting_for_nodes:
         return "grow_pool"
     started = counts["running"] + counts["completed"] > 0
-    if dict(run.status.get("tasks") or {}) != task_summary(run) or (started and run.status.get("state") == "submitted"):
+    if run.status.tasks != task_summary(run) or (started and run.status.state == "submitted"):
         return "progress"
     return None
 
 
-def finished(status: dict[str, Any]) -> bool:
-    """The run's end is recorded in full: its event sent, its manifest written (or given up on)."""
-    return is_terminal(status) and bool(status.get("event_sent_at")) and bool(status.get("manifest_url") or status.get("gave_up_at"))
-
-
 # ---- act ---------------------------------------------------------------------------------
-def task_summary(run: RunObservation) -> dict[str, int]:
+def task_summary(run: RunObservation) -> TaskCounts:
     """status.json's task counts; tasks not added yet (a sweep being submitted) count as active."""
     counts = run.counts
     added = counts["active"] + counts["running"] + counts["completed"]
     pending = max(run.expected_tasks - added, 0)
-    return {"total": added + pending, "active": counts["active"] + pending, "running": counts["running"],
-            "succeeded": counts["succeeded"], "failed": counts["failed"]}
+    return TaskCounts(total=added + pending, active=counts["active"] + pending, running=counts["running"],
+                      succeeded=counts["succeeded"], failed=counts["failed"])
 
 
 def record_progress(clients: Clients, run: RunObservation) -> None:
     started = run.counts["running"] + run.counts["completed"] > 0
-    update_status(RunStore(clients.runs()), run.run_id, "running" if started else None,
-                  lambda s: s.update(tasks=task_summary(run)))
+    update_status(RunStore(clients.runs()), run.run_id, lambda s: s.progressed(task_summary(run), started))
 
 
 def time_out_run(clients: Clients, run: RunObservation) -> None:
     """Past the run's wall-clock limit: say why, then end the job (its tasks with it)."""
-    update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.setdefault("deadline_passed_at", now_iso()))
+    update_status(RunStore(clients.runs()), run.run_id, lambda s: s.deadline_passed())
     end_job(clients, run, "run timed out")
     log.info("run %s: passed its wall-clock limit; its job was terminated", run.run_id)
 
 
 def end_run(clients: Clients, run: RunObservation) -> None:
-    end_job(clients, run, f"run {run.status.get('state') or 'ended'}" if is_terminal(run.status) else
-            ("run cancelled" if run.status.get("cancel_requested_at") else "run ended"))
+    end_job(clients, run, f"run {run.status.state or 'ended'}" if run.status.terminal else
+            ("run cancelled" if run.status.cancel_requested_at else "run ended"))
 
 
 def grow_pool(clients: Clients, run: RunObservation) -> None:
@@ -168,14 +161,14 @@ def grow_pool(clients: Clients, run: RunObservation) -> None:
     # one): say so once, where the modeller looks, instead of trying again on every check until the deadline.
     note = (f"pool '{run.pool_id}' has no nodes and this run's spec gives it none; resize the pool "
             "(or cancel the run), or the run times out at its deadline")
-    update_status(store, run.run_id, None, lambda s: s.setdefault("waiting_for_nodes", note))
+    update_status(store, run.run_id, lambda s: s.waiting_for(note))
 
 
 def fail_on_pool(clients: Clients, run: RunObservation) -> None:
     """A pool that cannot run anything fails the run now, not at its deadline; its job is ended, and the
     check that sees it completed writes the manifest."""
     reason = run.pool.start_task_failure
-    update_status(RunStore(clients.runs()), run.run_id, "failed", lambda s: s.setdefault("reason", reason))
+    update_status(RunStore(clients.runs()), run.run_id, lambda s: s.ended("failed", reason))
     log.warning("run %s: %s", run.run_id, reason)
     end_job(clients, run, "run failed")
 
@@ -233,8 +226,8 @@ def check_run(clients: Clients, request: CheckRequest, now: datetime | None = No
         if action is not None:
             with action_span(run, action):
                 action_for(run, action)(clients, run)
-        if run.status.get("check_failures"):  # a check got through: the run is no longer in trouble
-            update_status(RunStore(clients.runs()), run.run_id, None, lambda s: s.pop("check_failures", None))
+        if run.status.check_failures:  # a check got through: the run is no longer in trouble
+            update_status(RunStore(clients.runs()), run.run_id, lambda s: s.check_recovered())
         if _follow_up_due(request, run, action):
             request_check(clients, CheckRequest(run.run_id, reason="follow_up"), delay=FOLLOW_UP_SECONDS)
         run_metrics.check_done(request.reason, action, "ok")
@@ -259,9 +252,9 @@ def _no_job(clients: Clients, request: CheckRequest) -> None:
     """No job for this run: not submitted yet (nothing to do), or deleted behind the backend's back."""
     store = RunStore(clients.runs())
     status = read_status(store, request.run_id)
-    if status is None or is_terminal(status) or not was_submitted(status):
+    if status is None or status.terminal or not status.was_submitted:
         return  # submission has not created it yet, or the run is over (its job may have been deleted since)
-    give_up(clients, request.run_id, f"its Batch job {status.get('job_id') or '?'} no longer exists "
+    give_up(clients, request.run_id, f"its Batch job {status.job_id or '?'} no longer exists "
                                      "(deleted outside dmsbatch); the run cannot be followed any further")
 
 
@@ -282,9 +275,8 @@ def _failed_check(clients: Clients, request: CheckRequest, exc: Exception) -> bo
     log.warning("run %s: check failed (attempt %d), again in %d s: %s", request.run_id, attempts, delay, error,
                 extra={"run_id": request.run_id})
     try:
-        update_status(RunStore(clients.runs()), request.run_id, None, lambda s: s.update(check_failures={
-            "attempts": attempts, "last_error": error, "last_at": now_iso(),
-            "next_at": (datetime.now(timezone.utc) + timedelta(seconds=delay)).isoformat(timespec="seconds").replace("+00:00", "Z")}))
+        next_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        update_status(RunStore(clients.runs()), request.run_id, lambda s: s.check_failed(attempts, error, next_at))
     except Exception as recording:  # noqa: BLE001 - an unreadable status.json: the retry (and give_up) still happen
         log.warning("run %s: could not record the failed check: %s", request.run_id, recording)
     request_check(clients, request.retry(), delay=delay, force=True)
@@ -297,19 +289,14 @@ def give_up(clients: Clients, run_id: str, reason: str) -> None:
     A status that cannot be read is replaced by one that says why, so the run is never left without one."""
     store = RunStore(clients.runs())
 
-    def failed(status: dict[str, Any]) -> None:
-        status.setdefault("reason", reason)
-        status.setdefault("gave_up_at", now_iso())
-        status.pop("check_failures", None)
-
     try:
-        status = update_status(store, run_id, "failed", failed)
-    except ValueError:  # not JSON (json.JSONDecodeError is a ValueError): start it again, with the reason
-        status = {"schema_version": 1, "run_id": run_id, "state": "failed", "reason": reason, "gave_up_at": now_iso(),
-                  "timestamps": {"failed": now_iso()}, "updated_at": now_iso()}
-        store.container.get_blob_client(store.blob_name(run_id, STATUS_BLOB)).upload_blob(
-            json.dumps(status, indent=2).encode(), overwrite=True)
-    if not status.get("event_sent_at"):
+        status = update_status(store, run_id, lambda s: s.given_up(reason))
+    except ValueError:  # not JSON, or not a status document (StatusError): start it again, with the reason
+        now = now_iso()
+        status = RunStatus(run_id=run_id, state="failed", reason=reason, gave_up_at=now, timestamps={"failed": now}, updated_at=now,
+                           keys=("schema_version", "run_id", "state", "reason", "gave_up_at", "timestamps", "updated_at"))
+        replace_status(store, status)
+    if not status.event_sent_at:
         emit_run_event_once(clients, store, run_id)
     try:
         batch_ops.terminate_job(clients.batch, job_id(clients.settings.job_prefix, run_id), "run failed: the reconciler gave up")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dmscontract.status import RunStatus
+
 
 @dataclass(frozen=True)
 class PoolOutlook:
@@ -31,7 +33,7 @@ class RunObservation:
     deadline: datetime | None
     when_done: str
     counts: dict[str, int]
-    status: dict[str, Any]
+    status: RunStatus  # its status.json (an empty one while it has none)
     expected_tasks: int = 0  # how many tasks submission adds (job metadata); a sweep's arrive 100 at a time
     kind: str = "single"  # the run kind (job metadata)
     kind_observation: Any = None  # what the run's kind observed beyond task counts (``RunKind.observe``), if anything

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.batch import BatchClient
@@ -45,7 +45,7 @@ from dmscontract.run_store import RunStore
 from shared.run_urls import SAS_MARGIN_HOURS, run_urls
 from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
 from dmscontract.spec import SpecError
-from dmscontract.status import is_terminal, now_iso, update_status
+from dmscontract.status import RunStatus, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
 
@@ -72,7 +72,7 @@ def received_run_request(queue: str, body: bytes, message_id: str, dequeue_count
         yield
 
 
-def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
+def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
     """Validate, record and submit one run; return its status document.
 
     Raises ``PermanentRunError`` for a spec that can never run; any other
@@ -84,14 +84,14 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
     record = _stored_request(clients, store, request)
     spec = record["spec"]
 
-    status = update_status(store, run_id, "accepted", lambda s: s.update(name=spec.get("name") or run_id, kind=spec["kind"]))
+    status = update_status(store, run_id, lambda s: s.accepted(spec.get("name") or run_id, spec["kind"]))
     tracing.annotate(run_kind=spec["kind"], run_name=spec.get("name") or run_id)
-    if is_terminal(status) or (status.get("timestamps") or {}).get("submitted"):
-        tracing.annotate(redelivery=True, run_state=status.get("state"))
+    if status.terminal or status.was_submitted:
+        tracing.annotate(redelivery=True, run_state=status.state)
         return status  # a redelivery of a run that is already under way or done
     # (not the state alone: a sweep's first members can run, and the reconciler mark the run
     # running, before its last collection is added; a redelivery then adds the rest)
-    if status.get("cancel_requested_at"):
+    if status.cancel_requested_at:
         return finish_unsubmitted(clients, run_id, "cancelled", cancelled_reason(status))
 
     accepted_at = datetime.fromisoformat(record["accepted_at"].replace("Z", "+00:00"))
@@ -138,12 +138,7 @@ def submit_run(clients: Clients, request: RunRequest) -> dict[str, Any]:
         if getattr(exc.error, "code", None) != "PoolBeingResized":
             raise
 
-    def submitted(s: dict[str, Any]) -> None:
-        s.update(job_id=plan.job.id, pool_id=plan.pool_id, deadline=deadline.isoformat())
-        s.setdefault("timestamps", {}).setdefault("submitted", now_iso())  # also when the run is already running
-        s.setdefault("tasks", {"total": len(plan.tasks), "active": len(plan.tasks), "running": 0, "succeeded": 0, "failed": 0})
-
-    status = update_status(store, run_id, "submitted", submitted)
+    status = update_status(store, run_id, lambda s: s.submitted(plan.job.id, plan.pool_id, deadline.isoformat(), len(plan.tasks)))
     run_metrics.run_started(spec["kind"], len(plan.tasks))
     return status
 
@@ -276,7 +271,7 @@ def _read_input_files(store: RunStore, run_id: str, spec: dict[str, Any]) -> dic
     return files
 
 
-def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> dict[str, Any]:
+def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> RunStatus:
     """End a run that never reached Batch: final status with the reason, then one run-events message.
 
     A run whose submission completed is left as it is: a late or duplicate message must not turn a run
@@ -285,28 +280,17 @@ def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, e
     it failed the first time (this is how a redelivery or the poison-queue sweep completes it).
     """
     store = RunStore(clients.runs())
-
-    def end(status: dict[str, Any]) -> None:
-        status.setdefault("reason", reason)
-        if errors:
-            status.setdefault("errors", errors)
-
-    status = update_status(store, run_id, state, end, unless=lambda s: is_terminal(s) or was_submitted(s))
-    if was_submitted(status):
-        log.info("run %s: already submitted (%s); not marking it %s (%s)", run_id, status.get("state"), state, reason)
+    status = update_status(store, run_id, lambda s: s.ended(state, reason, errors), unless=lambda s: s.terminal or s.was_submitted)
+    if status.was_submitted:
+        log.info("run %s: already submitted (%s); not marking it %s (%s)", run_id, status.state, state, reason)
         return status
-    sent = None if status.get("event_sent_at") else emit_run_event_once(clients, store, run_id)
+    sent = None if status.event_sent_at else emit_run_event_once(clients, store, run_id)
     if sent is not None:
         status = sent
-        run_metrics.run_ended(status.get("kind"), status["state"], status.get("reason"))
+        run_metrics.run_ended(status.kind, status.state, status.reason)
     return status
 
 
-def was_submitted(status: dict[str, Any] | None) -> bool:
-    """Whether the run's submission completed (its job and tasks exist), whatever its state now."""
-    return bool(((status or {}).get("timestamps") or {}).get("submitted"))
-
-
-def reject_run(clients: Clients, error: PermanentRunError) -> dict[str, Any]:
+def reject_run(clients: Clients, error: PermanentRunError) -> RunStatus:
     """Record a run that can never succeed: failed status naming each problem, and a run-events message."""
     return finish_unsubmitted(clients, error.run_id, "failed", error.reason, error.errors)

@@ -24,13 +24,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from azure.batch import models as bm
+
 from dmscontract.kinds.base import KindSpec
 from shared.task_models import RunUrls
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient
 
-    from dmscontract.clients import Clients
+    from dmscontract.clients import Clients  # noqa: F401 - named in Action
+    from dmscontract.status import RunStatus
 
 # what a check knows about a run (shared.run_observation.RunObservation); typed loosely here so that a
 # kind does not import the reconciler's modules
@@ -89,7 +91,7 @@ class RunKind(KindSpec):
         return False
 
     def observe(self, batch: "BatchClient", job_id: str, metadata: Mapping[str, str], counts: Mapping[str, int],
-                status: Mapping[str, Any]) -> Any:
+                status: "RunStatus") -> Any:
         """What ``decide`` needs beyond task counts (None: nothing); asked while the job is active."""
         return None
 
@@ -102,7 +104,7 @@ class RunKind(KindSpec):
         """The manifest's task entries the run's final state follows."""
         return tasks
 
-    def failure(self, status: Mapping[str, Any]) -> str | None:
+    def failure(self, status: "RunStatus") -> str | None:
         """Why the finished run failed whatever its tasks' exit codes (None: its tasks decide)."""
         return None
 

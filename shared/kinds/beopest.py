@@ -52,7 +52,7 @@ from shared.kinds.base import Observation, PlanContext, RunKind
 from dmscontract.run_layout import REQUEST_BLOB
 from dmscontract.run_store import RunStore
 from shared.run_urls import run_urls
-from dmscontract.status import now_iso, update_status
+from dmscontract.status import RunStatus, now_iso, update_status
 from shared.task_models import RunUrls, batch_task
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ MIN_WORKER_DIGITS = 3
 META_BEOPEST = "dmsbatch_beopest"  # job metadata: {"port", "workers", "host_timeout", "host_pattern"} as JSON
 META_CHAINED = "dmsbatch_beopest_chained"  # job metadata, once the workers are added: the timer stops watching the master
 HOST_VARIABLE, MASTER_VARIABLE, PORT_VARIABLE, WORKER_INDEX_VARIABLE = BEOPEST_VARIABLES
+SECTION = "beopest"  # its part of status.json: {master, workers, found_at} once chained, {error, failed_at} if it fails
 STDOUT_WINDOW = 64 * 1024  # the most of the master's stdout.txt read per look
 # a host name, IPv4 or IPv6 address: what a worker can be pointed at
 HOST_TEXT = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,253}$")
@@ -195,7 +196,7 @@ class BeopestObservation:
 
 
 def observe(batch: BatchClient, job_id: str, metadata: dict[str, str], counts: dict[str, int],
-            status: dict[str, Any]) -> BeopestObservation:
+            status: RunStatus) -> BeopestObservation:
     """Read what the decision needs, and no more.
 
     Workers running (recorded in status.json) and no task completed: nothing (the
@@ -204,7 +205,7 @@ def observe(batch: BatchClient, job_id: str, metadata: dict[str, str], counts: d
     stdout (one ranged request of at most 64 KiB).
     """
     settings = json.loads(metadata.get(META_BEOPEST) or "{}")
-    section = status.get("beopest") or {}
+    section = status.kind_section(SECTION)
     seen = BeopestObservation(port=int(settings.get("port") or 0), workers=int(settings.get("workers") or 0),
                               host_timeout=int(settings.get("host_timeout") or 600), host_pattern=settings.get("host_pattern"),
                               chained=bool(section.get("master")), error=section.get("error"))
@@ -286,12 +287,13 @@ def record_failure(clients: "Clients", run: Observation, reason: str | None = No
     """Record why the run fails (once: the first reason stays); the caller then ends its unfinished tasks."""
     reason = reason or failure_reason(run.kind_observation)
 
-    def fail(status: dict[str, Any]) -> None:
-        section = status.setdefault("beopest", {})
-        if not section.get("error"):
-            section.update(error=reason, failed_at=now_iso())
+    def fail(status: RunStatus) -> RunStatus:
+        section = status.kind_section(SECTION)
+        if section.get("error"):
+            return status
+        return status.with_kind_section(SECTION, {**section, "error": reason, "failed_at": now_iso()})
 
-    update_status(RunStore(clients.runs()), run.run_id, None, fail)
+    update_status(RunStore(clients.runs()), run.run_id, fail)
 
 
 def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None) -> RunUrls:
@@ -314,11 +316,12 @@ def chain_workers(clients: "Clients", run: Observation) -> None:
         return
     address = f"{host}:{spec['beopest']['port']}"
 
-    def chained(status: dict[str, Any]) -> None:
-        if not (status.get("beopest") or {}).get("master"):
-            status["beopest"] = {"master": address, "workers": len(tasks), "found_at": now_iso()}
+    def chained(status: RunStatus) -> RunStatus:
+        if status.kind_section(SECTION).get("master"):
+            return status
+        return status.with_kind_section(SECTION, {"master": address, "workers": len(tasks), "found_at": now_iso()})
 
-    update_status(store, run.run_id, None, chained)
+    update_status(store, run.run_id, chained)
     # Every task is now added: Batch may end the job with its last task, and the timer need not look at
     # the master on every tick any more (its end comes as a log upload, or in the staggered looks).
     batch_ops.end_job_with_its_tasks(clients.batch, run.job_id, {**run.metadata, META_CHAINED: address})
@@ -329,9 +332,9 @@ def watched_every_tick(metadata: dict[str, str]) -> bool:
     return bool(metadata.get(META_BEOPEST)) and not metadata.get(META_CHAINED)
 
 
-def run_failure(status: dict[str, Any]) -> str | None:
+def run_failure(status: RunStatus) -> str | None:
     """Why a finished BeoPEST run failed regardless of its master's exit code, or None."""
-    section = status.get("beopest") or {}
+    section = status.kind_section(SECTION)
     if section.get("error"):
         return section["error"]
     if not section.get("master"):
@@ -371,8 +374,8 @@ class Beopest(BeopestSpec, RunKind):
         return watched_every_tick(metadata)
 
     def observe(self, batch: BatchClient, job_id: str, metadata: Mapping[str, str], counts: Mapping[str, int],
-                status: Mapping[str, Any]) -> BeopestObservation:
-        return observe(batch, job_id, dict(metadata), dict(counts), dict(status))
+                status: RunStatus) -> BeopestObservation:
+        return observe(batch, job_id, dict(metadata), dict(counts), status)
 
     def decide(self, run: Observation, now: datetime) -> str | None:
         return decide(run, now)
@@ -381,7 +384,7 @@ class Beopest(BeopestSpec, RunKind):
         return deciding_tasks(tasks)
 
     def failure(self, status: Mapping[str, Any]) -> str | None:
-        return run_failure(dict(status))
+        return run_failure(status)
 
 
 KIND = Beopest()

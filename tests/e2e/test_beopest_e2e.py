@@ -31,6 +31,7 @@ from shared.submission import submit_run
 from tests.support.beopest import NOW, section
 from tests.support.paths import REPO_ROOT
 from tests.support.runs import events_for, post_spec, unique_run_id, run_story, wait_for_final_status
+from dmscontract.status import RunStatus
 
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
@@ -131,7 +132,7 @@ def test_chaining_the_workers_again_adds_nothing(clients, store, batch_client):
         seen = BeopestObservation(port=4100, workers=3, host_timeout=600, host_pattern=None, chained=False, error=None,
                                   master_state="running", search=HostSearch(host="127.0.2.9"))
         run = RunObservation(run_id=run_id, job_id=f"run-{run_id}", pool_id=pool, deadline=NOW + timedelta(days=1), when_done="keep",
-                             counts={}, status={}, kind="beopest", kind_observation=seen)
+                             counts={}, status=RunStatus(run_id=run_id), kind="beopest", kind_observation=seen)
         beopest.chain_workers(clients, run)
         first = store.read(run_id, "status.json").document["beopest"]
         beopest.chain_workers(clients, run)

@@ -13,6 +13,7 @@ from local.batch import DEV_BATCH_ACCOUNT_KEY
 from local.processes import free_port
 from tests.support.cli import dms, dms_process
 from tests.support.cli_config import AZURITE_KEY, WRONG_KEY, no_secrets, no_part_of_the_key
+from tests.support.runs import status_json
 
 
 def ini_for(stack, path: Path, storage_key: str = AZURITE_KEY, batch_key: str = DEV_BATCH_ACCOUNT_KEY, **extra: str) -> Path:
@@ -124,7 +125,7 @@ def test_logs_of_a_running_task_with_a_malformed_batch_key_is_a_config_error_not
     spec = tmp_path / "slow.yaml"
     spec.write_text("name: slow\ncommand: for i in $(seq 1 30); do echo \"step $i\"; sleep 1; done\n")
     run_id = dms("submit", spec, stack=stack).stdout.splitlines()[0]
-    wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
+    wait_until(lambda: (status_json(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
     ini = ini_for(stack, tmp_path / "badbatch.ini", batch_key=NOT_BASE64)
     for argv in (["logs", run_id], ["logs", run_id, "--follow"]):
         outcome = dms_process("--config", ini, *argv, timeout=60)

@@ -16,10 +16,10 @@ import zlib
 
 import pytest
 
-from dmscontract.status import read_status
+
 from tests.support.cli import dms, dmsbatch_argv, process_env, write_study, HISTORICAL
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import blob_exists, unique_run_id
+from tests.support.runs import blob_exists, status_json, unique_run_id
 from tests.support.waiting import wait_until
 
 
@@ -232,7 +232,7 @@ def test_logs_follow_prints_lines_while_the_task_runs_then_the_rest(stack, clien
                                 stderr=subprocess.PIPE, text=True, env=process_env(stack), cwd=REPO_ROOT)
     states_at_lines = []
     for line in follower.stdout:
-        states_at_lines.append((line.strip(), (read_status(store, run_id) or {}).get("state")))
+        states_at_lines.append((line.strip(), (status_json(store, run_id) or {}).get("state")))
     assert follower.wait(timeout=60) == 0, follower.stderr.read()
     assert [line for line, _ in states_at_lines] == [f"step {i}" for i in range(1, 7)]
     assert states_at_lines[0][1] in ("submitted", "running"), "the first line came from the node while the task ran"
@@ -257,7 +257,7 @@ def test_cancel_ends_a_running_run_and_says_why(stack, store, tmp_path):
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW.replace("1 2 3 4 5 6", "$(seq 1 120)"))
     run_id = run_id_of(dms("submit", spec, stack=stack))
-    wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
+    wait_until(lambda: (status_json(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
     outcome = dms("cancel", run_id, "--reason", "wrong boundary file", "--wait", stack=stack)
     assert outcome.exit_code == 0, outcome
     assert f"cancel requested for run {run_id} (running)" in outcome.stdout
@@ -308,7 +308,7 @@ def test_results_of_an_unfinished_run_say_to_wait(stack, clients, store, tmp_pat
     spec = tmp_path / "slow.yaml"
     spec.write_text(SLOW)
     run_id = run_id_of(dms("submit", spec, stack=stack))
-    wait_until(lambda: read_status(store, run_id), 30, what="the request to be taken in")
+    wait_until(lambda: status_json(store, run_id), 30, what="the request to be taken in")
     outcome = dms("results", run_id, stack=stack)
     assert outcome.exit_code == 2 and "has no manifest yet" in outcome.stderr and f"`dmsbatch wait {run_id}`" in outcome.stderr
     assert dms("wait", run_id, stack=stack).exit_code == 0

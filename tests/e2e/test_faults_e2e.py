@@ -41,9 +41,9 @@ from local.storage_faults.admin import StorageFaultsAdmin
 from dmscontract.clients import Clients
 from dmscontract.run_store import RunStore
 from dmscontract.settings import Settings
-from dmscontract.status import TERMINAL_STATES, read_status
+from dmscontract.status import TERMINAL_STATES
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, submit_study
+from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, status_json, submit_study
 from tests.support.waiting import wait_until
 from tests.support.telemetry import metric_points
 
@@ -168,12 +168,12 @@ def run_all(clients: Clients, phase: Phase, faults: "FaultPeriod | None" = None)
     while any(run.seconds is None for run in phase.runs) or (faults is not None and faults.on):
         elapsed = time.monotonic() - started
         assert elapsed < RUN_TIMEOUT, f"{phase.name}: runs still going after {RUN_TIMEOUT}s: " + "; ".join(
-            run_story(store, r.run_id, read_status(store, r.run_id)) for r in phase.runs if r.seconds is None)
+            run_story(store, r.run_id, status_json(store, r.run_id)) for r in phase.runs if r.seconds is None)
         if faults is not None and faults.on and elapsed >= FAULT_SECONDS:
             faults.end(phase)
         for run in phase.runs:
             if run.seconds is None:
-                status = read_status(store, run.run_id) or {}
+                status = status_json(store, run.run_id) or {}
                 if status.get("state") in TERMINAL_STATES and status.get("event_sent_at"):
                     run.seconds = round(time.monotonic() - run.posted_at, 1)
         time.sleep(0.5)
@@ -209,7 +209,7 @@ class FaultPeriod:
 def check_runs(clients: Clients, phase: Phase) -> None:
     store = RunStore(clients.runs())
     for run in phase.runs:
-        status = read_status(store, run.run_id) or {}
+        status = status_json(store, run.run_id) or {}
         story = f"{phase.name} {run.kind}: " + run_story(store, run.run_id, status)
         assert status["state"] == "succeeded", story
         noise = {k: status[k] for k in ("reason", "errors", "waiting_for_nodes", "deadline_passed_at", "cancel_requested_at")

@@ -37,11 +37,11 @@ from local import stack as local_stack
 from local.batch.admin import BatchAdmin
 from dmscontract.clients import Clients
 from dmscontract.settings import Settings
-from dmscontract.status import read_status
+
 from dmscontract.run_store import RunStore
 from shared.intake import accept_dropped_zip, run_id_for_drop
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import blob_exists, post_raw, run_story, wait_for_final_status
+from tests.support.runs import blob_exists, post_raw, run_story, status_json, wait_for_final_status
 from tests.support.waiting import wait_until
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -181,7 +181,7 @@ def test_a_named_file_bigger_than_the_copy_out_limit_fails_the_drop_with_what_to
     small = Clients(dataclasses.replace(clients.settings, zip_extract_max_bytes=1000))
 
     run_id = accept_dropped_zip(small, container, name, etag)
-    status = read_status(store, run_id)
+    status = status_json(store, run_id)
     assert status["state"] == "failed" and status["reason"] == "the dropped zip is invalid"
     program_size = (EXAMPLES / "ptm-sweep" / "inputs" / "ptm").stat().st_size
     assert program_size > 1000  # ptm.inp and the stand-in tidefile are smaller, and are not mentioned
@@ -263,7 +263,7 @@ def test_a_host_killed_mid_submission_leaves_exactly_the_members_after_restart(t
         post_raw(clients, clients.settings.run_requests_queue, body)
 
         def submitted():  # submission completed; the pool is grown back for the run, so it may already be running or over
-            status = read_status(store, run_id)
+            status = status_json(store, run_id)
             done = status and (status.get("timestamps") or {}).get("submitted") and status.get("state") in ("submitted", "running", "succeeded")
             return status if done and status["tasks"]["total"] == 1000 else None
 

@@ -19,8 +19,8 @@ from dmscontract.clients import Clients
 from dmscontract.ids import run_id_for_message
 from shared.poisoned_requests import RECEIVE_LIMIT, settle_poisoned_requests
 from shared.provision import ensure_storage
-from dmscontract.status import read_status, update_status
-from tests.support.runs import events_for, post_raw, post_spec, unique_run_id, wait_for_final_status
+from dmscontract.status import update_status
+from tests.support.runs import events_for, post_raw, post_spec, status_json, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
 
@@ -30,7 +30,7 @@ def as_host_leaves_it(document: dict) -> str:
 
 def test_a_run_whose_request_was_poisoned_without_a_status_is_failed_with_the_reason(clients, store):
     run_id = unique_run_id("poisoned")
-    update_status(store, run_id, "accepted")  # attempts began, then every one of them timed out
+    update_status(store, run_id, lambda s: s.moved_to("accepted"))  # attempts began, then every one of them timed out
     poison = clients.queue_service.get_queue_client(clients.settings.run_requests_poison_queue)
     settled = clients.queue_service.get_queue_client(clients.settings.settled_poison_queue)
     text = as_host_leaves_it({"run_id": run_id, "command": "hydro hydro.inp"})
@@ -65,8 +65,8 @@ def test_a_long_poison_queue_is_settled_once_each_and_later_ticks_cost_one_reque
     queues = own.queue_service
     poison, settled = queues.get_queue_client(own.settings.run_requests_poison_queue), queues.get_queue_client(own.settings.settled_poison_queue)
     done = unique_run_id("done")
-    update_status(store, done, "submitted")  # a run that went through, as the reconciler leaves it
-    update_status(store, done, "succeeded", lambda s: s.update(event_sent_at="2026-11-24T00:00:00Z"))
+    update_status(store, done, lambda s: s.moved_to("submitted"))  # a run that went through, as the reconciler leaves it
+    update_status(store, done, lambda s: s.moved_to("succeeded").event_sent())
     # more messages than one tick takes, none needing anything, then undecodable ones, then a run never recorded
     for _ in range(RECEIVE_LIMIT + 3):
         poison.send_message(as_host_leaves_it({"run_id": done, "command": "true"}))
@@ -77,8 +77,8 @@ def test_a_long_poison_queue_is_settled_once_each_and_later_ticks_cost_one_reque
 
     first, second = settle_poisoned_requests(own), settle_poisoned_requests(own)
     assert first + second == [lost]
-    assert read_status(store, lost)["state"] == "failed"
-    assert read_status(store, done)["state"] == "succeeded"
+    assert status_json(store, lost)["state"] == "failed"
+    assert status_json(store, done)["state"] == "succeeded"
     count = lambda queue: queue.get_queue_properties().approximate_message_count  # noqa: E731
     assert (count(poison), count(settled)) == (0, RECEIVE_LIMIT + 6), "every message moved once, kept for people to inspect"
 
@@ -97,13 +97,13 @@ def test_a_long_poison_queue_is_settled_once_each_and_later_ticks_cost_one_reque
 def test_a_run_failed_before_its_run_events_message_could_be_sent_gets_it_from_the_sweep(clients, store):
     # the last attempt recorded the failure, then the queue refused the event and the host poisoned the message
     run_id = unique_run_id("unannounced")
-    update_status(store, run_id, "failed", lambda s: s.update(reason="the spec is not valid", errors=["command: required"]))
+    update_status(store, run_id, lambda s: s.ended("failed", "the spec is not valid", ["command: required"]))
     own = own_queues(clients)
     poison = own.queue_service.get_queue_client(own.settings.run_requests_poison_queue)
     poison.send_message(as_host_leaves_it({"run_id": run_id}))
 
     assert settle_poisoned_requests(own) == [run_id]
-    status = read_status(store, run_id)
+    status = status_json(store, run_id)
     assert (status["state"], status["reason"], status["errors"]) == ("failed", "the spec is not valid", ["command: required"])
     assert status["event_sent_at"]
     [event] = events_for(clients, run_id)

@@ -13,10 +13,10 @@ from azure.batch import models as bm
 
 from shared import batch_ops
 from dmscontract.messages import RunRequest
-from dmscontract.status import read_status
+
 from shared.submission import reject_run, submit_run
 from dmscontract.errors import PermanentRunError
-from tests.support.runs import post_spec, run_story, unique_run_id, wait_for_final_status
+from tests.support.runs import post_spec, run_story, status_json, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
 
@@ -44,9 +44,9 @@ def test_a_run_waiting_on_a_pool_shrunk_by_hand_gets_its_nodes_back(clients, sto
     pool_id = f"shrunk-{uuid.uuid4().hex[:8]}"
     running, waiting = unique_run_id("requeued"), unique_run_id("waiting")
     post_spec(clients, {"run_id": running, "command": "sleep 4", "pool": {"id": pool_id}})
-    wait_until(lambda: (read_status(store, running) or {}).get("state") == "running", 30, what="the first run to start")
+    wait_until(lambda: (status_json(store, running) or {}).get("state") == "running", 30, what="the first run to start")
     post_spec(clients, {"run_id": waiting, "command": "echo waited", "pool": {"id": pool_id}})
-    wait_until(lambda: (read_status(store, waiting) or {}).get("state") == "submitted", 30, what="the second run's submission")
+    wait_until(lambda: (status_json(store, waiting) or {}).get("state") == "submitted", 30, what="the second run's submission")
     # a modeller resizes the pool to zero, as they used to by hand: the running task is requeued
     batch_ops.resize_pool(batch_client, pool_id, 0, 0)
 
@@ -59,14 +59,14 @@ def test_a_run_waiting_on_a_pool_shrunk_by_hand_gets_its_nodes_back(clients, sto
 def test_a_bad_or_duplicate_message_for_a_run_under_way_changes_nothing(clients, store, batch_client):
     run_id = unique_run_id("underway")
     post_spec(clients, {"run_id": run_id, "command": "sleep 3; echo done"})
-    wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 30, what="the run to start")
+    wait_until(lambda: (status_json(store, run_id) or {}).get("state") == "running", 30, what="the run to start")
 
     # a redelivery whose spec has since become invalid, and one whose spec blob reference is hostile
     for late in (RunRequest(run_id, {"run_id": run_id, "command": "true", "no_such_field": 1}),
                  RunRequest(run_id, {"run_id": run_id}, spec_blob="../elsewhere/spec.json")):
-        assert submit_run(clients, late)["state"] == "running"
+        assert submit_run(clients, late).state == "running"
     # and a permanent error reported late for it (e.g. by a host giving up on an old message)
-    assert reject_run(clients, PermanentRunError(run_id, ["something went wrong"], reason="submission failed"))["state"] == "running"
+    assert reject_run(clients, PermanentRunError(run_id, ["something went wrong"], reason="submission failed")).state == "running"
 
     status = wait_for_final_status(clients, run_id, timeout=60)
     assert status["state"] == "succeeded", run_story(store, run_id, status)
@@ -96,7 +96,7 @@ def test_a_run_on_a_pool_its_spec_gives_no_nodes_says_so_in_its_status(clients, 
 
     run_id = unique_run_id("nonodes")
     post_spec(clients, {"run_id": run_id, "command": "echo never", "pool": {"dedicated_nodes": 0}})
-    status = wait_until(lambda: (s := read_status(store, run_id) or {}).get("waiting_for_nodes") and s, 30,
+    status = wait_until(lambda: (s := status_json(store, run_id) or {}).get("waiting_for_nodes") and s, 30,
                         what="the note about the pool")
 
     assert status["state"] == "submitted"

@@ -24,7 +24,8 @@ from dmscontract.clients import Clients
 from dmscontract.errors import PermanentRunError
 from shared.intake import run_id_for_drop
 from dmscontract.profiles import (PROFILE_ETAG_FIELD, ProfileError, ProfileStore, load_run_spec, merge, parse_profile,
-                             seed_repo_profiles, spec_for_submission)
+                             seed_repo_profiles)
+from shared.submission import spec_for_submission
 from dmscontract.spec import SpecError
 from tests.support.paths import REPO_ROOT
 from tests.support.runs import events_for, post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status

@@ -16,9 +16,9 @@ from dmscontract.clients import Clients
 from shared.provision import ensure_storage
 from dmscontract.run_store import RunStore
 from dmscontract.settings import Settings
-from dmscontract.status import read_status
+
 from tests.support.paths import REPO_ROOT
-from tests.support.runs import check_manifest, events_for, post_spec, read_manifest, run_story, submit_study, unique_run_id, wait_for_final_status
+from tests.support.runs import check_manifest, events_for, post_spec, read_manifest, run_story, status_json, submit_study, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
 
@@ -92,12 +92,12 @@ def test_a_functions_host_restart_between_ticks_finishes_the_run_once(tmp_path):
         store = RunStore(clients.runs())
         run_id = unique_run_id("restart")
         post_spec(clients, {"run_id": run_id, "command": "echo working; sleep 4; echo done"})
-        wait_until(lambda: (read_status(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
+        wait_until(lambda: (status_json(store, run_id) or {}).get("state") == "running", 60, what="the run to start")
 
         stop_group(own.pids["funchost"])
         job_id = f"run-{run_id}"
         wait_until(lambda: clients.batch.get_task(job_id, "main").state == "completed", 30, what="the task to complete in Batch")
-        assert read_status(store, run_id)["state"] == "running", "no host, no tick: the run is not finished yet"
+        assert status_json(store, run_id)["state"] == "running", "no host, no tick: the run is not finished yet"
         assert store.read(run_id, "manifest.json").document is None
 
         local_stack.start_functions_host(own)

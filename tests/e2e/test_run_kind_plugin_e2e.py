@@ -26,7 +26,7 @@ from dmscontract.run_layout import MANIFEST_BLOB
 from dmscontract.run_store import RunStore
 from dmscontract.settings import Settings
 from dmscontract.spec import SpecError, load_spec
-from dmscontract.status import read_status
+
 from shared.provision import ensure_storage
 from shared.reconcile import check_run
 from shared.run_checks import CheckRequest
@@ -40,6 +40,7 @@ from marshmallow import fields, validate
 from dmscontract.spec_fields import StrictSchema
 from shared.kinds import RunKind, register
 from shared.task_models import batch_task
+from tests.support.runs import status_json
 
 
 class PairSchema(StrictSchema):
@@ -112,14 +113,14 @@ def test_a_kind_in_one_new_module_validates_plans_runs_and_finishes(echo_pair, o
 
     run_id = f"pair-{uuid.uuid4().hex[:8]}"
     status = submit_run(own_backend, RunRequest(run_id, {"kind": "echo-pair", "pair": {"words": ["hello", "world"]}}))
-    assert status["state"] == "submitted" and status["kind"] == "echo-pair"
-    tasks = {t.id: t.command_line for t in own_backend.batch.list_tasks(status["job_id"])}
+    assert status.state == "submitted" and status.kind == "echo-pair"
+    tasks = {t.id: t.command_line for t in own_backend.batch.list_tasks(status.job_id)}
     assert sorted(tasks) == ["word-0", "word-1"] and "echo hello" in tasks["word-0"]
 
     store, deadline = RunStore(own_backend.runs()), time.monotonic() + 120
     while time.monotonic() < deadline:
         check_run(own_backend, CheckRequest(run_id))
-        status = read_status(store, run_id)
+        status = status_json(store, run_id)
         if status.get("manifest_url") and status.get("event_sent_at"):
             break
         time.sleep(0.5)

@@ -17,8 +17,8 @@ from functions import run_requests as adapter
 from local.processes import free_port
 from dmscontract.clients import Clients
 from dmscontract.settings import Settings
-from dmscontract.status import read_status
-from tests.support.runs import unique_run_id
+
+from tests.support.runs import status_json, unique_run_id
 
 
 @pytest.fixture
@@ -38,13 +38,13 @@ def test_transient_failure_is_raised_so_the_host_retries(unreachable_batch, stor
     run_id = unique_run_id("retry")
     with pytest.raises(ServiceRequestError):
         adapter.run_requests(message({"run_id": run_id, "command": "true"}, dequeue_count=1))
-    assert read_status(store, run_id)["state"] == "accepted", "not failed: a later attempt may still succeed"
+    assert status_json(store, run_id)["state"] == "accepted", "not failed: a later attempt may still succeed"
 
 
 def test_last_attempt_records_why_it_gave_up(unreachable_batch, store):
     run_id = unique_run_id("giveup")
     adapter.run_requests(message({"run_id": run_id, "command": "true"}, dequeue_count=adapter.max_dequeue_count()))
-    status = read_status(store, run_id)
+    status = status_json(store, run_id)
     assert status["state"] == "failed"
     assert status["reason"] == "submission failed"
     assert status["errors"][0].startswith("submission gave up after 5 attempts: ServiceRequestError")

@@ -27,8 +27,8 @@ from dmscontract.clients import Clients
 from dmscontract.messages import QUEUE_MESSAGE_LIMIT, decode_run_request, encoded_size
 from dmscontract.posting import post_run_request
 from dmscontract.settings import Settings
-from dmscontract.status import read_status
-from tests.support.runs import events_for, run_story, submit_study, unique_run_id, wait_for_final_status
+
+from tests.support.runs import events_for, run_story, status_json, submit_study, unique_run_id, wait_for_final_status
 
 BLOB_REJECTED = "the run's spec blob cannot be used"
 
@@ -57,7 +57,7 @@ def big_environment(size: int) -> dict[str, str]:
 
 def refused(store, clients, run_id: str) -> dict:
     """The run's final status and its one run-events message, after checking it was never accepted."""
-    status = read_status(store, run_id)
+    status = status_json(store, run_id)
     assert status["state"] == "failed", status
     assert store.read(run_id, "request.json").document is None, "never accepted"
     [event] = events_for(clients, run_id)
@@ -248,7 +248,7 @@ def test_a_storage_failure_while_reading_the_spec_blob_is_retried(use, stack, cl
         with pytest.raises(HttpResponseError) as raised:
             deliver({"run_id": run_id, "spec_blob": blob})  # raised: the host retries the message later
         assert raised.value.status_code == 503 and proxy.faults == 0
-        assert read_status(store, run_id) is None, "not recorded as a failure of the run"
+        assert status_json(store, run_id) is None, "not recorded as a failure of the run"
     finally:
         proxy.close()
     use(clients)  # storage answers again (and the tasks' SAS URLs must name the real endpoint)

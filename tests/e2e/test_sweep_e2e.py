@@ -97,7 +97,7 @@ def test_a_half_submitted_sweep_is_completed_by_redelivery_in_collections(client
         added = after.get(f"POST /jobs/{job_id}/addtaskcollection", 0) - before.get(f"POST /jobs/{job_id}/addtaskcollection", 0)
         listed = after.get(f"GET /jobs/{job_id}/tasks", 0) - before.get(f"GET /jobs/{job_id}/tasks", 0)
         assert (added, listed) == (2, 1), "120 missing tasks: two collections after one listing; later deliveries do nothing"
-        assert status["state"] == "submitted" and status["tasks"]["total"] == 250
+        assert status.state == "submitted" and status.tasks.total == 250
     finally:
         cleanup(batch_client, job_id, pool_id)
 

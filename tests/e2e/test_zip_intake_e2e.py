@@ -30,9 +30,9 @@ from dmscontract.clients import Clients
 from shared.intake import INTAKE_BLOB, IntakeRetry, accept_dropped_zip, note_failed_attempt, run_id_for_drop
 from dmscontract.run_store import RunStore
 from dmscontract.spec import RUN_ID_RULE
-from dmscontract.status import read_status
+
 from dmscontract.zip_inspect import RangedBlobReader, ZipLimits, inspect_blob
-from tests.support.runs import blob_exists, events_for, read_manifest, run_story, unique_run_id, wait_for_final_status
+from tests.support.runs import blob_exists, events_for, read_manifest, run_story, status_json, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 from tests.support.zips import build_zip, study_zip
 
@@ -180,10 +180,10 @@ def test_adapter_retries_transient_failures_and_records_the_last_attempt(direct_
         with pytest.raises(IntakeRetry):
             adapter.inbox_zip(trigger_for(direct_adapter, DIRECT, name, etag))
         assert store.read(derived, INTAKE_BLOB).document["attempts"] == attempt, "counted per drop"
-        assert read_status(store, run_id) is None, "not failed: a later attempt may still succeed"
+        assert status_json(store, run_id) is None, "not failed: a later attempt may still succeed"
     adapter.inbox_zip(trigger_for(direct_adapter, DIRECT, name, etag))  # the last attempt returns
 
-    status = read_status(store, run_id)
+    status = status_json(store, run_id)
     assert status["state"] == "failed" and status["reason"] == "intake failed"
     assert status["errors"] == [f"flaky.zip: intake gave up after 5 attempts: ServiceResponseError: storage is unavailable; "
                                 f"the zip is still at {DIRECT}/{name}"]
@@ -325,6 +325,6 @@ def test_a_spec_run_id_held_by_another_run_fails_the_drop_not_that_run(clients, 
     assert status["state"] == "failed"
     assert status["errors"] == [f"run_id: '{taken}' is already used by another run; choose another run_id, "
                                 f"or leave it out and this drop runs as '{run_id}'"]
-    assert read_status(store, taken)["state"] == "running", "the other run is untouched"
+    assert status_json(store, taken)["state"] == "running", "the other run is untouched"
     assert not blob_exists(clients, clients.settings.runs_container, f"{taken}/inputs/taken-run-id.zip")
     assert wait_until(lambda: not blob_exists(clients, clients.settings.inbox_container, name), 10, what="the inbox to be emptied")

@@ -15,12 +15,13 @@ from dmscontract.clients import Clients
 from dmscontract.run_store import RunStore
 from dmsbatch.runs import wait
 from dmsbatch.submit import submit
-from dmscontract.run_layout import MANIFEST_BLOB
+from dmscontract.run_layout import MANIFEST_BLOB, STATUS_BLOB
 from tests.support.paths import REPO_ROOT
 from tests.support.waiting import wait_until
 
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
+STATUS_SCHEMA = json.loads((REPO_ROOT / "docs" / "status.schema.json").read_text())
 
 
 def unique_run_id(prefix: str = "t") -> str:
@@ -38,10 +39,16 @@ def post_spec(clients: Clients, document: dict[str, Any]) -> str:
     return post_raw(clients, clients.settings.run_requests_queue, encoded)
 
 
+def status_json(store: RunStore, run_id: str) -> dict[str, Any] | None:
+    """The run's status.json as written (the documented JSON), or None while it has none."""
+    return store.read(run_id, STATUS_BLOB).document
+
+
 def wait_for_final_status(clients: Clients, run_id: str, timeout: float = 300) -> dict[str, Any]:
     """The run's status once it is over (terminal, its run-events message out), waited for with the client's own
-    loop (``dmsbatch.runs.wait``); its manifest, if it names one, must validate."""
+    loop (``dmsbatch.runs.wait``); its status.json, and its manifest if it names one, must validate."""
     status = wait(clients, run_id, timeout=timeout, poll=0.25, check=False)
+    jsonschema.validate(status_json(RunStore(clients.runs()), run_id), STATUS_SCHEMA)
     if status.get("manifest_url"):
         check_manifest(RunStore(clients.runs()), run_id)
     return status

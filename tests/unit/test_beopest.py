@@ -19,6 +19,7 @@ from shared.reconcile import RunObservation, decide
 from dmscontract.settings import Settings
 from dmscontract.spec import SpecError, load_spec
 from tests.support.beopest import NOW, section
+from dmscontract.status import RunStatus
 
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
@@ -114,7 +115,7 @@ def observed(active=0, running=1, completed=0, status=None, **master) -> RunObse
     seen = BeopestObservation(port=4004, workers=2, host_timeout=60, host_pattern=None, chained=chained, error=error, **master)
     return RunObservation(run_id="r1", job_id="run-r1", pool_id="p", deadline=NOW + timedelta(hours=1), when_done="keep",
                           counts={"active": active, "running": running, "completed": completed, "succeeded": 0, "failed": 0},
-                          status={"state": "running", "tasks": {}, **(status or {})}, expected_tasks=1, kind="beopest", kind_observation=seen)
+                          status=RunStatus.from_json({"run_id": "r1", "state": "running", "tasks": {}, **(status or {})}), expected_tasks=1, kind="beopest", kind_observation=seen)
 
 
 def test_the_reconciler_chains_waits_fails_and_ends_workers_as_the_master_goes():
@@ -158,10 +159,10 @@ def test_a_tick_reads_the_master_only_when_something_about_it_can_have_changed()
     meta = {"dmsbatch_beopest": json.dumps({"port": 4004, "workers": 2, "host_timeout": 30, "host_pattern": None})}
     counts = {"active": 0, "running": 1, "completed": 0, "succeeded": 0, "failed": 0}
     waiting = CountingBatch(stdout=b"127.0.2.4\nlistening\n")
-    seen = beopest.observe(waiting, "run-r1", meta, counts, {"state": "running"})
+    seen = beopest.observe(waiting, "run-r1", meta, counts, RunStatus.from_json({"run_id": "r1", "state": "running"}))
     assert waiting.calls == ["get_task master", "download master/stdout.txt bytes=0-65535"], "one ranged read of at most 64 KiB"
     assert (seen.search.host, seen.host_timeout, seen.master_state) == ("127.0.2.4", 30, "running")
-    chained = {"beopest": {"master": "127.0.2.4:4004", "workers": 2}}
+    chained = RunStatus.from_json({"run_id": "r1", "beopest": {"master": "127.0.2.4:4004", "workers": 2}})
     quiet = CountingBatch()
     assert beopest.observe(quiet, "run-r1", meta, {**counts, "running": 3}, chained).master_state is None
     assert quiet.calls == [], "workers running and nothing completed: the task counts say it all"
@@ -176,11 +177,12 @@ def _entry(task_id, result="success", exit_code=0, code=None):
 
 
 def test_the_run_follows_its_master_alone():
-    chained = {"beopest": {"master": "h:1", "workers": 2}}
+    chained = RunStatus.from_json({"run_id": "r1", "beopest": {"master": "h:1", "workers": 2}})
     crashed, ended = _entry("w-000", "failure", 1, "FailureExitCode"), _entry("w-001", "failure", None, "TaskEnded")
     assert _final_state([_entry("master"), crashed, ended], chained, 600, "beopest") == ("succeeded", None)
     assert _final_state([_entry("master", "failure", 2, "FailureExitCode"), ended], chained, 600, "beopest") == (
         "failed", "task master exited with code 2")
-    assert _final_state([_entry("master", "failure", None, "TaskEnded")], {"beopest": {"error": "beopest: no host"}}, 600, "beopest") == (
+    no_host = RunStatus.from_json({"run_id": "r1", "beopest": {"error": "beopest: no host"}})
+    assert _final_state([_entry("master", "failure", None, "TaskEnded")], no_host, 600, "beopest") == (
         "failed", "beopest: no host")
     assert _final_state([_entry("master"), crashed], chained, 600) == ("failed", "task w-000 exited with code 1"), "other kinds: any task"

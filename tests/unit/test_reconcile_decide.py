@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from shared.reconcile import RunObservation, decide
+from dmscontract.status import RunStatus
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -13,7 +14,8 @@ def observe(active=0, running=0, completed=0, succeeded=0, failed=0, status=None
     return RunObservation(
         run_id="r1", job_id="run-r1", pool_id="p", deadline=deadline, when_done="keep",
         counts={"active": active, "running": running, "completed": completed, "succeeded": succeeded, "failed": failed},
-        status=status or {"state": "submitted", "tasks": {"total": 1, "active": 1, "running": 0, "succeeded": 0, "failed": 0}},
+        status=RunStatus.from_json({"run_id": "r1", **(status or {"state": "submitted", "tasks": {"total": 1, "active": 1, "running": 0,
+                                                                                               "succeeded": 0, "failed": 0}})}),
         job_state=job_state,
     )
 
@@ -69,15 +71,16 @@ def _task(result="failure", code="FailureExitCode", started="2026-11-24T12:00:00
 def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_the_code():
     from shared.finishing import _final_state
 
-    assert _final_state([_task()], {}, limit_seconds=600) == ("timed_out", "the run passed its wall-clock limit")
-    assert _final_state([_task(ended="2026-11-24T12:05:00Z")], {}, limit_seconds=600) == ("failed", "task main exited with code 137")
-    assert _final_state([_task(result="success", code=None, exit_code=0)], {}, limit_seconds=600) == ("succeeded", None)
+    running = RunStatus.from_json({"run_id": "r1", "state": "running"})
+    assert _final_state([_task()], running, limit_seconds=600) == ("timed_out", "the run passed its wall-clock limit")
+    assert _final_state([_task(ended="2026-11-24T12:05:00Z")], running, limit_seconds=600) == ("failed", "task main exited with code 137")
+    assert _final_state([_task(result="success", code=None, exit_code=0)], running, limit_seconds=600) == ("succeeded", None)
 
 
 def test_a_run_failed_before_its_tasks_ended_keeps_its_state_and_reason_in_the_manifest():
     from shared.finishing import _final_state
 
-    status = {"state": "failed", "reason": "Batch refused the run's tasks"}
+    status = RunStatus.from_json({"run_id": "r1", "state": "failed", "reason": "Batch refused the run's tasks"})
     assert _final_state([], status, limit_seconds=None) == ("failed", "Batch refused the run's tasks")
     assert _final_state([_task(result="success", code=None, exit_code=0)], status, None) == ("failed", "Batch refused the run's tasks")
 

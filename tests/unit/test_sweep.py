@@ -12,6 +12,7 @@ from shared.reconcile import RunObservation, decide, task_summary
 from dmscontract.spec import SpecError, load_spec
 from dmscontract.sweep import generate_members, member_environment, member_task_id, parse_csv
 from tests.support.sweep import NOW, sweep_spec, URLS, PTM, plan
+from dmscontract.status import RunStatus, TaskCounts
 
 
 def members_of(sweep, csv_text=None, **kwargs):
@@ -167,13 +168,13 @@ def observe(expected, active=0, running=0, completed=0, succeeded=0, status=None
             job_state="active"):
     return RunObservation(run_id="r1", job_id="run-r1", pool_id="p", deadline=deadline, when_done="keep",
                           counts={"active": active, "running": running, "completed": completed, "succeeded": succeeded, "failed": 0},
-                          status=status or {"state": "running"}, expected_tasks=expected, job_state=job_state)
+                          status=RunStatus.from_json({"run_id": "r1", **(status or {"state": "running"})}), expected_tasks=expected, job_state=job_state)
 
 
 def test_a_sweep_is_not_finished_while_its_tasks_are_still_being_added():
     partly_added = observe(1000, completed=300, succeeded=300)
     assert decide(partly_added, NOW) == "progress"
-    assert task_summary(partly_added) == {"total": 1000, "active": 700, "running": 0, "succeeded": 300, "failed": 0}
+    assert task_summary(partly_added) == TaskCounts(total=1000, active=700, running=0, succeeded=300, failed=0)
     assert decide(observe(1000, completed=1000, succeeded=1000), NOW) == "finish"
     late = dict(deadline=NOW - timedelta(seconds=1))
     assert decide(observe(1000, completed=300, **late), NOW) == "time_out"
