@@ -53,7 +53,7 @@ def publish_local(config: Config, name: str, version: str, zip_path: Path, *, de
     exactly as it signs every Batch request (the local service checks the signature as Batch does)."""
     from azure.batch import BatchClient
     from azure.core.credentials import AzureNamedKeyCredential
-    from azure.core.exceptions import ServiceRequestError
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
     from azure.core.rest import HttpRequest
 
     config.require_batch()
@@ -69,19 +69,26 @@ def publish_local(config: Config, name: str, version: str, zip_path: Path, *, de
     with BatchClient(url, AzureNamedKeyCredential(account, key), retry_total=0) as client:
         try:
             response = client.send_request(request, timeout=60)
+            response.read()
         except ServiceRequestError as exc:
             raise ServiceUnreachable(f"no local Batch service at {url} ({exc}); start the stack with `dmsbatch up`") from None
-        response.read()
-    if response.status_code < 300:
-        return json.loads(response.content or b"{}")
-    body = response.text()
-    try:
-        message = (json.loads(body).get("message") or {}).get("value") or body
-    except ValueError:
-        message = body
-    if response.status_code in (401, 403):
+        except HttpResponseError as exc:  # the SDK's pipeline raises Batch's errors itself
+            status, message = exc.status_code, _batch_message(exc.response.text() if exc.response is not None else str(exc))
+        else:
+            if response.status_code < 300:
+                return json.loads(response.content or b"{}")
+            status, message = response.status_code, _batch_message(response.text())
+    if status in (401, 403):
         raise CredentialsRefused(f"the local Batch service at {url} refused the key for {account!r}: {message}") from None
-    raise UsageProblem(f"the local Batch service refused the package ({response.status_code}): {message}") from None
+    raise UsageProblem(f"the local Batch service refused the package ({status}): {message}") from None
+
+
+def _batch_message(body: str) -> str:
+    """A Batch error body's message (``{"code", "message": {"value"}}``), or the body itself."""
+    try:
+        return (json.loads(body).get("message") or {}).get("value") or body
+    except (ValueError, AttributeError):
+        return body
 
 
 def azure_commands(config: Config, name: str, version: str, zip_path: Path, *, default: bool = False,

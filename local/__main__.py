@@ -54,7 +54,7 @@ def up(data_dir: Path, blob_port: int, queue_port: int, batch_port: int, functio
                    f"admin: StorageFaultsAdmin({running.storage_faults_url!r})")
     if running.certificate is not None:
         click.echo(f"keyless: trust {running.certificate.cert_path} (REQUESTS_CA_BUNDLE); tokens from {running.identity_endpoint}")
-    click.echo(f"logs in {running.config.data_dir / 'logs'}")
+    click.echo(f"logs in {running.config.data_dir / 'logs'}", err=True)
 
 
 @cli.command()

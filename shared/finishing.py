@@ -26,6 +26,7 @@ from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
 from dmscontract.run_layout import MANIFEST_BLOB, REQUEST_BLOB
 from dmscontract.run_store import RunStore
+from dmscontract.manifest import Manifest, TaskEntry
 from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.finishing")
@@ -36,21 +37,21 @@ TAILS_IN_PARALLEL = 8
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
 
 
-def _hit_wall_clock(task: dict[str, Any], limit_seconds: int | None) -> bool:
+def _hit_wall_clock(task: TaskEntry, limit_seconds: int | None) -> bool:
     """Did Batch end this task at its wall-clock limit?
 
     Batch does not document a failure code for that, so besides the local
     service's code the task's own run time is compared with its limit.
     """
-    if (task.get("failure") or {}).get("code") in TIMEOUT_CODES:
+    if task.failure is not None and task.failure.code in TIMEOUT_CODES:
         return True
-    if task["result"] == "success" or not limit_seconds or not (task["started_at"] and task["ended_at"]):
+    if task.succeeded or not limit_seconds or not (task.started_at and task.ended_at):
         return False
-    ran = datetime.fromisoformat(task["ended_at"].replace("Z", "+00:00")) - datetime.fromisoformat(task["started_at"].replace("Z", "+00:00"))
+    ran = datetime.fromisoformat(task.ended_at.replace("Z", "+00:00")) - datetime.fromisoformat(task.started_at.replace("Z", "+00:00"))
     return ran.total_seconds() >= limit_seconds
 
 
-def _final_state(tasks: list[dict[str, Any]], status: RunStatus, limit_seconds: int | None,
+def _final_state(tasks: list[TaskEntry], status: RunStatus, limit_seconds: int | None,
                  kind: str | None = None) -> tuple[str, str | None]:
     """The run's final state and why, from its tasks' entries; its kind says which tasks decide (a BeoPEST
     run follows its master alone: workers are ended with it, and one that fails does no harm)."""
@@ -65,14 +66,14 @@ def _final_state(tasks: list[dict[str, Any]], status: RunStatus, limit_seconds: 
     failure = run_kind.failure(status)
     if failure:
         return "failed", failure
-    failed = [t for t in tasks if t["result"] != "success"]
+    failed = [t for t in tasks if not t.succeeded]
     if not failed:
         return "succeeded", None
     first = failed[0]
-    if first["exit_code"] not in (None, 0):
-        why = f"task {first['id']} exited with code {first['exit_code']}"
+    if first.exit_code not in (None, 0):
+        why = f"task {first.id} exited with code {first.exit_code}"
     else:
-        why = f"task {first['id']} failed: {(first.get('failure') or {}).get('message') or 'no exit code'}"
+        why = f"task {first.id} failed: {(first.failure.message if first.failure else None) or 'no exit code'}"
     return "failed", why + (f" ({len(failed) - 1} more tasks failed)" if len(failed) > 1 else "")
 
 
@@ -108,21 +109,21 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
     if run.status.gave_up_at:
         _release_pool(clients, run)
         return
-    manifest = store.read(run.run_id, MANIFEST_BLOB).document
+    written_before = store.read(run.run_id, MANIFEST_BLOB).document
+    manifest = Manifest.from_json(written_before) if written_before is not None else None
     if manifest is None:
         with tracing.step("dmsbatch.manifest.write") as span:
             manifest, written = _write_manifest(clients, store, run)
-            span.set_attributes(tracing.clean({"written": written, "run_state": manifest["status"],
-                                               "outputs": manifest["totals"]["outputs"]}))
+            span.set_attributes(tracing.clean({"written": written, "run_state": manifest.status,
+                                               "outputs": manifest.totals.outputs}))
         if written:  # once per run: the manifest is created once, so its phases and latency are recorded once
             _record_phases(run, manifest)
     manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
-    totals = manifest["totals"]
 
-    counts = TaskCounts(total=totals["tasks"], succeeded=totals["succeeded"], failed=totals["failed"])
+    counts = TaskCounts(total=manifest.totals.tasks, succeeded=manifest.totals.succeeded, failed=manifest.totals.failed)
     # the manifest's reason unless the run ended otherwise meanwhile (its own reason stands)
-    status = update_status(store, run.run_id, lambda s: s.finished_with(manifest["status"], manifest["reason"], manifest_url,
-                                                                        manifest["finished_at"], manifest["started_at"], counts))
+    status = update_status(store, run.run_id, lambda s: s.finished_with(manifest.status, manifest.reason, manifest_url,
+                                                                        manifest.finished_at, manifest.started_at, counts))
     if not status.event_sent_at and emit_run_event_once(clients, store, run.run_id, manifest_url):
         run_metrics.run_ended(run.kind, status.state, status.reason)
     _release_pool(clients, run)  # before the job ends, so a failed release is retried by the next check
@@ -136,11 +137,11 @@ def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
     parent = tracing.with_run(tracing.run_parent(run.traceparent, run.run_id), run.run_id, run_kind=run.kind)
     latency = run_timeline.record_phases(parent, manifest, run.job_created_at, datetime.now(timezone.utc))
     if latency is not None:
-        run_metrics.manifest_written(run.kind, manifest["status"], latency)
+        run_metrics.manifest_written(run.kind, manifest.status, latency)
         tracing.annotate(manifest_latency_s=round(latency, 3))
 
 
-def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[dict[str, Any], bool]:
+def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[Manifest, bool]:
     """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
     batch = clients.batch
     request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
@@ -164,8 +165,8 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
     final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
     manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
-    if not store.create_once(run.run_id, MANIFEST_BLOB, manifest):
-        return store.read(run.run_id, MANIFEST_BLOB).document, False  # another tick won the race
+    if not store.create_once(run.run_id, MANIFEST_BLOB, manifest.to_json()):
+        return Manifest.from_json(store.read(run.run_id, MANIFEST_BLOB).document), False  # another tick won the race
     return manifest, True
 
 

@@ -1,4 +1,4 @@
-"""The run manifest: what a finished run produced, written once and last.
+"""Building the run manifest (``dmscontract.manifest.Manifest``) from what Batch and the run's blobs show.
 
 Built from observed state only (the Batch tasks, the blobs under the run's
 prefix, the stored request and status), so finishing a run twice builds the
@@ -15,9 +15,9 @@ from typing import Any, Iterable
 from azure.batch import models as bm
 from azure.storage.blob import BlobProperties
 
+from dmscontract.manifest import Manifest, OutputEntry, TaskEntry, TaskFailure, Totals
 from dmscontract.status import RunStatus
 
-MANIFEST_SCHEMA_VERSION = "1.0"
 SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CONNECTION|SAS|CREDENTIAL)", re.IGNORECASE)
 REDACTED = "***redacted***"
 
@@ -47,70 +47,41 @@ def digest(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def task_entry(task: bm.BatchTask, logs: dict[str, str], stderr_tail: str | None) -> dict[str, Any]:
+def task_entry(task: bm.BatchTask, logs: dict[str, str], stderr_tail: str | None) -> TaskEntry:
     info = task.execution_info
     failure = info.failure_info if info else None
-    entry: dict[str, Any] = {
-        "id": task.id,
-        "state": str(task.state.value if hasattr(task.state, "value") else task.state),
-        "result": (info.result.value if hasattr(info.result, "value") else info.result) if info and info.result else None,
-        "exit_code": info.exit_code if info else None,
-        "retries": info.retry_count if info else 0,
-        "requeues": info.requeue_count if info else 0,
-        "node_id": task.node_info.node_id if task.node_info else None,
-        "started_at": _iso(info.start_time) if info else None,
-        "ended_at": _iso(info.end_time) if info else None,
-        "failure": {"category": str(getattr(failure.category, "value", failure.category)), "code": failure.code, "message": failure.message} if failure else None,
-        "logs": logs,
-    }
-    if stderr_tail is not None:
-        entry["stderr_tail"] = stderr_tail
-    return entry
+    return TaskEntry(
+        id=task.id,
+        state=str(task.state.value if hasattr(task.state, "value") else task.state),
+        result=(info.result.value if hasattr(info.result, "value") else info.result) if info and info.result else None,
+        exit_code=info.exit_code if info else None,
+        retries=info.retry_count if info else 0,
+        requeues=info.requeue_count if info else 0,
+        node_id=task.node_info.node_id if task.node_info else None,
+        started_at=_iso(info.start_time) if info else None,
+        ended_at=_iso(info.end_time) if info else None,
+        failure=TaskFailure(str(getattr(failure.category, "value", failure.category)), failure.code, failure.message) if failure else None,
+        logs=logs,
+        stderr_tail=stderr_tail,
+    )
 
 
-def output_entry(blob: BlobProperties, task_id: str, relative: str, url: str) -> dict[str, Any]:
+def output_entry(blob: BlobProperties, task_id: str, relative: str, url: str) -> OutputEntry:
     md5 = blob.content_settings.content_md5 if blob.content_settings else None
-    return {
-        "path": relative,
-        "blob": blob.name,
-        "url": url,
-        "size": blob.size,
-        "content_md5": base64.b64encode(md5).decode() if md5 else None,
-        "etag": blob.etag.strip('"') if blob.etag else None,
-        "task_id": task_id,
-    }
+    return OutputEntry(path=relative, blob=blob.name, url=url, size=blob.size,
+                       content_md5=base64.b64encode(md5).decode() if md5 else None,
+                       etag=blob.etag.strip('"') if blob.etag else None, task_id=task_id)
 
 
-def build_manifest(
-    request: dict[str, Any],
-    status: RunStatus,
-    final_state: str,
-    reason: str | None,
-    tasks: list[dict[str, Any]],
-    outputs: Iterable[dict[str, Any]],
-    finished_at: str,
-) -> dict[str, Any]:
+def build_manifest(request: dict[str, Any], status: RunStatus, final_state: str, reason: str | None, tasks: list[TaskEntry],
+                   outputs: Iterable[OutputEntry], finished_at: str) -> Manifest:
     spec = strip_secrets(request["spec"])
     outputs = list(outputs)
-    starts = [t["started_at"] for t in tasks if t["started_at"]]
-    return {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "run_id": request["run_id"],
-        "name": spec.get("name") or request["run_id"],
-        "status": final_state,
-        "reason": reason,
-        "request": spec,
-        "request_digest": digest(spec),
-        "submitted_at": status.timestamps.get("submitted") or request.get("accepted_at"),
-        "started_at": min(starts) if starts else None,
-        "finished_at": finished_at,
-        "tasks": tasks,
-        "outputs": outputs,
-        "totals": {
-            "tasks": len(tasks),
-            "succeeded": sum(1 for t in tasks if t["result"] == "success"),
-            "failed": sum(1 for t in tasks if t["result"] != "success"),
-            "outputs": len(outputs),
-            "output_bytes": sum(o["size"] for o in outputs),
-        },
-    }
+    starts = [t.started_at for t in tasks if t.started_at]
+    return Manifest(
+        run_id=request["run_id"], name=spec.get("name") or request["run_id"], status=final_state, reason=reason,
+        request=spec, request_digest=digest(spec),
+        submitted_at=status.timestamps.get("submitted") or request.get("accepted_at"),
+        started_at=min(starts) if starts else None, finished_at=finished_at,
+        tasks=tuple(tasks), outputs=tuple(outputs), totals=Totals.of(tasks, outputs),
+    )

@@ -17,11 +17,11 @@ as the reconciler's actions (the submission span named in the job's metadata):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from opentelemetry.context import Context
 
 from dmscontract import tracing
+from dmscontract.manifest import Manifest
 
 MAX_TASK_SPANS = 100
 
@@ -30,30 +30,30 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def record_phases(parent: Context, manifest: dict[str, Any], job_created_at: datetime | None,
+def record_phases(parent: Context, manifest: Manifest, job_created_at: datetime | None,
                   written_at: datetime) -> float | None:
     """Write the run's phase spans under ``parent``; return the manifest latency in seconds (None: no task ended)."""
-    tasks = manifest.get("tasks") or []
-    starts = [t for t in (_time(task.get("started_at")) for task in tasks) if t]
-    ends = [t for t in (_time(task.get("ended_at")) for task in tasks) if t]
-    waiting_from = job_created_at or _time(manifest.get("submitted_at"))
-    totals = manifest.get("totals") or {}
+    tasks = manifest.tasks
+    starts = [t for t in (_time(task.started_at) for task in tasks) if t]
+    ends = [t for t in (_time(task.ended_at) for task in tasks) if t]
+    waiting_from = job_created_at or _time(manifest.submitted_at)
+    totals = manifest.totals
     if starts and waiting_from is not None:
         tracing.past_span("dmsbatch.run.waiting_for_nodes", parent, min(waiting_from, min(starts)), min(starts),
                           phase="waiting for nodes")
     if starts and ends:
         tasks_context = tracing.past_span(
-            "dmsbatch.run.tasks", parent, min(starts), max(ends), phase="tasks", tasks_total=totals.get("tasks"),
-            tasks_succeeded=totals.get("succeeded"), tasks_failed=totals.get("failed"),
+            "dmsbatch.run.tasks", parent, min(starts), max(ends), phase="tasks", tasks_total=totals.tasks,
+            tasks_succeeded=totals.succeeded, tasks_failed=totals.failed,
             tasks_without_span=max(len(tasks) - MAX_TASK_SPANS, 0))
-        timed = sorted((task for task in tasks if task.get("started_at")), key=lambda task: task["started_at"])
+        timed = sorted((task for task in tasks if task.started_at), key=lambda task: task.started_at)
         for task in timed[:MAX_TASK_SPANS]:
-            tracing.past_span("dmsbatch.task", tasks_context, _time(task["started_at"]),
-                              _time(task.get("ended_at")) or _time(task["started_at"]), task_id=task["id"],
-                              exit_code=task.get("exit_code"), result=task.get("result"), node_id=task.get("node_id"),
-                              retries=task.get("retries"))
+            tracing.past_span("dmsbatch.task", tasks_context, _time(task.started_at),
+                              _time(task.ended_at) or _time(task.started_at), task_id=task.id,
+                              exit_code=task.exit_code, result=task.result, node_id=task.node_id,
+                              retries=task.retries)
     if not ends:
         return None
     last_end = max(ends)
-    tracing.past_span("dmsbatch.run.manifest", parent, last_end, written_at, phase="manifest", run_state=manifest.get("status"))
+    tracing.past_span("dmsbatch.run.manifest", parent, last_end, written_at, phase="manifest", run_state=manifest.status)
     return max((written_at - last_end).total_seconds(), 0.0)

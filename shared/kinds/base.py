@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from azure.batch import BatchClient
 
     from dmscontract.clients import Clients  # noqa: F401 - named in Action
+    from dmscontract.manifest import TaskEntry
     from dmscontract.status import RunStatus
 
 # what a check knows about a run (shared.run_observation.RunObservation); typed loosely here so that a
@@ -100,7 +101,7 @@ class RunKind(KindSpec):
         return None
 
     # ---- finishing ---------------------------------------------------------------------
-    def deciding_tasks(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def deciding_tasks(self, tasks: list["TaskEntry"]) -> list["TaskEntry"]:
         """The manifest's task entries the run's final state follows."""
         return tasks
 

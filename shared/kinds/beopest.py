@@ -52,6 +52,7 @@ from shared.kinds.base import Observation, PlanContext, RunKind
 from dmscontract.run_layout import REQUEST_BLOB
 from dmscontract.run_store import RunStore
 from shared.run_urls import run_urls
+from dmscontract.manifest import TaskEntry
 from dmscontract.status import RunStatus, now_iso, update_status
 from shared.task_models import RunUrls, batch_task
 
@@ -342,9 +343,9 @@ def run_failure(status: RunStatus) -> str | None:
     return None
 
 
-def deciding_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def deciding_tasks(tasks: list[TaskEntry]) -> list[TaskEntry]:
     """The manifest entries the run's state follows: the master's alone."""
-    return [task for task in tasks if task["id"] == MASTER_TASK_ID]
+    return [task for task in tasks if task.id == MASTER_TASK_ID]
 
 
 def _end_workers(clients: "Clients", run: Observation) -> None:
@@ -380,7 +381,7 @@ class Beopest(BeopestSpec, RunKind):
     def decide(self, run: Observation, now: datetime) -> str | None:
         return decide(run, now)
 
-    def deciding_tasks(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def deciding_tasks(self, tasks: list[TaskEntry]) -> list[TaskEntry]:
         return deciding_tasks(tasks)
 
     def failure(self, status: Mapping[str, Any]) -> str | None:

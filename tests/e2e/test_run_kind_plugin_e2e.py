@@ -62,7 +62,7 @@ class EchoPair(RunKind):
                            spec["environment"], plan.urls, plan.runs_prefix) for i, word in enumerate(words)]
 
     def deciding_tasks(self, tasks):
-        return [task for task in tasks if task["id"] == "word-0"]
+        return [task for task in tasks if task.id == "word-0"]
 
 
 KIND = register(EchoPair())

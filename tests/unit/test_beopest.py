@@ -20,6 +20,7 @@ from dmscontract.settings import Settings
 from dmscontract.spec import SpecError, load_spec
 from tests.support.beopest import NOW, section
 from dmscontract.status import RunStatus
+from dmscontract.manifest import TaskEntrySchema
 
 
 SETTINGS = Settings.from_env({"DataStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": "http://127.0.0.1:1"})
@@ -172,8 +173,9 @@ def test_a_tick_reads_the_master_only_when_something_about_it_can_have_changed()
 
 
 def _entry(task_id, result="success", exit_code=0, code=None):
-    return {"id": task_id, "result": result, "exit_code": exit_code, "started_at": "2026-11-24T12:00:00Z",
-            "ended_at": "2026-11-24T12:01:00Z", "failure": {"category": "usererror", "code": code, "message": "x"} if code else None}
+    return TaskEntrySchema().load({"id": task_id, "state": "completed", "result": result, "exit_code": exit_code,
+                                   "started_at": "2026-11-24T12:00:00Z", "ended_at": "2026-11-24T12:01:00Z",
+                                   "failure": {"category": "usererror", "code": code, "message": "x"} if code else None})
 
 
 def test_the_run_follows_its_master_alone():

@@ -14,7 +14,7 @@ def test_secret_looking_names_are_redacted_in_every_place_that_becomes_an_enviro
         "sweep": {"product": {"DB_PASSWORD": ["pw1", "pw2"], "START": ["2020-01-01"]},
                   "members": [{"SAS_URL": "https://x?sig=abc", "ROW": 3}]},
     }
-    manifest = build_manifest({"run_id": "r", "spec": spec}, RunStatus(run_id="r"), "succeeded", None, [], [], "2026-11-24T00:00:00Z")
+    manifest = build_manifest({"run_id": "r", "spec": spec}, RunStatus(run_id="r"), "succeeded", None, [], [], "2026-11-24T00:00:00Z").to_json()
     text = json.dumps(manifest)
 
     for secret in ("t0k3n", "k3y", "pw1", "pw2", "sig=abc"):

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.reconcile import RunObservation, decide
 from dmscontract.status import RunStatus
+from dmscontract.manifest import TaskEntrySchema
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -64,8 +65,9 @@ def test_a_run_that_never_got_its_tasks_times_out_and_then_finishes():
 
 
 def _task(result="failure", code="FailureExitCode", started="2026-11-24T12:00:00Z", ended="2026-11-24T12:10:00Z", exit_code=137):
-    return {"id": "main", "result": result, "exit_code": exit_code, "started_at": started, "ended_at": ended,
-            "failure": {"category": "usererror", "code": code, "message": "x"} if result == "failure" else None}
+    return TaskEntrySchema().load({"id": "main", "state": "completed", "result": result, "exit_code": exit_code, "started_at": started,
+                                   "ended_at": ended,
+                                   "failure": {"category": "usererror", "code": code, "message": "x"} if result == "failure" else None})
 
 
 def test_a_task_killed_at_its_wall_clock_limit_makes_the_run_timed_out_whatever_the_code():
