@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
-
 from dmscontract.clients import Clients
+from dmscontract.run_events import RunEvent
+from dmscontract.run_layout import STATUS_BLOB
 from dmscontract.run_store import RunStore
 from dmscontract.status import RunStatus, now_iso, update_status
-
-
-EVENT_SCHEMA_VERSION = 1
 
 
 def emit_run_event(
     clients: Clients, run_id: str, status: str, reason: str | None, manifest_url: str | None, errors: list[str] | None = None
 ) -> None:
-    event: dict[str, Any] = {
-        "schema_version": EVENT_SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": status,
-        "reason": reason,
-        "manifest_url": manifest_url,
-        "status_url": clients.runs().get_blob_client(f"{run_id}/status.json").url.split("?")[0],
-        "emitted_at": now_iso(),
-    }
-    if errors:
-        event["errors"] = errors
-    clients.queue(clients.settings.run_events_queue).send_message(json.dumps(event))
+    event = RunEvent(run_id=run_id, status=status, reason=reason, manifest_url=manifest_url,
+                     status_url=clients.runs().get_blob_client(f"{run_id}/{STATUS_BLOB}").url.split("?")[0],
+                     emitted_at=now_iso(), errors=tuple(errors) if errors else None)
+    clients.queue(clients.settings.run_events_queue).send_message(json.dumps(event.to_json()))
 
 
 def emit_run_event_once(clients: Clients, store: RunStore, run_id: str, manifest_url: str | None = None) -> RunStatus | None:

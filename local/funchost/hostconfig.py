@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from local.funchost.errors import HostConfigError
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+)(?::(\d+(?:\.\d+)?))?$")
+TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+)(?::(\d+(?:\.\d+)?))?$")
 
 # Defaults of the Storage Queues extension (v5), as documented for host.json.
 DEFAULT_BATCH_SIZE = 16
@@ -40,7 +40,7 @@ def parse_timespan(value: Any, *, where: str) -> float:
     """Seconds in a .NET TimeSpan string (``[d.]hh:mm[:ss[.fff]]``) or a number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    match = _TIMESPAN.match(str(value).strip())
+    match = TIMESPAN.match(str(value).strip())
     if not match:
         raise HostConfigError(f"{where}: {value!r} is not a TimeSpan like 'hh:mm:ss'")
     days, hours, minutes, seconds = match.groups()

@@ -8,7 +8,7 @@ from typing import Protocol
 from croniter import croniter
 
 from local.funchost.errors import AppLoadError
-from local.funchost.hostconfig import _TIMESPAN, parse_timespan
+from local.funchost.hostconfig import TIMESPAN, parse_timespan
 
 
 class Schedule(Protocol):
@@ -50,7 +50,7 @@ class IntervalSchedule:
 
 def parse_schedule(expression: str, timezone: tzinfo, *, where: str) -> Schedule:
     text = expression.strip()
-    if _TIMESPAN.match(text):
+    if TIMESPAN.match(text):
         seconds = parse_timespan(text, where=where)
         if seconds <= 0:
             raise AppLoadError(f"{where}: schedule {expression!r} must be a positive interval")

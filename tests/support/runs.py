@@ -22,6 +22,7 @@ from tests.support.waiting import wait_until
 
 MANIFEST_SCHEMA = json.loads((REPO_ROOT / "docs" / "manifest.schema.json").read_text())
 STATUS_SCHEMA = json.loads((REPO_ROOT / "docs" / "status.schema.json").read_text())
+EVENT_SCHEMA = json.loads((REPO_ROOT / "docs" / "run-event.schema.json").read_text())
 
 
 def unique_run_id(prefix: str = "t") -> str:
@@ -95,6 +96,7 @@ def events_for(clients: Clients, run_id: str, timeout: float = 30) -> list[dict[
         for message in queue.receive_messages(max_messages=32, visibility_timeout=1):
             event = json.loads(message.content)
             if event["run_id"] == run_id:
+                jsonschema.validate(event, EVENT_SCHEMA)  # every message a pipeline would read fits the published schema
                 found.append(event)
                 queue.delete_message(message)
         return found

@@ -89,7 +89,20 @@ def gave(s):
     s.setdefault("reason", "the reconciler could not handle the run (5 attempts): ValueError: y"); s.setdefault("gave_up_at", NOW); s.pop("check_failures", None)
 U(st, "r", "failed", gave); U(st, "r", None, claim); U(st, "r", None, sent); flows["given-up"] = st.text("r")
 
+# run-events messages, as shared/events.py built them before RunEvent (commit 8cf000c), sent as json.dumps(event)
+STATUS_URL = "http://127.0.0.1:10000/devstoreaccount1/runs/r/status.json"
+def event(status, reason, manifest_url, errors=None):
+    event = {"schema_version": 1, "run_id": "r", "status": status, "reason": reason, "manifest_url": manifest_url,
+             "status_url": STATUS_URL, "emitted_at": NOW}
+    if errors:
+        event["errors"] = errors
+    return json.dumps(event)
+messages = {"succeeded": event("succeeded", None, "http://127.0.0.1:10000/devstoreaccount1/runs/r/manifest.json"),
+            "rejected": event("failed", "the run request is invalid", None, ["command: Missing data for required field."])}
+
 out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+for name, text in messages.items():
+    (out / f"run-event-{name}.json").write_text(text)
 for name, text in flows.items():
     (out / f"status-{name}.json").write_text(text)
     print(name, len(text))

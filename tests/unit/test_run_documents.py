@@ -1,4 +1,5 @@
-"""status.json as a typed value (``RunStatus``) writes exactly the bytes the backend wrote before it existed.
+"""The run documents as typed values write exactly the bytes the backend wrote before they existed:
+status.json (``RunStatus``) and run-events messages (``RunEvent``).
 
 The golden files in tests/golden/documents/ were recorded from the status code as it was before
 ``RunStatus`` (dicts changed by functions, the same update loop), replaying five run lives with the
@@ -19,13 +20,16 @@ import pytest
 from dmscontract import status as status_module
 from dmscontract.run_store import Versioned
 from dmscontract.status import RunStatus, StatusError, TaskCounts, update_status
-from dmscontract.status_schema import status_schema
+from dmscontract.document_schemas import run_event_schema, status_schema
+from dmscontract.run_events import RunEvent, RunEventError
 from tests.support.paths import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "documents"
 NOW = "2026-12-07T12:00:00Z"
 MANIFEST = "http://127.0.0.1:10000/devstoreaccount1/runs/r/manifest.json"
 SCHEMA = json.loads((REPO_ROOT / "docs" / "status.schema.json").read_text())
+EVENT_SCHEMA = json.loads((REPO_ROOT / "docs" / "run-event.schema.json").read_text())
+STATUS_URL = "http://127.0.0.1:10000/devstoreaccount1/runs/r/status.json"
 
 
 class DocumentStore:
@@ -145,9 +149,30 @@ def test_states_only_move_forward_and_a_terminal_state_stays():
 
 
 def test_the_published_status_schema_is_in_step_with_the_type():
-    assert SCHEMA == status_schema(), ("docs/status.schema.json is stale: run "
-                                       "`python -m dmscontract.status_schema > docs/status.schema.json`")
+    assert SCHEMA == status_schema(), "docs/status.schema.json is stale: run `python -m dmscontract.document_schemas docs`"
+    assert EVENT_SCHEMA == run_event_schema(), "docs/run-event.schema.json is stale: run `python -m dmscontract.document_schemas docs`"
 
 
 def test_every_golden_status_is_a_life_replayed_here():
     assert {p.stem.removeprefix("status-") for p in GOLDEN.glob("status-*.json")} == set(LIVES)
+
+
+EVENTS = {"succeeded": RunEvent("r", "succeeded", None, MANIFEST, STATUS_URL, NOW),
+          "rejected": RunEvent("r", "failed", "the run request is invalid", None, STATUS_URL, NOW,
+                               errors=("command: Missing data for required field.",))}
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_a_run_event_is_the_message_pipelines_read_today(name):
+    text = (GOLDEN / f"run-event-{name}.json").read_text()
+    assert json.dumps(EVENTS[name].to_json()) == text
+    assert RunEvent.from_json(json.loads(text)) == EVENTS[name]
+    jsonschema.validate(json.loads(text), EVENT_SCHEMA)
+    assert {p.stem.removeprefix("run-event-") for p in GOLDEN.glob("run-event-*.json")} == set(EVENTS)
+
+
+def test_a_run_event_that_does_not_fit_is_named_field_by_field():
+    with pytest.raises(RunEventError) as bad:
+        RunEvent.from_json({"schema_version": 1, "run_id": "r", "status": "running", "status_url": "u", "emitted_at": NOW})
+    assert sorted(bad.value.errors) == ["manifest_url: Missing data for required field.", "reason: Missing data for required field.",
+                                        "status: Must be one of: succeeded, failed, cancelled, timed_out."]
