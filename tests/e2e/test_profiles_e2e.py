@@ -21,6 +21,7 @@ import yaml
 
 from local.batch import app_packages
 from dmscontract.clients import Clients
+from dmsbatch.errors import SpecProblem
 from dmscontract.errors import PermanentRunError
 from shared.intake import run_id_for_drop
 from dmscontract.profiles import (PROFILE_ETAG_FIELD, ProfileError, ProfileStore, load_run_spec, merge, parse_profile,
@@ -335,9 +336,9 @@ def test_submit_study_merges_the_profile_before_uploading(clients: Clients, stor
     (tmp_path / "inputs" / "notes.txt").write_text("x")
     (tmp_path / "run.yaml").write_text("profile: nobody-has-this\n")
     refused = unique_run_id("api")
-    with pytest.raises(ProfileError) as error:
+    with pytest.raises(SpecProblem) as error:  # the client's error: the backend's lines, before any upload
         submit_study(clients, tmp_path, run_id=refused)
-    assert error.value.errors[0].startswith("profile: no profile named 'nobody-has-this' in the profiles container (known: ")
+    assert error.value.lines[0].startswith("profile: no profile named 'nobody-has-this' in the profiles container (known: ")
     assert not list(clients.runs().list_blobs(name_starts_with=f"{refused}/")), "nothing uploaded"
 
     (tmp_path / "run.yaml").write_text(f"profile: {name}\nname: from-api\n")  # no command of its own: the profile's
