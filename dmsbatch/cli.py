@@ -113,12 +113,15 @@ def _local_stack(ctx: click.Context, *args: str) -> None:
 
     The local stack is part of a dmsbatch checkout, not of this installed command, which never imports it:
     the checkout is the one holding the stack's folder (``--data-dir``, ``DMSBATCH_DATA_DIR``, or the
-    nearest ``.local-stack``) or the working directory, whichever has ``local/stack.py`` at or above it."""
+    nearest ``.local-stack``), the working directory, or the one this command runs from (an editable
+    install), whichever has ``local/stack.py`` at or above it first."""
+    import dmsbatch
     from dmsbatch.config import local_stack_dir
 
     given = ctx.find_root().params.get("data_dir") or os.environ.get("DMSBATCH_DATA_DIR")
     data_dir = Path(given).expanduser().resolve() if given else local_stack_dir()
-    checkout = next((folder for start in (data_dir, Path.cwd().resolve()) for folder in (start, *start.parents)
+    starts = (data_dir, Path.cwd().resolve(), Path(dmsbatch.__file__).resolve().parent)
+    checkout = next((folder for start in starts for folder in (start, *start.parents)
                      if (folder / "local" / "stack.py").is_file()), None)
     if checkout is None:
         raise UsageProblem("the local stack comes with a dmsbatch checkout: run this inside one "

@@ -32,6 +32,7 @@ from shared.reconcile import check_run
 from shared.run_checks import CheckRequest
 from shared.submission import submit_run
 from tests.local.batch_support import running_batch
+from tests.support.runs import status_json
 
 KIND_MODULE = '''
 """echo-pair: one task per word of its pair; the run follows the first word's task."""
@@ -40,7 +41,6 @@ from marshmallow import fields, validate
 from dmscontract.spec_fields import StrictSchema
 from shared.kinds import RunKind, register
 from shared.task_models import batch_task
-from tests.support.runs import status_json
 
 
 class PairSchema(StrictSchema):
