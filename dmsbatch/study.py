@@ -44,6 +44,7 @@ class Study:
     zip_name: str | None = None  # the zip as the run's input (zip layout)
     files: list[StudyFile] = field(default_factory=list)  # zip layout of a folder: what goes in the zip
     input_files: list[StudyFile] = field(default_factory=list)  # inputs layout: uploaded one by one
+    spec_bytes: int = 0  # the spec file's size: intake reads at most ZIP_MAX_SPEC_BYTES of a dropped zip's
 
     @property
     def total_bytes(self) -> int:
@@ -116,16 +117,16 @@ def _folder(root: Path, zip_name: str | None, exclude: tuple[str, ...], limits: 
         raise UsageProblem(f"{root} has {' and '.join(found)}: keep exactly one run spec")
     spec_name = found[0]
     raw = (root / spec_name).read_bytes()
-    if len(raw) > limits.max_spec_bytes:
-        raise SpecProblem(f"{spec_name} is too large", [f"{spec_name}: is {len(raw):,} bytes; a spec file may have at most {limits.max_spec_bytes:,}"])
     document = _parse(spec_name, raw)
     named = _named_blobs(document)
     inputs_dir = root / "inputs"
     if named and inputs_dir.is_dir() and all((inputs_dir / blob).is_file() for blob in named):
-        return Study(root, "folder", "inputs", spec_name, document, input_files=study_files(inputs_dir, exclude))
+        return Study(root, "folder", "inputs", spec_name, document, input_files=study_files(inputs_dir, exclude),
+                     spec_bytes=len(raw))
     files = study_files(root, exclude)
     _check_zip_limits(root, files, limits)
-    return Study(root, "folder", "zip", spec_name, document, zip_name=_zip_name(zip_name or root.resolve().name + ".zip"), files=files)
+    return Study(root, "folder", "zip", spec_name, document, zip_name=_zip_name(zip_name or root.resolve().name + ".zip"), files=files,
+                 spec_bytes=len(raw))
 
 
 def _zip(path: Path, zip_name: str | None, limits: Any) -> Study:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from dmsbatch.blockupload import DEFAULT_CONCURRENCY, block_size_for, upload_stream
-from dmsbatch.errors import UsageProblem
+from dmsbatch.errors import SpecProblem, UsageProblem
 from dmsbatch.runs import META_RUN_ID
 from dmsbatch.study import Study, open_study, validate
 from dmsbatch.zipstream import iter_zip
@@ -97,12 +97,20 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
     started = time.monotonic()
     limits = ZipLimits.from_settings(clients.settings)
     study = open_study(path, zip_name=zip_name, exclude=exclude, limits=limits)
-    via = via or ("inbox" if study.layout == "zip" else "queue")
+    # a zipped study is dropped in the inbox, unless its spec is more than intake reads of a zip's: then the queue
+    too_big_for_the_inbox = study.form == "folder" and study.spec_bytes > limits.max_spec_bytes
+    via = via or ("inbox" if study.layout == "zip" and not too_big_for_the_inbox else "queue")
     if via not in VIAS:
         raise UsageProblem(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
     if via == "inbox" and study.layout != "zip":
         what = "a spec file" if study.layout == "spec" else "a study whose spec names blobs in its inputs/ folder"
         raise UsageProblem(f"{path} is {what}: the inbox takes study zips only; send it with --via queue")
+    if via == "inbox" and too_big_for_the_inbox:
+        # a folder's spec goes into the zip, and intake reads at most this much of it; through the queue it is a
+        # message, or a spec blob when over 64 KiB of message
+        raise SpecProblem(f"{study.spec_name} is too large for the inbox", [
+            f"{study.spec_name}: is {study.spec_bytes:,} bytes; a dropped zip's spec may have at most {limits.max_spec_bytes:,} "
+            "(send the study with --via queue, which takes specs of up to SPEC_BLOB_MAX_BYTES)"])
     if run_id is not None and via == "inbox" and study.form == "zip" and study.document.get("run_id") != run_id:
         raise UsageProblem("--run-id with a zip dropped in the inbox: put run_id in the zip's spec, or use --via queue")
     if on_study is not None:

@@ -201,6 +201,19 @@ def test_inputs_a_zipped_study_cannot_bring_are_refused(stack, tmp_path):
            "the spec names" in outcome.stderr
 
 
+def test_a_spec_too_big_for_a_dropped_zip_is_refused_for_the_inbox_and_sent_through_the_queue(stack, tmp_path):
+    """Intake reads at most ZIP_MAX_SPEC_BYTES (64 KiB) of a dropped zip's spec; through the queue a spec travels as a
+    message, or a spec blob when it is bigger, so the same folder goes that way."""
+    environment = "".join(f"      P{i}: {'x' * 60}\n" for i in range(1200))
+    study = write_study(tmp_path / "big", f"name: big\ncommand: 'true'\nenvironment:\n{environment}", {"data.txt": "x"})
+    refused = dms("submit", study, "--via", "inbox", stack=stack)
+    assert refused.exit_code == 2, refused
+    assert "run.yaml: is " in refused.stderr and "a dropped zip's spec may have at most 65,536" in refused.stderr
+    assert "--via queue" in refused.stderr
+    sent = dms("submit", study, stack=stack)
+    assert sent.exit_code == 0, sent
+
+
 HYDRO_ECHO = "#!/bin/sh\necho \"hydro read $(cat hydro.inp)\" > output/hydro.out\n"
 
 

@@ -259,7 +259,7 @@ def test_a_storage_failure_while_reading_the_spec_blob_is_retried(use, stack, cl
 
 # ---- end to end: a spec over 64 KiB through the queue and the Functions host ------------------------------
 def test_a_sweep_too_big_for_a_queue_message_runs_end_to_end(clients, store, tmp_path):
-    """Submitted with the Python API (``submit_study``), which posts through ``post_run_request``."""
+    """Submitted as a spec file with the client (``dmsbatch.submit``), which posts through ``post_run_request``."""
     run_id = unique_run_id("bigsweep")
     environment = big_environment(90_000)
     document = {
@@ -270,7 +270,7 @@ def test_a_sweep_too_big_for_a_queue_message_runs_end_to_end(clients, store, tmp
     }
     assert encoded_size(json.dumps(document)) > 100_000
     (tmp_path / "run.json").write_text(json.dumps(document))
-    assert submit_study(clients, tmp_path) == run_id
+    assert submit_study(clients, tmp_path / "run.json") == run_id
     spec_blob = f"{run_id}/request/spec.json"
     assert json.loads(clients.runs().download_blob(spec_blob).readall()) == document
 
