@@ -1,24 +1,18 @@
 """Cancelling runs through the run-control queue, end to end through the local Functions host."""
 from __future__ import annotations
 
-import base64
 import json
 
-from tests.support.runs import events_for, post_raw, post_spec, read_manifest, status_json, unique_run_id, wait_for_final_status
+from tests.support.runs import events_for, post_cancel, post_spec, read_manifest, status_json, unique_run_id, wait_for_final_status
 from tests.support.waiting import wait_until
 
-
-
-def cancel(clients, run_id: str, reason: str | None = None, **extra) -> None:
-    body = {"action": "cancel", "run_id": run_id, **({"reason": reason} if reason else {}), **extra}
-    post_raw(clients, clients.settings.run_control_queue, base64.b64encode(json.dumps(body).encode()).decode())
 
 
 def test_cancelling_a_running_run_ends_its_task_and_the_run_as_cancelled(clients, store, batch_client):
     run_id = unique_run_id("cancel")
     post_spec(clients, {"run_id": run_id, "command": "echo started; sleep 120"})
     wait_until(lambda: (status_json(store, run_id) or {}).get("state") == "running", 30, what="the run to start")
-    cancel(clients, run_id, "wrong boundary file")
+    post_cancel(clients, run_id, "wrong boundary file")
     status = wait_for_final_status(clients, run_id, timeout=30)
 
     assert status["state"] == "cancelled"
@@ -38,7 +32,7 @@ def test_cancel_before_submission_finishes_the_run_without_a_job(clients, store,
 
     run_id = unique_run_id("early")
     update_status(RunStore(clients.runs()), run_id, lambda s: s.moved_to("accepted"))  # the request is accepted, its message still queued
-    cancel(clients, run_id)
+    post_cancel(clients, run_id)
     wait_until(lambda: (status_json(store, run_id) or {}).get("cancel_requested_at"), 20, what="the cancel to be recorded")
     post_spec(clients, {"run_id": run_id, "command": "echo should never run"})
     status = wait_for_final_status(clients, run_id, timeout=30)
@@ -51,14 +45,14 @@ def test_a_finished_run_is_not_changed_by_a_late_cancel(clients, store):
     run_id = unique_run_id("late")
     post_spec(clients, {"run_id": run_id, "command": "true"})
     assert wait_for_final_status(clients, run_id)["state"] == "succeeded"
-    cancel(clients, run_id)
+    post_cancel(clients, run_id)
     wait_until(lambda: status_json(store, run_id)["updated_at"], 5, what="status")
     assert status_json(store, run_id)["state"] == "succeeded"
 
 
 def test_control_messages_that_cannot_be_acted_on_go_to_the_poison_queue(clients):
-    cancel(clients, "no-such-run-anywhere")
-    cancel(clients, "whatever", colour="red")
+    post_cancel(clients, "no-such-run-anywhere")
+    post_cancel(clients, "whatever", colour="red")
     poison = clients.queue(f"{clients.settings.run_control_queue}-poison")
 
     def poisoned():

@@ -92,7 +92,7 @@ def test_a_start_task_that_fails_on_every_node_fails_the_run_at_once_not_at_its_
 
 
 def test_a_run_on_a_pool_its_spec_gives_no_nodes_says_so_in_its_status(clients, store, batch_client):
-    from tests.e2e.test_cancel import cancel
+    from tests.support.runs import post_cancel as cancel
 
     run_id = unique_run_id("nonodes")
     post_spec(clients, {"run_id": run_id, "command": "echo never", "pool": {"dedicated_nodes": 0}})

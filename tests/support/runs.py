@@ -34,6 +34,12 @@ def post_raw(clients: Clients, queue: str, text: str) -> str:
     return clients.queue_service.get_queue_client(queue).send_message(text).id
 
 
+def post_cancel(clients: Clients, run_id: str, reason: str | None = None, **extra: Any) -> str:
+    """Ask for a cancel as a client does: a control message on run-control (``extra``: fields a test adds)."""
+    body = {"action": "cancel", "run_id": run_id, **({"reason": reason} if reason else {}), **extra}
+    return post_raw(clients, clients.settings.run_control_queue, base64.b64encode(json.dumps(body).encode()).decode())
+
+
 def post_spec(clients: Clients, document: dict[str, Any]) -> str:
     """Post a run spec the way clients do: base64-encoded JSON on run-requests."""
     encoded = base64.b64encode(json.dumps(document).encode()).decode()
