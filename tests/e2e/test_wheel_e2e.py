@@ -1,6 +1,7 @@
 """The client as a modeller installs it: a wheel, in a fresh virtual environment, outside this checkout.
 
-The wheel is built from the checkout (`python -m build --wheel`), installed with its
+The wheel is built from the checkout (`pip wheel --no-deps .`, in pip's isolated build environment, as
+`python -m build --wheel` would), installed with its
 dependencies into a new venv in a temporary folder, and the installed `dmsbatch` runs
 `dmsbatch submit examples/hello --wait` from that folder against the session's local stack,
 which it finds through the stack's `client.json` (DMSBATCH_DATA_DIR). Nothing of the
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.timeout(900)
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # as a release would: in an isolated build environment with the build backend pyproject.toml names
-    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO_ROOT)],
-                           capture_output=True, text=True, cwd=out, timeout=600)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-w", str(out),
+                            str(REPO_ROOT)], capture_output=True, text=True, cwd=out, timeout=600)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel_file,) = out.glob("dmsbatch-*.whl")
     return wheel_file
