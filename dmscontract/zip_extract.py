@@ -24,6 +24,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
+from dmscontract import kinds
 from dmscontract.zip_inspect import RangedBlobReader
 
 log = logging.getLogger("dmsbatch.zip_extract")
@@ -56,8 +57,7 @@ def named_files(spec: dict[str, Any], zip_name: str) -> list[NamedFile]:
     """Every file a normalised spec names among the run's inputs, except the zip itself."""
     named = [NamedFile(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("inputs") or [])]
     named += [NamedFile(f"shared_inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("shared_inputs") or [])]
-    if (spec.get("sweep") or {}).get("csv"):
-        named.append(NamedFile("sweep.csv", spec["sweep"]["csv"]))
+    named += [NamedFile(where, blob) for where, blob in kinds.kind_for(spec["kind"]).input_files(spec)]
     return [f for f in named if f.name != zip_name]
 
 

@@ -132,7 +132,7 @@ def plan_run(spec: dict[str, Any], run_id: str, settings: Settings, urls: RunUrl
              files: Mapping[str, str] | None = None) -> RunPlan:
     """The pool, job and tasks for a run; the tasks are its kind's (``shared.kinds``).
 
-    ``files``: the text of each input the kind plans from (``RunKind.input_files``, e.g. a CSV
+    ``files``: the text of each input the kind plans from (``KindSpec.input_files``, e.g. a CSV
     sweep's member file), which the caller reads (planning does no I/O); a file that cannot be
     used raises ``SpecError`` naming its field.
     """

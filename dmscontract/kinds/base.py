@@ -34,3 +34,8 @@ class KindSpec:
     def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         """The loaded spec as stored (``given``: the document as written), once it is valid."""
         return data
+
+    def input_files(self, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(field path, blob) of files among the run's inputs that the kind's section names (a sweep's CSV):
+        a study zip brings them, and planning reads them."""
+        return []

@@ -1,6 +1,7 @@
 """``sweep``: one task per member; the members come from the ``sweep`` section (``dmscontract.sweep``)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dmscontract.kinds.base import KindSpec
@@ -14,6 +15,9 @@ class SweepSpec(KindSpec):
     section_schema = SweepSchema
     needs_section = f"a sweep needs a sweep section with one of: {', '.join(SWEEP_GENERATORS)}"
     takes_shared_inputs = True
+
+    def input_files(self, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return [("sweep.csv", spec["sweep"]["csv"])] if spec["sweep"].get("csv") else []
 
     def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
         count = sweep_member_count(data["sweep"])

@@ -62,10 +62,6 @@ class RunKind(KindSpec):
     ending_actions: ClassVar[frozenset[str]] = frozenset()  # steps after which the job ends soon: look again
 
     # ---- planning (pure) ---------------------------------------------------------------
-    def input_files(self, spec: dict[str, Any]) -> list[tuple[str, str]]:
-        """(field path, blob) of the run's inputs whose text planning needs (e.g. a sweep's CSV)."""
-        return []
-
     def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         raise NotImplementedError
 

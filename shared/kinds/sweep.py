@@ -25,9 +25,6 @@ SHARED_INPUT_RETRIES = 2  # a failed preparation task keeps all of the job's tas
 class Sweep(SweepSpec, RunKind):
     """The section and its rules are the contract's (``SweepSpec``); here, the members' tasks and the shared inputs."""
 
-    def input_files(self, spec: dict[str, Any]) -> list[tuple[str, str]]:
-        return [("sweep.csv", spec["sweep"]["csv"])] if spec["sweep"].get("csv") else []
-
     def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         """One task per member: ``m-00000``, ...; environment = spec environment + member parameters + index.
 
