@@ -117,7 +117,9 @@ class Session:
         # nothing is exported from here (operators cannot ingest into Application Insights), but the run's trace
         # context still travels with the request
         path = self.config.app_settings.get(telemetry.FILE_SETTING)
-        telemetry.setup({telemetry.FILE_SETTING: path} if path else {}, service_name="dmsbatch-client")
+        if path:  # set up once per process (OpenTelemetry's providers are global): only by a session that exports,
+            # so that one without a destination (Azure, a config file) does not leave a later local one exporting nothing
+            telemetry.setup({telemetry.FILE_SETTING: path}, service_name="dmsbatch-client")
         clients = Clients(self.config.settings())
         with translating(self.config):
             clients.runs().get_container_properties(retry_total=0)
