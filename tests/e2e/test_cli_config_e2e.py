@@ -119,7 +119,6 @@ def test_a_key_that_is_not_base64_is_a_config_error_naming_the_setting(stack, tm
 
 def test_logs_of_a_running_task_with_a_malformed_batch_key_is_a_config_error_not_a_traceback(stack, store, tmp_path):
     """The reported case: the Batch SDK decodes the key only when it signs the node read (binascii.Error)."""
-    from dmscontract.status import read_status
     from tests.support.waiting import wait_until
 
     spec = tmp_path / "slow.yaml"

@@ -4,9 +4,9 @@ dicts changed in place by functions), the clock fixed.
 
     .venv/bin/python tests/golden/documents/record.py tests/golden/documents
 """
-import json, sys, types, importlib.util, pathlib
+import json, sys, importlib.util, pathlib
 sys.path.insert(0, ".")
-from dmscontract.run_store import Versioned, ConcurrentUpdate
+from dmscontract.run_store import Versioned
 
 spec = importlib.util.spec_from_file_location("old_status", pathlib.Path(__file__).with_name("status_before_runstatus.py"))
 old = importlib.util.module_from_spec(spec); spec.loader.exec_module(old)
