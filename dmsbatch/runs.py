@@ -13,8 +13,7 @@ from typing import Any, Callable
 from azure.core.exceptions import ResourceNotFoundError
 
 from dmsbatch.errors import RunFailed, UnknownRun
-
-from dmscontract.run_layout import STATUS_BLOB
+from dmscontract.run_layout import INTAKE_BLOB, STATUS_BLOB
 
 
 def status(clients: Any, run_id: str) -> dict[str, Any]:
@@ -26,7 +25,7 @@ def status(clients: Any, run_id: str) -> dict[str, Any]:
     found = read_status(store, run_id)
     if found is not None:
         return found.to_json()  # the documented JSON, as the modeller reads it
-    if store.read(run_id, "intake.json").document is not None or any(True for _ in store.list(f"{run_id}/inputs/")):
+    if store.read(run_id, INTAKE_BLOB).document is not None or any(True for _ in store.list(f"{run_id}/inputs/")):
         return {"run_id": run_id, "state": "pending", "tasks": {}}  # inputs uploaded, request not taken in yet
     raise UnknownRun(f"there is no run {run_id!r} (no runs/{run_id}/status.json); `dmsbatch status` lists recent runs")
 

@@ -30,8 +30,6 @@ META_WHEN_DONE = "dmsbatch_when_done"
 META_TASKS = "dmsbatch_tasks"  # how many tasks submission adds: a sweep's arrive in collections of 100
 
 
-
-
 @dataclass(frozen=True)
 class RunPlan:
     pool_id: str
