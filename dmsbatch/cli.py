@@ -206,10 +206,10 @@ def validate(ctx: click.Context, path: Path, profiles_dir: Path | None, as_json:
         else:
             spec = validate_study(study, None, _max_members(ctx))
     if as_json:
-        click.echo(json.dumps(spec, indent=2))
+        click.echo(json.dumps(spec.to_json(), indent=2))
     else:
-        tasks = f", {spec['kind']}" + (f" on {spec['pool']['id']}" if spec["pool"].get("id") else "")
-        click.echo(f"{path}: valid ({spec.get('name') or 'unnamed'}{tasks})")
+        tasks = f", {spec.kind}" + (f" on {spec.pool.id}" if spec.pool.id else "")
+        click.echo(f"{path}: valid ({spec.name or 'unnamed'}{tasks})")
 
 
 def _max_members(ctx: click.Context) -> int:

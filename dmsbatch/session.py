@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from dmsbatch.config import Config, load_config, mask, no_stack_message
 from dmsbatch.errors import CredentialsRefused, DmsbatchError, ServiceUnreachable, UsageProblem
+
+if TYPE_CHECKING:
+    from dmscontract.run_spec import RunSpec
 
 
 @contextlib.contextmanager
@@ -137,8 +140,9 @@ class Session:
 
         return self.call(submit, path, **options)
 
-    def validate(self, path: str | Path, profiles_dir: str | Path | None = None) -> dict[str, Any]:
-        """The normalised spec of a study, zip or spec file, as the backend would load it; ``SpecProblem`` if invalid."""
+    def validate(self, path: str | Path, profiles_dir: str | Path | None = None) -> "RunSpec":
+        """The normalised spec of a study, zip or spec file, as the backend would load it (``RunSpec``: typed
+        fields, ``to_json()`` the request.json form); ``SpecProblem`` if invalid."""
         from dmsbatch.study import LocalProfiles, open_study, validate
 
         study = open_study(path)

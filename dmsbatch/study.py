@@ -25,10 +25,13 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmsbatch.errors import SpecProblem, UsageProblem
 from dmsbatch.zipstream import StudyFile, study_files
+
+if TYPE_CHECKING:
+    from dmscontract.run_spec import RunSpec
 
 SPEC_NAMES = ("run.yaml", "run.yml", "run.json")
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -183,7 +186,7 @@ def _check_zip_limits(root: Path, files: list[StudyFile], limits: Any) -> None:
         raise SpecProblem(f"{root} would be rejected by intake", problems)
 
 
-def check_inputs_for_layout(study: Study, spec: dict[str, Any]) -> None:
+def check_inputs_for_layout(study: Study, spec: "RunSpec") -> None:
     """A zipped study brings the zip and the files of it the spec names (``dmscontract.zip_extract``): a name
     that is neither would be missing at submission, so say so before anything is uploaded."""
     if study.layout != "zip":
@@ -200,7 +203,7 @@ def check_inputs_for_layout(study: Study, spec: dict[str, Any]) -> None:
             "inputs/ folder beside the spec to upload each as the blob it names"])
 
 
-def validate(study: Study, profiles: Any, max_sweep_members: int, run_id: str | None = None) -> dict[str, Any]:
+def validate(study: Study, profiles: Any, max_sweep_members: int, run_id: str | None = None) -> "RunSpec":
     """The normalised spec, validated as submission will (profile merged); ``SpecProblem`` listing every error."""
     from dmscontract.profiles import load_run_spec
     from dmscontract.spec import SpecError

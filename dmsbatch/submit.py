@@ -30,7 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import yaml
 
@@ -39,6 +39,9 @@ from dmsbatch.errors import SpecProblem, UsageProblem
 from dmsbatch.runs import META_RUN_ID
 from dmsbatch.study import Study, open_study, validate
 from dmsbatch.zipstream import iter_zip
+
+if TYPE_CHECKING:
+    from dmscontract.run_spec import RunSpec
 
 VIAS = ("inbox", "queue")
 FILE_CHUNK = 8 * 1024 * 1024
@@ -120,7 +123,7 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
         raise UsageProblem(f"run id {wanted!r} {RUN_ID_RULE}")
     profiles = profiles if profiles is not None else ProfileStore.for_clients(clients)
     spec = validate(study, profiles, clients.settings.sweep_max_members, run_id=wanted)
-    tracing.annotate(run_kind=spec["kind"], via=via, layout=study.layout)
+    tracing.annotate(run_kind=spec.kind, via=via, layout=study.layout)
     if wanted is not None:
         _check_unused(clients, wanted)
     block_size = block_size or block_size_for(study.total_bytes)
@@ -142,7 +145,7 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
 
     from dmscontract.posting import post_run_request
 
-    final = wanted or new_run_id(spec.get("name") or Path(path).stem)
+    final = wanted or new_run_id(spec.name or Path(path).stem)
     tracing.annotate(run_id=final)
     inputs_prefix = f"{final}/inputs/"
     uploaded, blob_label = 0, None
@@ -165,7 +168,7 @@ def _submit(clients: Any, path: str | Path, *, run_id: str | None, via: str | No
     return Submission(final, via, study.layout, blob_label, uploaded, time.monotonic() - started)
 
 
-def _upload_named_files(clients: Any, study: Study, spec: dict[str, Any], inputs_prefix: str, concurrency: int) -> int:
+def _upload_named_files(clients: Any, study: Study, spec: "RunSpec", inputs_prefix: str, concurrency: int) -> int:
     """What intake does for a dropped zip (``dmscontract.zip_extract``), done here for a zip sent through the queue:
     each file of the study the spec names, uploaded as the blob it names. Returns the bytes sent."""
     from dmscontract.zip_extract import named_files

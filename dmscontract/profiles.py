@@ -40,13 +40,12 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from dmscontract.run_spec import PROFILE_ETAG_FIELD, PROFILE_FIELD, RunSpec
 from dmscontract.spec import DEFAULT_MAX_SWEEP_MEMBERS, SpecError, load_spec
 from dmscontract.spec_text import parse_spec_text
 
 log = logging.getLogger("dmsbatch.profiles")
 
-PROFILE_FIELD = "profile"
-PROFILE_ETAG_FIELD = "profile_etag"
 PROFILE_SUFFIX = ".yaml"
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PROFILE_NAME_RULE = "must name a profile: 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
@@ -193,7 +192,7 @@ def profile_name(document: Any) -> Any:
 
 
 def load_run_spec(document: Any, profiles: ProfileStore | None,
-                  max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS) -> dict[str, Any]:
+                  max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS) -> RunSpec:
     """Merge the named profile under ``document``, then validate and normalise with ``load_spec``.
 
     The result records ``profile`` and ``profile_etag``. Raises ``SpecError``
@@ -215,9 +214,7 @@ def load_run_spec(document: Any, profiles: ProfileStore | None,
     except SpecError as exc:
         raise SpecError([f"{e} (from profile '{profile.name}')" if _comes_from_profile(_path(e), own, profile.document) else e
                          for e in exc.errors]) from None
-    spec[PROFILE_FIELD] = profile.name
-    spec[PROFILE_ETAG_FIELD] = profile.etag
-    return spec
+    return spec.with_profile(profile.name, profile.etag)
 
 
 # ---- seeding -----------------------------------------------------------------------------

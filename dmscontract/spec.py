@@ -2,7 +2,8 @@
 
 Validation reports every problem at once as ``field.path: reason`` lines, in
 words a modeller can act on. The loaded spec is normalised (defaults filled,
-shorthands expanded) and is what ``runs/<run_id>/request.json`` stores.
+shorthands expanded) into a typed ``RunSpec`` (``dmscontract.run_spec``), whose
+JSON is what ``runs/<run_id>/request.json`` stores.
 
 The fields every run has are here (their types in ``dmscontract.spec_fields``); what
 varies by kind (``single``, ``sweep``, ``mpi``, ``beopest``, ...) is the kind's:
@@ -18,6 +19,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from dmscontract import kinds
+from dmscontract.run_spec import RunSpec
 from dmscontract.spec_fields import (BLOB_NAME, BLOB_NAME_RULE, ENV_NAME, ENV_NAME_RULE, RUN_ID_PATTERN, RUN_ID_RULE,
                                 WINDOWS_PATH_FORBIDDEN, ConstraintsSchema, EnvironmentField, InputSchema, PoolSchema,
                                 SpecError, SpecLimits, StrictSchema, flatten_errors, parse_duration_seconds)
@@ -173,6 +175,8 @@ class RunSpecSchema(StrictSchema):
         sections = {k.section for k in kinds.all_kinds() if k.section}
         if not kind.takes_shared_inputs:
             data.pop("shared_inputs", None)
+        if not kind.takes_command:
+            data.pop("command", None)  # its commands are in its section
         ordered: dict[str, Any] = {}
         for key, value in data.items():
             if key == "outputs" and kind.section and kind.section in data:
@@ -180,7 +184,7 @@ class RunSpecSchema(StrictSchema):
             if key not in sections:
                 ordered[key] = value
         given = original_data if isinstance(original_data, Mapping) else {}
-        return kind.normalise(ordered, given)
+        return RunSpec.from_json(kind.normalise(ordered, given))
 
 
 _schemas: dict[int, type[RunSpecSchema]] = {}
@@ -201,8 +205,8 @@ def spec_schema() -> type[RunSpecSchema]:
     return schema
 
 
-def load_spec(document: Any, max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS) -> dict[str, Any]:
-    """Validate and normalise a spec document; raise ``SpecError`` listing every problem.
+def load_spec(document: Any, max_sweep_members: int = DEFAULT_MAX_SWEEP_MEMBERS) -> RunSpec:
+    """Validate and normalise a spec document into a ``RunSpec``; raise ``SpecError`` listing every problem.
 
     ``max_sweep_members`` caps a sweep's size (the ``SWEEP_MAX_MEMBERS`` setting);
     a CSV sweep's members are counted when its file is read, at submission.

@@ -25,6 +25,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
 from dmscontract import kinds
+from dmscontract.run_spec import RunSpec
 from dmscontract.zip_inspect import RangedBlobReader
 
 log = logging.getLogger("dmsbatch.zip_extract")
@@ -53,11 +54,9 @@ def with_zip_as_input(document: dict[str, Any], zip_name: str) -> dict[str, Any]
     return document
 
 
-def named_files(spec: dict[str, Any], zip_name: str) -> list[NamedFile]:
+def named_files(spec: RunSpec, zip_name: str) -> list[NamedFile]:
     """Every file a normalised spec names among the run's inputs, except the zip itself."""
-    named = [NamedFile(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("inputs") or [])]
-    named += [NamedFile(f"shared_inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("shared_inputs") or [])]
-    named += [NamedFile(where, blob) for where, blob in kinds.kind_for(spec["kind"]).input_files(spec)]
+    named = [NamedFile(where, blob) for where, blob in spec.named_blobs() + kinds.kind_for(spec.kind).input_files(spec)]
     return [f for f in named if f.name != zip_name]
 
 

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+
+from dmscontract.run_spec import AppPackage
 
 LINUX, WINDOWS = "linux", "windows"
 PACKAGE_PREFIX = "AZ_BATCH_APP_PACKAGE_"
@@ -69,9 +70,9 @@ def package_variable(app_id: str, version: str | None, os_family: str) -> str:
     return f"{name}_{_FLATTEN.sub('_', version)}" if version else name
 
 
-def package_variables(packages: Iterable[Mapping[str, Any]], os_family: str) -> list[str]:
-    """The variables of a pool's ``application_packages`` (``{id, version}``), in the order listed."""
-    return [package_variable(p["id"], p.get("version"), os_family) for p in packages]
+def package_variables(packages: Iterable[AppPackage], os_family: str) -> list[str]:
+    """The variables of a pool's ``application_packages``, in the order listed."""
+    return [package_variable(p.id, p.version, os_family) for p in packages]
 
 
 def with_packages_on_path(command: str, variables: list[str], os_family: str) -> str:

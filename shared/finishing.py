@@ -24,7 +24,8 @@ from shared.events import emit_run_event_once
 from shared.kinds import kind_for
 from shared.manifest import build_manifest, output_entry, task_entry
 from shared.run_observation import RunObservation
-from dmscontract.run_layout import MANIFEST_BLOB, REQUEST_BLOB
+from dmscontract.run_layout import MANIFEST_BLOB
+from dmscontract.run_request import read_request
 from dmscontract.run_store import RunStore
 from dmscontract.manifest import Manifest, TaskEntry
 from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, update_status
@@ -144,7 +145,7 @@ def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
 def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[Manifest, bool]:
     """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
     batch = clients.batch
-    request = store.read(run.run_id, REQUEST_BLOB).document or {"run_id": run.run_id, "spec": {}}
+    request = read_request(store, run.run_id)  # None: a run that never recorded one
     status = read_status(store, run.run_id) or RunStatus(run_id=run.run_id)
     raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
     outputs, logs, stderr = [], {}, {}
@@ -162,9 +163,9 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
               and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"]
     tails = _stderr_tails(store, failed, stderr)
     tasks = [task_entry(task, logs.get(task.id, {}), tails.get(task.id)) for task in raw_tasks]
-    limit = ((request.get("spec") or {}).get("constraints") or {}).get("max_wall_clock")
-    final_state, reason = _final_state(tasks, status, limit, (request.get("spec") or {}).get("kind"))
-    manifest = build_manifest(request, status, final_state, reason, tasks, outputs, now_iso())
+    limit = request.spec.constraints.max_wall_clock if request else None
+    final_state, reason = _final_state(tasks, status, limit, request.spec.kind if request else None)
+    manifest = build_manifest(run.run_id, request, status, final_state, reason, tasks, outputs, now_iso())
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest.to_json()):
         return Manifest.from_json(store.read(run.run_id, MANIFEST_BLOB).document), False  # another tick won the race
     return manifest, True

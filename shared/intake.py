@@ -54,6 +54,7 @@ from dmscontract.clients import Clients
 from dmscontract.errors import PermanentRunError
 from dmscontract.ids import bare_etag, is_valid_run_id, run_id_for_drop
 from dmscontract.profiles import ProfileStore, load_run_spec
+from dmscontract.run_spec import RunSpec
 from dmscontract.posting import post_run_request
 from dmscontract.run_store import ConcurrentUpdate, RunStore
 from shared.sas import SasIssuer
@@ -157,7 +158,7 @@ def accept_dropped_zip(clients: Clients, container: str, blob_name: str, etag: s
 
         document, spec = _request_document(inspection, run_id, zip_name, problems, ProfileStore.for_clients(clients))
         if spec is not None:
-            tracing.annotate(run_kind=spec["kind"])
+            tracing.annotate(run_kind=spec.kind)
 
         with tracing.step("dmsbatch.intake.keep_zip"):
             _keep_zip(clients, source, container, blob_name, etag, run_id, derived)
@@ -224,7 +225,7 @@ def _claim(store: RunStore, run_id: str, record: dict[str, Any], *, check_other_
 
 
 def _request_document(inspection: Inspection, run_id: str, zip_name: str, problems: list[str],
-                      profiles: ProfileStore | None = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+                      profiles: ProfileStore | None = None) -> tuple[dict[str, Any] | None, RunSpec | None]:
     """The run request to post (the spec as written, with ``run_id`` and the zip among its inputs) and the
     spec it validates to; (None, None) with ``problems`` saying why when there is none."""
     if not inspection.spec_parsed:

@@ -16,6 +16,7 @@ from azure.batch import models as bm
 from azure.storage.blob import BlobProperties
 
 from dmscontract.manifest import Manifest, OutputEntry, TaskEntry, TaskFailure, Totals
+from dmscontract.run_request import RunRequestRecord
 from dmscontract.status import RunStatus
 
 SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CONNECTION|SAS|CREDENTIAL)", re.IGNORECASE)
@@ -73,15 +74,16 @@ def output_entry(blob: BlobProperties, task_id: str, relative: str, url: str) ->
                        etag=blob.etag.strip('"') if blob.etag else None, task_id=task_id)
 
 
-def build_manifest(request: dict[str, Any], status: RunStatus, final_state: str, reason: str | None, tasks: list[TaskEntry],
-                   outputs: Iterable[OutputEntry], finished_at: str) -> Manifest:
-    spec = strip_secrets(request["spec"])
+def build_manifest(run_id: str, request: RunRequestRecord | None, status: RunStatus, final_state: str, reason: str | None,
+                   tasks: list[TaskEntry], outputs: Iterable[OutputEntry], finished_at: str) -> Manifest:
+    """``request`` None: a run that ended before its request was recorded (its manifest's ``request`` is empty)."""
+    spec = strip_secrets(request.spec.to_json()) if request else {}
     outputs = list(outputs)
     starts = [t.started_at for t in tasks if t.started_at]
     return Manifest(
-        run_id=request["run_id"], name=spec.get("name") or request["run_id"], status=final_state, reason=reason,
+        run_id=run_id, name=spec.get("name") or run_id, status=final_state, reason=reason,
         request=spec, request_digest=digest(spec),
-        submitted_at=status.timestamps.get("submitted") or request.get("accepted_at"),
+        submitted_at=status.timestamps.get("submitted") or (request.accepted_at if request else None),
         started_at=min(starts) if starts else None, finished_at=finished_at,
         tasks=tuple(tasks), outputs=tuple(outputs), totals=Totals.of(tasks, outputs),
     )

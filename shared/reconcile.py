@@ -35,7 +35,7 @@ from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, M
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
 from shared.run_observation import NO_COUNTS, PoolOutlook, RunObservation
 from dmscontract.run_store import RunStore
-from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.run_request import read_request
 from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, replace_status, update_status
 from shared.submission import grow_idle_pool
 
@@ -153,8 +153,8 @@ def grow_pool(clients: Clients, run: RunObservation) -> None:
     run's ``when_done: scale_to_zero``, or by hand). A pool still shrinking refuses the resize (409); a
     later check tries again."""
     store = RunStore(clients.runs())
-    request = store.read(run.run_id, REQUEST_BLOB).document
-    _, pool, _ = pool_for(request["spec"], run.run_id, clients.settings) if request else (None, None, None)
+    request = read_request(store, run.run_id)
+    _, pool, _ = pool_for(request.spec, run.run_id, clients.settings) if request else (None, None, None)
     if pool is not None and pool.id == run.pool_id and grow_idle_pool(clients.batch, pool, run.run_id):
         return
     # The run's spec gives the pool no nodes (dedicated_nodes: 0, or a formula for a pool that exists without

@@ -6,8 +6,10 @@ signed before planning so that planning does no I/O (``shared.task_models.RunUrl
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from dmscontract.run_spec import InputFile, RunSpec
 from dmscontract.run_store import RunStore
 from shared.sas import SasIssuer
 from shared.task_models import RunUrls
@@ -18,8 +20,8 @@ if TYPE_CHECKING:
 SAS_MARGIN_HOURS = 2
 
 
-def run_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None,
-             inputs: list[dict[str, Any]]) -> RunUrls:
+def run_urls(clients: "Clients", store: RunStore, run_id: str, spec: RunSpec, deadline: datetime | None,
+             inputs: Iterable[InputFile]) -> RunUrls:
     """The SAS URLs a run's tasks are given, all living until the run's deadline plus ``SAS_MARGIN_HOURS``.
 
     Read on each of ``inputs``' blobs; create/write on the runs container only
@@ -33,7 +35,7 @@ def run_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str, A
     container = clients.settings.runs_container
     issuer.ready_for(expiry)
     return RunUrls(
-        inputs={item["blob"]: issuer.blob_read_url(container, store.inputs_prefix(run_id) + item["blob"], expiry) for item in inputs},
-        results_container=issuer.container_write_url(container, expiry) if spec["outputs"] else None,
+        inputs={item.blob: issuer.blob_read_url(container, store.inputs_prefix(run_id) + item.blob, expiry) for item in inputs},
+        results_container=issuer.container_write_url(container, expiry) if spec.outputs else None,
         blob_upload=lambda blob_name: issuer.blob_upload_url(container, blob_name, expiry),
     )

@@ -40,7 +40,8 @@ from shared.kinds import kind_for
 from shared.kinds.base import POOL_SELECT
 from shared.planning import RunPlan, deadline_for, plan_run
 from dmscontract.profiles import REJECTED, ProfileError, ProfileStore, load_run_spec, profile_name
-from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.run_request import RunRequestRecord, read_request, record_request
+from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
 from shared.run_urls import SAS_MARGIN_HOURS, run_urls
 from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
@@ -82,10 +83,10 @@ def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
     store = RunStore(clients.runs())
     run_id = request.run_id
     record = _stored_request(clients, store, request)
-    spec = record["spec"]
+    spec = record.spec
 
-    status = update_status(store, run_id, lambda s: s.accepted(spec.get("name") or run_id, spec["kind"]))
-    tracing.annotate(run_kind=spec["kind"], run_name=spec.get("name") or run_id)
+    status = update_status(store, run_id, lambda s: s.accepted(spec.name or run_id, spec.kind))
+    tracing.annotate(run_kind=spec.kind, run_name=spec.name or run_id)
     if status.terminal or status.was_submitted:
         tracing.annotate(redelivery=True, run_state=status.state)
         return status  # a redelivery of a run that is already under way or done
@@ -94,7 +95,7 @@ def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
     if status.cancel_requested_at:
         return finish_unsubmitted(clients, run_id, "cancelled", cancelled_reason(status))
 
-    accepted_at = datetime.fromisoformat(record["accepted_at"].replace("Z", "+00:00"))
+    accepted_at = datetime.fromisoformat(record.accepted_at.replace("Z", "+00:00"))
     deadline = deadline_for(spec, settings, accepted_at)
     missing = _missing_inputs(store, run_id, spec)
     if missing:
@@ -102,9 +103,9 @@ def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
     files = _read_input_files(store, run_id, spec)
 
     try:
-        urls = run_urls(clients, store, run_id, spec, deadline, [*spec["inputs"], *spec.get("shared_inputs", [])])
+        urls = run_urls(clients, store, run_id, spec, deadline, spec.every_input)
     except SasLifetimeError as exc:
-        source = ("constraints.max_wall_clock" if spec["constraints"].get("max_wall_clock")
+        source = ("constraints.max_wall_clock" if spec.constraints.max_wall_clock
                   else "constraints.max_wall_clock (not given: DEFAULT_MAX_WALL_CLOCK_MINUTES applies)")
         longest = USER_DELEGATION_MAX - timedelta(hours=SAS_MARGIN_HOURS, seconds=settings.run_deadline_grace_seconds)
         raise PermanentRunError(run_id, [
@@ -139,7 +140,7 @@ def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
             raise
 
     status = update_status(store, run_id, lambda s: s.submitted(plan.job.id, plan.pool_id, deadline.isoformat(), len(plan.tasks)))
-    run_metrics.run_started(spec["kind"], len(plan.tasks))
+    run_metrics.run_started(spec.kind, len(plan.tasks))
     return status
 
 
@@ -151,10 +152,10 @@ def _end_job_with_its_tasks(batch: BatchClient, job_id: str) -> None:
             raise
 
 
-def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: dict[str, Any], run_id: str) -> None:
+def _ensure_pool(batch: BatchClient, plan: RunPlan, spec: RunSpec, run_id: str) -> None:
     """The run's pool exists (created from the plan if missing), or a ``PermanentRunError`` says why it cannot be used."""
     try:
-        problem = kind_for(spec["kind"]).pool_problem(batch.get_pool(plan.pool_id, select=POOL_SELECT))
+        problem = kind_for(spec.kind).pool_problem(batch.get_pool(plan.pool_id, select=POOL_SELECT))
         if problem:
             raise PermanentRunError(run_id, [problem])
     except ResourceNotFoundError:
@@ -191,7 +192,7 @@ def grow_idle_pool(batch: BatchClient, pool: bm.BatchPoolCreateOptions, run_id: 
     return True
 
 
-def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> dict[str, Any]:
+def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> RunRequestRecord:
     """The run's recorded request: the one stored by its first delivery, or this message's once validated.
 
     Once a run has a request, a later message with its id (a redelivery, a duplicate, a client re-posting)
@@ -199,24 +200,20 @@ def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> d
     fail a run that is under way or done. Raises ``PermanentRunError`` only for a run not yet recorded.
     """
     run_id = request.run_id
-    stored = store.read(run_id, REQUEST_BLOB).document
+    stored = read_request(store, run_id)
     if stored is not None:
         log.info("run %s: its request is already recorded; this message (a redelivery or a duplicate) uses it", run_id)
         return stored
     request = spec_blobs.resolve(clients, request)  # a reference message's spec, from runs/<run_id>/...
-    spec = spec_for_submission(clients, run_id, request.document)  # its profile merged, then load_spec; or PermanentRunError
-    spec["run_id"] = run_id
-    record = {"run_id": run_id, "accepted_at": now_iso(), "spec": spec}
-    if request.spec_blob:
-        record["spec_blob"] = request.spec_blob  # where the spec came from
-    if not store.create_once(run_id, REQUEST_BLOB, record):
-        record = store.read(run_id, REQUEST_BLOB).document  # a concurrent delivery recorded it first
-        if record["spec"] != spec:
-            log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
+    spec = spec_for_submission(clients, run_id, request.document).with_run_id(run_id)  # or PermanentRunError
+    # spec_blob: where a spec sent by reference came from
+    record = record_request(store, RunRequestRecord(run_id, now_iso(), spec, spec_blob=request.spec_blob or None))
+    if record.spec != spec:  # a concurrent delivery recorded it first
+        log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
     return record
 
 
-def spec_for_submission(clients: Any, run_id: str, document: Any) -> dict[str, Any]:
+def spec_for_submission(clients: Any, run_id: str, document: Any) -> RunSpec:
     """The normalised spec of a run request (profile merged); ``PermanentRunError`` if it cannot run.
 
     A redelivered request of a run that was accepted keeps its stored spec when
@@ -227,11 +224,11 @@ def spec_for_submission(clients: Any, run_id: str, document: Any) -> dict[str, A
         return load_run_spec(document, ProfileStore.for_clients(clients), clients.settings.sweep_max_members)
     except SpecError as exc:
         if profile_name(document) is not None:
-            stored = RunStore(clients.runs()).read(run_id, REQUEST_BLOB).document
+            stored = read_request(RunStore(clients.runs()), run_id)
             if stored is not None:
                 log.warning("run %s: its profile no longer loads (%s); keeping the spec it was accepted with",
                             run_id, "; ".join(exc.errors))
-                return stored["spec"]
+                return stored.spec
         reason = REJECTED if isinstance(exc, ProfileError) else "the run request is invalid"
         raise PermanentRunError(run_id, exc.errors, reason=reason) from None
 
@@ -245,20 +242,18 @@ def _error_details(exc: HttpResponseError) -> str:
     return f"{message} ({'; '.join(details)})" if details else message
 
 
-def _missing_inputs(store: RunStore, run_id: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
+def _missing_inputs(store: RunStore, run_id: str, spec: RunSpec) -> list[tuple[str, str]]:
     """(field path, blob) of every input, shared input and file the kind reads (a sweep's CSV) not among the run's inputs."""
     present = {b.name for b in store.list(store.inputs_prefix(run_id))}
     prefix = store.inputs_prefix(run_id)
-    wanted = [(f"inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec["inputs"])]
-    wanted += [(f"shared_inputs[{i}].blob", item["blob"]) for i, item in enumerate(spec.get("shared_inputs", []))]
-    wanted += kind_for(spec["kind"]).input_files(spec)
+    wanted = spec.named_blobs() + kind_for(spec.kind).input_files(spec)
     return [(where, blob) for where, blob in wanted if prefix + blob not in present]
 
 
-def _read_input_files(store: RunStore, run_id: str, spec: dict[str, Any]) -> dict[str, str]:
+def _read_input_files(store: RunStore, run_id: str, spec: RunSpec) -> dict[str, str]:
     """The text of each input the run's kind plans from (a CSV sweep's member file), by blob name."""
     files = {}
-    for where, name in kind_for(spec["kind"]).input_files(spec):
+    for where, name in kind_for(spec.kind).input_files(spec):
         blob = store.container.get_blob_client(store.inputs_prefix(run_id) + name)
         size = blob.get_blob_properties().size
         if size > MAX_INPUT_FILE_BYTES:

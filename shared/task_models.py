@@ -8,14 +8,14 @@ outputs and its stdout/stderr are output files uploaded to the run's layout
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from azure.batch import models as bm
 
 from dmscontract import run_layout
+from dmscontract.run_spec import InputFile, RunSpec
 from shared.commands import WINDOWS, command_line, package_environment, package_variables
 
 
@@ -35,19 +35,19 @@ class RunUrls:
     blob_upload: Callable[[str], str]
 
 
-def task_command_line(spec: dict[str, Any], command: str) -> str:
+def task_command_line(spec: RunSpec, command: str) -> str:
     """``command`` wrapped for the pool's OS, with the pool's application packages on PATH (``shared.commands``)."""
-    os_family = spec["pool"]["os"]
-    return command_line(command, os_family, package_variables(spec["pool"].get("application_packages") or [], os_family))
+    os_family = spec.pool.os
+    return command_line(command, os_family, package_variables(spec.pool.application_packages, os_family))
 
 
-def resource_files(items: list[dict[str, Any]], urls: RunUrls, os_family: str) -> list[bm.ResourceFile]:
+def resource_files(items: Iterable[InputFile], urls: RunUrls, os_family: str) -> list[bm.ResourceFile]:
     """One resource file per input; a file mode only where Batch applies it (Linux nodes; Windows ignores it)."""
-    return [bm.ResourceFile(http_url=urls.inputs[item["blob"]], file_path=item["path"],
-                            file_mode=item.get("mode") if os_family != WINDOWS else None) for item in items]
+    return [bm.ResourceFile(http_url=urls.inputs[item.blob], file_path=item.path,
+                            file_mode=item.mode if os_family != WINDOWS else None) for item in items]
 
 
-def output_files(spec: dict[str, Any], run_id: str, task_id: str, urls: RunUrls, runs_prefix: str) -> list[bm.OutputFile]:
+def output_files(spec: RunSpec, run_id: str, task_id: str, urls: RunUrls, runs_prefix: str) -> list[bm.OutputFile]:
     """The task's output patterns under ``outputs/<task>``, then its stdout and stderr under ``logs/<task>``.
 
     Each log file is an output file of its own with a SAS for that one blob
@@ -62,10 +62,10 @@ def output_files(spec: dict[str, Any], run_id: str, task_id: str, urls: RunUrls,
         )
 
     files = []
-    if spec["outputs"]:
+    if spec.outputs:
         if not urls.results_container:
             raise ValueError("the spec has outputs but no results container URL was signed for them")
-        files = [upload(pattern, runs_prefix + run_layout.outputs_prefix(run_id, task_id), urls.results_container) for pattern in spec["outputs"]]
+        files = [upload(pattern, runs_prefix + run_layout.outputs_prefix(run_id, task_id), urls.results_container) for pattern in spec.outputs]
     # stdout/stderr always land beside the outputs, on success and on failure
     for name in run_layout.LOG_FILES:
         blob = runs_prefix + run_layout.log_blob(run_id, task_id, name)
@@ -73,25 +73,25 @@ def output_files(spec: dict[str, Any], run_id: str, task_id: str, urls: RunUrls,
     return files
 
 
-def batch_task(spec: dict[str, Any], run_id: str, task_id: str, display_name: str, command: str, environment: dict[str, str],
+def batch_task(spec: RunSpec, run_id: str, task_id: str, display_name: str, command: str, environment: Mapping[str, str],
           urls: RunUrls, runs_prefix: str) -> bm.BatchTaskCreateOptions:
     """A task running ``command``; the environment carries the spec's values, never the command line.
 
     With application packages, ``DMSBATCH_APP_PACKAGES`` names their variables
     for the PATH prefix of the command line (set last: the backend's value wins).
     """
-    constraints = spec["constraints"]
-    os_family = spec["pool"]["os"]
-    packages = package_environment(package_variables(spec["pool"].get("application_packages") or [], os_family))
+    constraints = spec.constraints
+    os_family = spec.pool.os
+    packages = package_environment(package_variables(spec.pool.application_packages, os_family))
     return bm.BatchTaskCreateOptions(
         id=task_id,
         display_name=display_name,
         command_line=task_command_line(spec, command),
         environment_settings=[bm.EnvironmentSetting(name=k, value=v) for k, v in sorted({**environment, **packages}.items())],
-        resource_files=resource_files(spec["inputs"], urls, os_family),
+        resource_files=resource_files(spec.inputs, urls, os_family),
         output_files=output_files(spec, run_id, task_id, urls, runs_prefix),
         constraints=bm.BatchTaskConstraints(
-            max_wall_clock_time=timedelta(seconds=constraints["max_wall_clock"]) if constraints.get("max_wall_clock") else None,
-            max_task_retry_count=constraints.get("max_task_retries", 0),
+            max_wall_clock_time=timedelta(seconds=constraints.max_wall_clock) if constraints.max_wall_clock else None,
+            max_task_retry_count=constraints.max_task_retries,
         ),
     )

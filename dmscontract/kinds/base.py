@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
+from dmscontract.run_spec import RunSpec
 from dmscontract.spec_fields import SpecLimits
 
 
@@ -35,7 +36,7 @@ class KindSpec:
         """The loaded spec as stored (``given``: the document as written), once it is valid."""
         return data
 
-    def input_files(self, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def input_files(self, spec: RunSpec) -> list[tuple[str, str]]:
         """(field path, blob) of files among the run's inputs that the kind's section names (a sweep's CSV):
         a study zip brings them, and planning reads them."""
         return []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
@@ -58,10 +57,6 @@ class BeopestSpec(KindSpec):
         if taken:
             return {"environment": [f"'{taken[0]}' is set on a beopest run's tasks by the backend; choose another name"]}
         return {}
-
-    def normalise(self, data: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-        data.pop("command", None)
-        return data
 
 
 KIND = BeopestSpec()

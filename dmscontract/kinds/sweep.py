@@ -1,10 +1,10 @@
 """``sweep``: one task per member; the members come from the ``sweep`` section (``dmscontract.sweep``)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from dmscontract.kinds.base import KindSpec
+from dmscontract.run_spec import RunSpec
 from dmscontract.spec_fields import SpecLimits
 from dmscontract.sweep import SWEEP_GENERATORS, SweepSchema, sweep_member_count, too_many_members
 
@@ -16,8 +16,9 @@ class SweepSpec(KindSpec):
     needs_section = f"a sweep needs a sweep section with one of: {', '.join(SWEEP_GENERATORS)}"
     takes_shared_inputs = True
 
-    def input_files(self, spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return [("sweep.csv", spec["sweep"]["csv"])] if spec["sweep"].get("csv") else []
+    def input_files(self, spec: RunSpec) -> list[tuple[str, str]]:
+        csv = (spec.section(self.section) or {}).get("csv")
+        return [("sweep.csv", csv)] if csv else []
 
     def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
         count = sweep_member_count(data["sweep"])

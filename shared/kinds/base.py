@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from azure.batch import models as bm
 
 from dmscontract.kinds.base import KindSpec
+from dmscontract.run_spec import RunSpec
 from shared.task_models import RunUrls
 
 if TYPE_CHECKING:
@@ -62,19 +63,19 @@ class RunKind(KindSpec):
     ending_actions: ClassVar[frozenset[str]] = frozenset()  # steps after which the job ends soon: look again
 
     # ---- planning (pure) ---------------------------------------------------------------
-    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+    def plan_tasks(self, spec: RunSpec, plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         raise NotImplementedError
 
-    def job_tasks(self, spec: dict[str, Any], plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
+    def job_tasks(self, spec: RunSpec, plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
                                                                           bm.BatchJobReleaseTask | None]:
         """The job's preparation and release tasks, if the kind has any."""
         return None, None
 
-    def job_metadata(self, spec: dict[str, Any]) -> list[bm.BatchMetadataItem]:
+    def job_metadata(self, spec: RunSpec) -> list[bm.BatchMetadataItem]:
         """What the reconciler needs later besides the general metadata (it keeps no state of its own)."""
         return []
 
-    def pool_nodes(self, spec: dict[str, Any]) -> int | None:
+    def pool_nodes(self, spec: RunSpec) -> int | None:
         """Dedicated nodes for a pool made for this run when the spec gives none (None: the settings' default)."""
         return None
 

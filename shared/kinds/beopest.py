@@ -49,7 +49,8 @@ from shared.batch_tasks import add_missing_tasks
 from dmscontract.errors import PermanentRunError
 from dmscontract.kinds.beopest import BEOPEST_VARIABLES, BeopestSpec
 from shared.kinds.base import Observation, PlanContext, RunKind
-from dmscontract.run_layout import REQUEST_BLOB
+from dmscontract.run_request import read_request
+from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
 from shared.run_urls import run_urls
 from dmscontract.manifest import TaskEntry
@@ -67,6 +68,7 @@ MIN_WORKER_DIGITS = 3
 META_BEOPEST = "dmsbatch_beopest"  # job metadata: {"port", "workers", "host_timeout", "host_pattern"} as JSON
 META_CHAINED = "dmsbatch_beopest_chained"  # job metadata, once the workers are added: the timer stops watching the master
 HOST_VARIABLE, MASTER_VARIABLE, PORT_VARIABLE, WORKER_INDEX_VARIABLE = BEOPEST_VARIABLES
+SPEC_SECTION = BeopestSpec.section  # the spec's beopest section
 SECTION = "beopest"  # its part of status.json: {master, workers, found_at} once chained, {error, failed_at} if it fails
 STDOUT_WINDOW = 64 * 1024  # the most of the master's stdout.txt read per look
 # a host name, IPv4 or IPv6 address: what a worker can be pointed at
@@ -80,15 +82,15 @@ def worker_task_id(index: int, count: int) -> str:
     return f"{WORKER_PREFIX}{index:0{width}d}"
 
 
-def master_task(spec: dict[str, Any], run_id: str, urls: RunUrls, runs_prefix: str = "") -> bm.BatchTaskCreateOptions:
+def master_task(spec: RunSpec, run_id: str, urls: RunUrls, runs_prefix: str = "") -> bm.BatchTaskCreateOptions:
     """The master: ``beopest.master_command`` with the spec's environment and ``BEOPEST_PORT``."""
-    section = spec["beopest"]
-    environment = {**spec["environment"], PORT_VARIABLE: str(section["port"])}
-    name = spec.get("name") or run_id
+    section = spec.section(SPEC_SECTION)
+    environment = {**spec.environment, PORT_VARIABLE: str(section["port"])}
+    name = spec.name or run_id
     return batch_task(spec, run_id, MASTER_TASK_ID, f"{name} master"[:1024], section["master_command"], environment, urls, runs_prefix)
 
 
-def plan_workers(spec: dict[str, Any], run_id: str, urls: RunUrls, master_host: str,
+def plan_workers(spec: RunSpec, run_id: str, urls: RunUrls, master_host: str,
                  runs_prefix: str = "") -> list[bm.BatchTaskCreateOptions]:
     """The workers ``w-000``, ...: ``beopest.worker_command`` pointed at the master.
 
@@ -96,23 +98,23 @@ def plan_workers(spec: dict[str, Any], run_id: str, urls: RunUrls, master_host: 
     ``BEOPEST_MASTER=<host>:<port>``, ``BEOPEST_PORT`` and ``BEOPEST_WORKER_INDEX``.
     Inputs, outputs and constraints are the run's, as for the master.
     """
-    section = spec["beopest"]
+    section = spec.section(SPEC_SECTION)
     count, port = section["workers"], str(section["port"])
     address = f"{master_host}:{port}"
-    name = spec.get("name") or run_id
+    name = spec.name or run_id
     tasks = []
     for index in range(count):
         task_id = worker_task_id(index, count)
-        environment = {**spec["environment"], HOST_VARIABLE: master_host, MASTER_VARIABLE: address, PORT_VARIABLE: port,
+        environment = {**spec.environment, HOST_VARIABLE: master_host, MASTER_VARIABLE: address, PORT_VARIABLE: port,
                        WORKER_INDEX_VARIABLE: str(index)}
         tasks.append(batch_task(spec, run_id, task_id, f"{name} worker {task_id} -> {address}"[:1024], section["worker_command"],
                            environment, urls, runs_prefix))
     return tasks
 
 
-def job_metadata(spec: dict[str, Any]) -> bm.BatchMetadataItem:
+def job_metadata(spec: RunSpec) -> bm.BatchMetadataItem:
     """What the reconciler needs to chain the workers, so that it reads the request only to plan them."""
-    section = spec["beopest"]
+    section = spec.section(SPEC_SECTION)
     value = {"port": section["port"], "workers": section["workers"], "host_timeout": section["host_timeout"],
              "host_pattern": section.get("host_pattern")}
     return bm.BatchMetadataItem(name=META_BEOPEST, value=json.dumps(value, separators=(",", ":")))
@@ -297,9 +299,9 @@ def record_failure(clients: "Clients", run: Observation, reason: str | None = No
     update_status(RunStore(clients.runs()), run.run_id, fail)
 
 
-def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: dict[str, Any], deadline: datetime | None) -> RunUrls:
+def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: RunSpec, deadline: datetime | None) -> RunUrls:
     """The workers' SAS URLs, issued as submission issues the master's (same scopes, same lifetime)."""
-    return run_urls(clients, store, run_id, spec, deadline, spec["inputs"])
+    return run_urls(clients, store, run_id, spec, deadline, spec.inputs)
 
 
 def chain_workers(clients: "Clients", run: Observation) -> None:
@@ -307,15 +309,16 @@ def chain_workers(clients: "Clients", run: Observation) -> None:
     seen: BeopestObservation = run.kind_observation
     host = seen.search.host
     store = RunStore(clients.runs())
-    spec = store.read(run.run_id, REQUEST_BLOB).document["spec"]
+    spec = read_request(store, run.run_id).spec
+    port = spec.section(SPEC_SECTION)["port"]
     tasks = plan_workers(spec, run.run_id, worker_urls(clients, store, run.run_id, spec, run.deadline), host)
-    tracing.annotate(beopest_master=f"{host}:{spec['beopest']['port']}", beopest_workers=len(tasks))
+    tracing.annotate(beopest_master=f"{host}:{port}", beopest_workers=len(tasks))
     try:
         add_missing_tasks(clients.batch, run.job_id, tasks, run.run_id)
     except PermanentRunError as exc:  # Batch refused the workers: the run cannot go on
         record_failure(clients, run, f"beopest: Batch refused the workers: {'; '.join(exc.errors)}")
         return
-    address = f"{host}:{spec['beopest']['port']}"
+    address = f"{host}:{port}"
 
     def chained(status: RunStatus) -> RunStatus:
         if status.kind_section(SECTION).get("master"):
@@ -365,10 +368,10 @@ class Beopest(BeopestSpec, RunKind):
     actions = {"chain": lambda clients, run: chain_workers(clients, run), "end_workers": _end_workers, "fail": _fail}
     ending_actions = frozenset({"end_workers", "fail"})
 
-    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+    def plan_tasks(self, spec: RunSpec, plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         return [master_task(spec, plan.run_id, plan.urls, plan.runs_prefix)]
 
-    def job_metadata(self, spec: dict[str, Any]) -> list[bm.BatchMetadataItem]:
+    def job_metadata(self, spec: RunSpec) -> list[bm.BatchMetadataItem]:
         return [job_metadata(spec)]
 
     def watched_every_tick(self, metadata: Mapping[str, str]) -> bool:

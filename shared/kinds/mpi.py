@@ -7,12 +7,11 @@ a pool made for the run has one node per instance unless the spec says otherwise
 """
 from __future__ import annotations
 
-from typing import Any
-
 from azure.batch import models as bm
 
 from dmscontract.ids import MAIN_TASK_ID
 from dmscontract.kinds.mpi import MpiSpec
+from dmscontract.run_spec import RunSpec
 from shared.kinds.base import PlanContext, RunKind
 from shared.task_models import batch_task, task_command_line
 
@@ -20,20 +19,21 @@ from shared.task_models import batch_task, task_command_line
 class Mpi(MpiSpec, RunKind):
     """The section and its rules are the contract's (``MpiSpec``); here, the task and the pool."""
 
-    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+    def plan_tasks(self, spec: RunSpec, plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         """One multi-instance task: inputs on every node (common resource files), the command on the primary."""
-        task = batch_task(spec, plan.run_id, MAIN_TASK_ID, spec.get("name") or plan.run_id, spec["command"],
-                          spec["environment"], plan.urls, plan.runs_prefix)
+        task = batch_task(spec, plan.run_id, MAIN_TASK_ID, spec.name or plan.run_id, spec.command,
+                          spec.environment, plan.urls, plan.runs_prefix)
+        section = spec.section(self.section)
         task.multi_instance_settings = bm.MultiInstanceSettings(
-            number_of_instances=spec["mpi"]["nodes"],
-            coordination_command_line=task_command_line(spec, spec["mpi"]["coordination_command"]),
+            number_of_instances=section["nodes"],
+            coordination_command_line=task_command_line(spec, section["coordination_command"]),
             common_resource_files=task.resource_files,
         )
         task.resource_files = []
         return [task]
 
-    def pool_nodes(self, spec: dict[str, Any]) -> int | None:
-        return spec["mpi"]["nodes"]  # a pool made for an MPI run has one node per instance
+    def pool_nodes(self, spec: RunSpec) -> int | None:
+        return spec.section(self.section)["nodes"]  # a pool made for an MPI run has one node per instance
 
     def pool_problem(self, pool: bm.BatchPool) -> str | None:
         if not pool.enable_inter_node_communication or (pool.task_slots_per_node or 1) != 1:

@@ -9,12 +9,11 @@ directory as ``$DMSBATCH_SHARED_DIR``) and removed by its release task when the 
 from __future__ import annotations
 
 import shlex
-from typing import Any
-
 from azure.batch import models as bm
 
 from shared.commands import WINDOWS, command_line
 from dmscontract.kinds.sweep import SweepSpec
+from dmscontract.run_spec import RunSpec
 from dmscontract.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
 from shared.kinds.base import PlanContext, RunKind
 from shared.task_models import RunUrls, batch_task, resource_files
@@ -25,28 +24,29 @@ SHARED_INPUT_RETRIES = 2  # a failed preparation task keeps all of the job's tas
 class Sweep(SweepSpec, RunKind):
     """The section and its rules are the contract's (``SweepSpec``); here, the members' tasks and the shared inputs."""
 
-    def plan_tasks(self, spec: dict[str, Any], plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
+    def plan_tasks(self, spec: RunSpec, plan: PlanContext) -> list[bm.BatchTaskCreateOptions]:
         """One task per member: ``m-00000``, ...; environment = spec environment + member parameters + index.
 
         A CSV sweep's members come from its file's text (``plan.files``); a file that cannot be used
         raises ``SpecError`` naming ``sweep.csv``."""
-        csv_name = spec["sweep"].get("csv")
-        members = generate_members(spec["sweep"], plan.files.get(csv_name) if csv_name else None, plan.max_sweep_members)
-        command = spec["command"]
-        if spec.get("shared_inputs"):
-            command = _with_shared_dir(command, spec["pool"]["os"], plan.job_id)
-        name = spec.get("name") or plan.run_id
+        section = spec.section(self.section)
+        csv_name = section.get("csv")
+        members = generate_members(section, plan.files.get(csv_name) if csv_name else None, plan.max_sweep_members)
+        command = spec.command
+        if spec.shared_inputs:
+            command = _with_shared_dir(command, spec.pool.os, plan.job_id)
+        name = spec.name or plan.run_id
         tasks = []
         for index, member in enumerate(members):
             task_id = member_task_id(index, len(members))
             label = f"{name} {task_id}: " + " ".join(f"{k}={v}" for k, v in member.items())
             tasks.append(batch_task(spec, plan.run_id, task_id, label[:1024], command,
-                                    member_environment(spec["environment"], member, index), plan.urls, plan.runs_prefix))
+                                    member_environment(spec.environment, member, index), plan.urls, plan.runs_prefix))
         return tasks
 
-    def job_tasks(self, spec: dict[str, Any], plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
+    def job_tasks(self, spec: RunSpec, plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
                                                                           bm.BatchJobReleaseTask | None]:
-        if not spec.get("shared_inputs"):
+        if not spec.shared_inputs:
             return None, None
         return _shared_inputs_tasks(spec, plan.job_id, plan.urls)
 
@@ -76,7 +76,7 @@ def _with_shared_dir(command: str, os_family: str, the_job_id: str) -> str:
     return f"export {SHARED_DIR_VARIABLE}={_shared_dir(os_family, the_job_id)}; {command}"
 
 
-def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -> tuple[bm.BatchJobPreparationTask, bm.BatchJobReleaseTask]:
+def _shared_inputs_tasks(spec: RunSpec, the_job_id: str, urls: RunUrls) -> tuple[bm.BatchJobPreparationTask, bm.BatchJobReleaseTask]:
     """Copy the shared inputs once per node, before the job's first task there; remove them when the job ends.
 
     Batch downloads resource files only into the task's own working directory
@@ -89,20 +89,20 @@ def _shared_inputs_tasks(spec: dict[str, Any], the_job_id: str, urls: RunUrls) -
     command line; resource files keep Batch's own transfer and retries.
     ``waitForSuccess``: no member starts on a node before its copy is complete.
     """
-    os_family = spec["pool"]["os"]
+    os_family = spec.pool.os
     dest = _shared_dir(os_family, the_job_id)
-    items = spec["shared_inputs"]
+    items = spec.shared_inputs
     if os_family == WINDOWS:
         steps, sep = [], "\\"
         for item in items:
-            path = item["path"].replace("/", sep)
+            path = item.path.replace("/", sep)
             folder = sep.join([dest, *path.split(sep)[:-1]])
             steps += [f'(if not exist "{folder}" mkdir "{folder}")', f'move /y "{path}" "{dest}{sep}{path}"']
         prepare = " && ".join(steps)
         release = f'rmdir /s /q "{dest}"'
     else:
-        folders = sorted({dest} | {f"{dest}/{shlex.quote(item['path'].rpartition('/')[0])}" for item in items if "/" in item["path"]})
-        moves = [f"mv -f -- {shlex.quote(item['path'])} {dest}/{shlex.quote(item['path'])}" for item in items]
+        folders = sorted({dest} | {f"{dest}/{shlex.quote(item.path.rpartition('/')[0])}" for item in items if "/" in item.path})
+        moves = [f"mv -f -- {shlex.quote(item.path)} {dest}/{shlex.quote(item.path)}" for item in items]
         prepare = "; ".join(["set -e", 'cd "${AZ_BATCH_TASK_WORKING_DIR:?}"', f"mkdir -p -- {' '.join(folders)}", *moves])
         release = f"rm -rf -- {dest}"
     preparation = bm.BatchJobPreparationTask(

@@ -75,7 +75,7 @@ def store_over(container) -> ProfileStore:
 
 def test_mappings_merge_recursively_the_spec_winning_key_by_key(profile_container):
     spec = load_run_spec({"profile": "base", "pool": {"vm_size": "standard_d8s_v3", "image": {"sku": "minimal"}},
-                          "constraints": {"max_wall_clock": "30m"}}, store_over(profile_container))
+                          "constraints": {"max_wall_clock": "30m"}}, store_over(profile_container)).to_json()
 
     assert spec["pool"]["vm_size"] == "standard_d8s_v3"
     assert spec["pool"]["dedicated_nodes"] == 2, "a key the spec does not give keeps the profile's value"
@@ -87,14 +87,14 @@ def test_mappings_merge_recursively_the_spec_winning_key_by_key(profile_containe
 
 
 def test_environment_merges_and_the_spec_overrides_one_variable(profile_container):
-    spec = load_run_spec({"profile": "base", "environment": {"PLACE": "spec", "EXTRA": 1}}, store_over(profile_container))
+    spec = load_run_spec({"profile": "base", "environment": {"PLACE": "spec", "EXTRA": 1}}, store_over(profile_container)).to_json()
     assert spec["environment"] == {"GREETING": "hello", "PLACE": "spec", "LEVEL": "3", "EXTRA": "1"}
 
 
 def test_null_in_the_spec_removes_the_profile_value(profile_container):
     spec = load_run_spec({"profile": "base", "environment": {"LEVEL": None}, "outputs": None, "tags": None,
                           "pool": {"image": None, "application_packages": None, "when_done": None}},
-                         store_over(profile_container))
+                         store_over(profile_container)).to_json()
 
     assert spec["environment"] == {"GREETING": "hello", "PLACE": "profile"}
     assert spec["outputs"] == [] and spec["tags"] == {}, "removed: the schema's default applies"
@@ -112,14 +112,16 @@ def test_an_autoscale_formula_over_a_profiles_node_count_says_where_the_count_ca
         "(set $TargetDedicatedNodes in the formula) (from profile 'base')"]
     spec = load_run_spec({"profile": "base", "pool": {"autoscale_formula": formula, "dedicated_nodes": None}},
                          store_over(profile_container))
-    assert spec["pool"]["autoscale_formula"] == formula and spec["pool"]["dedicated_nodes"] is None
+    assert spec.pool.autoscale_formula == formula and spec.pool.dedicated_nodes is None
 
 
 def test_the_normalised_spec_records_the_profile_and_its_etag(profile_container):
     spec = load_run_spec({"profile": "other", PROFILE_ETAG_FIELD: "ignored on input"}, store_over(profile_container))
     etag = profile_container.get_blob_client("other.yaml").get_blob_properties().etag.strip('"')
-    assert (spec["profile"], spec[PROFILE_ETAG_FIELD]) == ("other", etag)
-    assert load_run_spec(spec, store_over(profile_container)) == spec, "a stored spec posted again loads to itself"
+    assert (spec.profile, spec.profile_etag) == ("other", etag)
+    stored = spec.to_json()
+    assert list(stored)[-2:] == ["profile", PROFILE_ETAG_FIELD], "request.json records them last"
+    assert load_run_spec(stored, store_over(profile_container)) == spec, "a stored spec posted again loads to itself"
 
 
 # ---- errors --------------------------------------------------------------------------------
@@ -170,9 +172,9 @@ def test_profiles_are_read_once_per_store_and_afresh_by_the_next(profile_contain
     first = load_run_spec({"profile": "changing"}, store)
     profile_container.upload_blob("changing.yaml", b"command: two\n", overwrite=True)
 
-    assert load_run_spec({"profile": "changing"}, store)["command"] == "one", "one invocation sees one version"
+    assert load_run_spec({"profile": "changing"}, store).command == "one", "one invocation sees one version"
     again = load_run_spec({"profile": "changing"}, store_over(profile_container))
-    assert again["command"] == "two" and again[PROFILE_ETAG_FIELD] != first[PROFILE_ETAG_FIELD]
+    assert again.command == "two" and again.profile_etag != first.profile_etag
 
 
 def test_a_redelivered_request_keeps_its_accepted_spec_when_its_profile_is_gone(clients: Clients, store):
@@ -180,7 +182,7 @@ def test_a_redelivered_request_keeps_its_accepted_spec_when_its_profile_is_gone(
     profiles = clients.blob_service.get_container_client(clients.settings.profiles_container)
     profiles.upload_blob(f"{name}.yaml", b"command: hydro -v\n")
     accepted = spec_for_submission(clients, run_id, {"profile": name})
-    store.write(run_id, "request.json", {"run_id": run_id, "accepted_at": "2026-01-01T00:00:00Z", "spec": accepted}, None)
+    store.write(run_id, "request.json", {"run_id": run_id, "accepted_at": "2026-01-01T00:00:00Z", "spec": accepted.to_json()}, None)
     profiles.delete_blob(f"{name}.yaml")
 
     assert spec_for_submission(clients, run_id, {"profile": name}) == accepted
@@ -207,7 +209,7 @@ def test_the_stack_seeded_the_repository_profiles(clients: Clients):
 @pytest.mark.parametrize("name", REPO_PROFILES)
 def test_each_repository_profile_validates_with_a_minimal_spec(clients: Clients, name):
     spec = load_run_spec({"profile": name, **MINIMAL_SPECS.get(name, {})}, ProfileStore.for_clients(clients))
-    assert spec["profile"] == name and (spec.get("command") or spec["kind"] == "beopest")
+    assert spec.profile == name and (spec.command or spec.kind == "beopest")
     text = (REPO_ROOT / "profiles" / f"{name}.yaml").read_text()
     assert yaml.safe_load(text).get("description"), "each repository profile says what it is for"
 
@@ -215,9 +217,9 @@ def test_each_repository_profile_validates_with_a_minimal_spec(clients: Clients,
 def test_the_dsm2_profile_runs_hydro_then_qual_with_its_application_package(clients: Clients):
     spec = load_run_spec({"profile": "dsm2", "inputs": ["study.zip"], "environment": {"QUAL_INP": "qual_do.inp"}},
                          ProfileStore.for_clients(clients))
-    assert spec["pool"]["application_packages"] == [{"id": "dsm2", "version": "8.2.2"}]
-    assert spec["outputs"] == ["**/output/*"]
-    assert spec["environment"] == {"STUDY_DIR": ".", "HYDRO_INP": "hydro.inp", "QUAL_INP": "qual_do.inp"}
+    assert [p.to_json() for p in spec.pool.application_packages] == [{"id": "dsm2", "version": "8.2.2"}]
+    assert spec.outputs == ("**/output/*",)
+    assert spec.environment == {"STUDY_DIR": ".", "HYDRO_INP": "hydro.inp", "QUAL_INP": "qual_do.inp"}
 
     from shared.planning import pool_for
 

@@ -57,9 +57,9 @@ class EchoPair(RunKind):
     no_command = "an echo-pair run echoes its words; it has no command"
 
     def plan_tasks(self, spec, plan):
-        words = spec["pair"]["words"]
+        words = spec.section(self.section)["words"]
         return [batch_task(spec, plan.run_id, f"word-{i}", f"{word}", f"echo {word}" + ("" if i == 0 else "; exit 3"),
-                           spec["environment"], plan.urls, plan.runs_prefix) for i, word in enumerate(words)]
+                           spec.environment, plan.urls, plan.runs_prefix) for i, word in enumerate(words)]
 
     def deciding_tasks(self, tasks):
         return [task for task in tasks if task.id == "word-0"]

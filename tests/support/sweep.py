@@ -27,4 +27,4 @@ PTM = sweep_spec({"product": {"START_DATE": ["01JAN2020", "01FEB2020", "01MAR202
 
 def plan(document, csv_text=None):
     spec = load_spec(document)
-    return plan_run(spec, "r1", SETTINGS, URLS, deadline_for(spec, SETTINGS, NOW), files={spec["sweep"]["csv"]: csv_text} if csv_text is not None else None)
+    return plan_run(spec, "r1", SETTINGS, URLS, deadline_for(spec, SETTINGS, NOW), files={spec.section("sweep")["csv"]: csv_text} if csv_text is not None else None)

@@ -61,9 +61,9 @@ def test_a_host_pattern_takes_its_group_from_the_first_match():
 # ---- spec and planning --------------------------------------------------------------------
 def test_beopest_spec_defaults_and_errors():
     spec = load_spec({"kind": "beopest", "beopest": {"workers": 2, "master_command": "m", "worker_command": "w"}})
-    assert spec["beopest"] == {"workers": 2, "port": 4004, "master_command": "m", "worker_command": "w",
+    assert spec.to_json()["beopest"] == {"workers": 2, "port": 4004, "master_command": "m", "worker_command": "w",
                                "host_pattern": None, "host_timeout": 600}
-    assert "command" not in spec
+    assert spec.command is None and "command" not in spec.to_json()
     assert errors_of({"kind": "beopest", "command": "pest case", "beopest": section()}) == [
         "command: a beopest run has no top-level command: the master runs beopest.master_command and each worker beopest.worker_command"]
     assert errors_of({"kind": "beopest", "beopest": section(workers=0, port=70000, host_pattern="host=\\S+", host_timeout="soon",

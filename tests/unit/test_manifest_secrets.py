@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from dmscontract.run_request import RunRequestRecord
+from dmscontract.run_spec import RunSpec
 from dmscontract.status import RunStatus
 from shared.manifest import REDACTED, build_manifest
 
@@ -14,7 +16,8 @@ def test_secret_looking_names_are_redacted_in_every_place_that_becomes_an_enviro
         "sweep": {"product": {"DB_PASSWORD": ["pw1", "pw2"], "START": ["2020-01-01"]},
                   "members": [{"SAS_URL": "https://x?sig=abc", "ROW": 3}]},
     }
-    manifest = build_manifest({"run_id": "r", "spec": spec}, RunStatus(run_id="r"), "succeeded", None, [], [], "2026-11-24T00:00:00Z").to_json()
+    record = RunRequestRecord("r", "2026-11-24T00:00:00Z", RunSpec.from_json(spec))
+    manifest = build_manifest("r", record, RunStatus(run_id="r"), "succeeded", None, [], [], "2026-11-24T00:00:00Z").to_json()
     text = json.dumps(manifest)
 
     for secret in ("t0k3n", "k3y", "pw1", "pw2", "sig=abc"):
@@ -24,4 +27,4 @@ def test_secret_looking_names_are_redacted_in_every_place_that_becomes_an_enviro
     assert request["pool"]["start_task"]["environment"] == {"STORAGE_KEY": REDACTED, "MIRROR": "m"}
     assert request["sweep"]["product"] == {"DB_PASSWORD": REDACTED, "START": ["2020-01-01"]}
     assert request["sweep"]["members"] == [{"SAS_URL": REDACTED, "ROW": 3}]
-    assert spec["environment"]["API_TOKEN"] == "t0k3n", "the stored request itself is not changed"
+    assert record.spec.environment["API_TOKEN"] == "t0k3n", "the stored request itself is not changed"

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from dmscontract.run_spec import AppPackage
 from shared.commands import command_line, package_variables
 from shared.planning import META_DEADLINE, META_RUN_ID, META_WHEN_DONE
 from tests.support.planning import SETTINGS, NOW, plan, PACKAGES
@@ -75,8 +76,9 @@ def test_planning_is_deterministic():
 
 
 def test_package_variables_follow_batch_naming_on_each_os():
-    assert package_variables(PACKAGES, "linux") == ["AZ_BATCH_APP_PACKAGE_Hydro_Tools_8_2_2", "AZ_BATCH_APP_PACKAGE_qual"]
-    assert package_variables(PACKAGES, "windows") == ["AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS#8.2.2", "AZ_BATCH_APP_PACKAGE_QUAL"]
+    packages = [AppPackage.from_json(p) for p in PACKAGES]
+    assert package_variables(packages, "linux") == ["AZ_BATCH_APP_PACKAGE_Hydro_Tools_8_2_2", "AZ_BATCH_APP_PACKAGE_qual"]
+    assert package_variables(packages, "windows") == ["AZ_BATCH_APP_PACKAGE_HYDRO-TOOLS#8.2.2", "AZ_BATCH_APP_PACKAGE_QUAL"]
 
 
 def test_windows_tasks_put_the_package_directories_on_path_in_cmd():

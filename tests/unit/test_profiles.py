@@ -32,9 +32,9 @@ def test_a_profiles_start_task_merges_like_any_mapping_the_specs_command_replaci
                                        "elevated": True}}}
     merged = load_spec(merge({"command": "x", **profile},
                              {"pool": {"start_task": {"command": "install-hdf5", "environment": {"PREFIX": None, "HDF5": "1.14"}}}}))
-    assert merged["pool"]["start_task"] == {"command": "install-hdf5", "environment": {"NETCDF": "4.9", "HDF5": "1.14"},
+    assert merged.pool.start_task.to_json() == {"command": "install-hdf5", "environment": {"NETCDF": "4.9", "HDF5": "1.14"},
                                             "elevated": True, "wait_for_success": True, "max_retries": 0}
-    assert load_spec(merge({"command": "x", **profile}, {"pool": {"start_task": None}}))["pool"]["start_task"] is None
+    assert load_spec(merge({"command": "x", **profile}, {"pool": {"start_task": None}})).pool.start_task is None
 
 
 def test_a_spec_naming_no_profile_is_load_spec_and_touches_no_storage():

@@ -22,7 +22,7 @@ def test_validate_without_a_profile_needs_no_stack(tmp_path):
                                                      batch_port=free_port()), {}).save()
     dms = dmsbatch.connect(data_dir=tmp_path)
     spec = dms.validate(REPO_ROOT / "examples" / "historical")
-    assert spec["kind"] == "single" and spec["name"] == "historical"
+    assert spec.kind == "single" and spec.name == "historical"
     with pytest.raises(SpecProblem) as bad:
         dms.validate(write_study(tmp_path / "bad", "name: bad\ncomand: hydro\n"))
     assert "comand: is not a field here; check its spelling and indentation" in bad.value.lines[0]
@@ -30,4 +30,4 @@ def test_validate_without_a_profile_needs_no_stack(tmp_path):
     profiled = write_study(tmp_path / "profiled", "profile: dsm2\n")
     with pytest.raises(ServiceUnreachable):
         dms.validate(profiled)
-    assert dms.validate(profiled, profiles_dir=REPO_ROOT / "profiles")["profile"] == "dsm2"
+    assert dms.validate(profiled, profiles_dir=REPO_ROOT / "profiles").profile == "dsm2"

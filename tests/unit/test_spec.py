@@ -6,6 +6,11 @@ import pytest
 from dmscontract.spec import SpecError, load_spec
 
 
+def stored(document) -> dict:
+    """The spec as request.json stores it (the documented JSON of the loaded ``RunSpec``)."""
+    return load_spec(document).to_json()
+
+
 def errors_of(document) -> list[str]:
     with pytest.raises(SpecError) as caught:
         load_spec(document)
@@ -13,7 +18,7 @@ def errors_of(document) -> list[str]:
 
 
 def test_minimal_spec_is_normalised_with_defaults():
-    spec = load_spec({"command": "hydro -v"})
+    spec = stored({"command": "hydro -v"})
     assert spec["kind"] == "single"
     assert spec["inputs"] == [] and spec["outputs"] == [] and spec["environment"] == {}
     assert spec["pool"]["os"] == "linux" and spec["pool"]["task_slots_per_node"] == 1
@@ -39,7 +44,7 @@ def test_every_error_is_reported_at_once_with_its_path():
 
 
 def test_input_shorthand_and_default_path():
-    spec = load_spec({"command": "x", "inputs": ["study/hydro.inp", {"blob": "big.h5", "path": "shared/tide.h5"}]})
+    spec = stored({"command": "x", "inputs": ["study/hydro.inp", {"blob": "big.h5", "path": "shared/tide.h5"}]})
     assert spec["inputs"] == [
         {"blob": "study/hydro.inp", "path": "study/hydro.inp", "mode": None},
         {"blob": "big.h5", "path": "shared/tide.h5", "mode": None},
@@ -60,7 +65,7 @@ def test_input_path_cannot_escape_the_working_directory():
 
 @pytest.mark.parametrize("text, seconds", [("90m", 5400), ("2h", 7200), ("1d12h", 129600), ("45s", 45), (600, 600)])
 def test_wall_clock_durations(text, seconds):
-    assert load_spec({"command": "x", "constraints": {"max_wall_clock": text}})["constraints"]["max_wall_clock"] == seconds
+    assert stored({"command": "x", "constraints": {"max_wall_clock": text}})["constraints"]["max_wall_clock"] == seconds
 
 
 @pytest.mark.parametrize("bad", ["0m", "two hours", -5, True, ""])
@@ -70,7 +75,7 @@ def test_bad_wall_clock_durations_are_rejected(bad):
 
 
 def test_environment_values_become_strings_and_names_are_checked():
-    spec = load_spec({"command": "x", "environment": {"ROW": 12, "DRY": True, "EMPTY": None}})
+    spec = stored({"command": "x", "environment": {"ROW": 12, "DRY": True, "EMPTY": None}})
     assert spec["environment"] == {"ROW": "12", "DRY": "true", "EMPTY": ""}
     assert errors_of({"command": "x", "environment": {"A-B": "1"}})[0].startswith("environment: 'A-B' is not a valid")
 
@@ -90,7 +95,7 @@ FORMULA = "$TargetDedicatedNodes = min(4, $PendingTasks.GetSample(1));"
 
 
 def test_an_autoscale_formula_and_a_start_task_load_with_their_defaults():
-    pool = load_spec({"command": "x", "pool": {
+    pool = stored({"command": "x", "pool": {
         "autoscale_formula": FORMULA, "autoscale_interval": "10m",
         "start_task": {"command": "tar -xf lib.tar -C \"$AZ_BATCH_NODE_SHARED_DIR\"", "environment": {"LIB": "netcdf", "N": 4}},
     }})["pool"]
@@ -102,15 +107,15 @@ def test_an_autoscale_formula_and_a_start_task_load_with_their_defaults():
 
 
 def test_a_pool_without_them_normalises_to_none_and_a_normalised_spec_loads_to_itself():
-    spec = load_spec({"command": "x"})
+    spec = stored({"command": "x"})
     assert (spec["pool"]["autoscale_formula"], spec["pool"]["autoscale_interval"], spec["pool"]["start_task"]) == (None, None, None)
     autoscaled = load_spec({"command": "x", "pool": {"autoscale_formula": FORMULA, "start_task": {"command": "true", "elevated": True}}})
-    assert load_spec(autoscaled) == autoscaled, "request.json's spec, re-posted, must load again (low_priority_nodes: 0 included)"
+    assert load_spec(autoscaled.to_json()) == autoscaled, "request.json's spec, re-posted, must load again (low_priority_nodes: 0 included)"
 
 
 @pytest.mark.parametrize("interval, seconds", [("5m", 300), ("168h", 604800), ("1d", 86400), (900, 900)])
 def test_autoscale_intervals_are_durations_within_batchs_limits(interval, seconds):
-    pool = load_spec({"command": "x", "pool": {"autoscale_formula": FORMULA, "autoscale_interval": interval}})["pool"]
+    pool = stored({"command": "x", "pool": {"autoscale_formula": FORMULA, "autoscale_interval": interval}})["pool"]
     assert pool["autoscale_interval"] == seconds
 
 
@@ -148,7 +153,7 @@ def test_a_formula_must_set_a_target_and_an_interval_needs_a_formula():
 
 def test_a_formula_with_the_id_of_a_pool_is_the_definition_used_if_that_pool_is_missing():
     """As for every pool definition beside an id (pool_for): the named pool is created with it if it does not exist."""
-    pool = load_spec({"command": "x", "pool": {"id": "shared-autoscaled", "autoscale_formula": FORMULA}})["pool"]
+    pool = stored({"command": "x", "pool": {"id": "shared-autoscaled", "autoscale_formula": FORMULA}})["pool"]
     assert pool["id"] == "shared-autoscaled" and pool["autoscale_formula"] == FORMULA
 
 

@@ -16,7 +16,7 @@ from dmscontract.status import RunStatus, TaskCounts
 
 
 def members_of(sweep, csv_text=None, **kwargs):
-    return generate_members(load_spec(sweep_spec(sweep))["sweep"], csv_text, **kwargs)
+    return generate_members(load_spec(sweep_spec(sweep)).section("sweep"), csv_text, **kwargs)
 
 
 def errors_of(document, **kwargs) -> list[str]:
@@ -55,7 +55,7 @@ def test_random_is_reproducible_with_its_seed_and_stays_in_range():
     assert first == again and len(first) == 50
     assert all(0.02 <= float(m["MANNING"]) < 0.04 and m["SCENARIO"] in ("wet", "dry", "3") for m in first)
     assert members_of({**sweep, "seed": 8}) != first
-    assert load_spec(sweep_spec({**sweep, "seed": None}))["sweep"]["seed"] == 0, "no seed is seed 0, recorded in request.json"
+    assert load_spec(sweep_spec({**sweep, "seed": None})).to_json()["sweep"]["seed"] == 0, "no seed is seed 0, recorded in request.json"
 
 
 def test_latin_hypercube_is_reproducible_and_puts_one_member_in_each_stratum():
@@ -125,7 +125,7 @@ def test_task_ids_are_zero_padded_by_count_and_environment_is_spec_plus_member_p
 
 
 def test_a_single_spec_is_normalised_as_before_sweeps():
-    assert set(load_spec({"command": "hydro -v"})) == {
+    assert set(load_spec({"command": "hydro -v"}).to_json()) == {
         "spec_version", "run_id", "name", "kind", "command", "environment", "inputs", "outputs", "pool", "constraints", "tags"}
 
 
