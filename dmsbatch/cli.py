@@ -332,26 +332,52 @@ def status(ctx: click.Context, run_id: str | None, limit: int, as_json: bool) ->
     _console().print(table)
 
 
+# the moments of a run's life, in the order they happen, as `status RUN` shows them
+MOMENTS = (("accepted", "accepted"), ("submitted", "submitted"), ("running", "running"), ("cancel requested", "cancel_requested_at"),
+           ("deadline passed", "deadline_passed_at"), ("finished", "finished_at"), ("deadline", "deadline"))
+
+
+def _moment(text: str | None) -> str | None:
+    """One format for people: ISO 8601 in UTC to the second (``2026-12-08T02:03:04Z``), whatever the document wrote."""
+    from datetime import datetime, timezone
+
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _status_lines(doc: dict[str, Any]) -> list[str]:
     from dmsbatch.runs import progress
 
     done, total = progress(doc)
     tasks = doc.get("tasks") or {}
-    lines = [f"run {doc.get('run_id')}: {doc.get('state')}"]
+    run_id = doc.get("run_id")
+    lines = [f"run {run_id}: {doc.get('state')}"]
     if doc.get("name") or doc.get("kind"):
         lines.append(f"  name: {doc.get('name') or '-'}   kind: {doc.get('kind') or '-'}   pool: {doc.get('pool_id') or '-'}")
     if total:
-        lines.append(f"  tasks: {done}/{total} done ({', '.join(f'{k} {tasks.get(k, 0)}' for k in ('active', 'running', 'succeeded', 'failed'))})")
-    for state, stamp in (doc.get("timestamps") or {}).items():
-        lines.append(f"  {state}: {stamp}")
-    if doc.get("cancel_requested_at"):
-        lines.append(f"  cancel requested: {doc['cancel_requested_at']} ({doc.get('cancel_reason')})")
+        states = ("active", "running", "succeeded", "failed", "cancelled")
+        lines.append(f"  tasks: {done}/{total} done ({', '.join(f'{k} {tasks.get(k, 0)}' for k in states)})")
+        lines.append(f"  retries: {tasks.get('retries', 0)}   requeues (node preempted or lost): {tasks.get('requeues', 0)}")
+    stamps = {**(doc.get("timestamps") or {}), **{k: doc.get(k) for _, k in MOMENTS if doc.get(k)}}
+    width = max(len(label) for label, _ in MOMENTS)
+    for label, key in MOMENTS:
+        if stamps.get(key):
+            lines.append(f"  {label + ':':<{width + 1}} {_moment(stamps[key])}")
+    if doc.get("cancel_reason"):
+        lines.append(f"  cancelled because: {doc['cancel_reason']}")
     if doc.get("reason"):
         lines.append(f"  reason: {doc['reason']}")
     for error in doc.get("errors") or []:
         lines.append(f"  error: {error}")
     if doc.get("manifest_url"):
-        lines.append(f"  manifest: {doc['manifest_url']}")
+        lines.append(f"  results: `dmsbatch results {run_id}` (--members, --download DIR); its manifest.json, members.csv "
+                     f"and report.html are in the runs container under {run_id}/")
     if doc.get("state") == "pending":
         lines.append("  (its inputs are uploaded; the backend has not taken the request in yet)")
     return lines
@@ -364,6 +390,9 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
 def wait(ctx: click.Context, run_id: str, timeout: float | None) -> None:
     """Wait for a run to end, with a progress bar of tasks done; exit 0 only if it succeeded."""
     _wait(_session(ctx), run_id, timeout)
+
+
+WAIT_GRACE = 3  # seconds `wait` gives a run id with no trace at all (none in status, inbox or queue) before saying so
 
 
 def _wait(session, run_id: str, timeout: float | None, just_sent: bool = False) -> None:
@@ -385,8 +414,15 @@ def _wait(session, run_id: str, timeout: float | None, just_sent: bool = False) 
     def said(text: str) -> None:
         console.print(text, markup=False, highlight=False)  # above the bar while it is live
 
-    with bar:
-        final = session.wait(run_id, timeout=timeout, on_update=update, on_note=None if just_sent else said)
+    try:
+        with bar:
+            final = session.wait(run_id, timeout=timeout, on_update=update, on_note=None if just_sent else said,
+                                 appear_within=30 if just_sent else WAIT_GRACE)
+    except KeyboardInterrupt:
+        click.echo(f"stopped waiting; run {run_id} goes on without you.\n"
+                   f"  wait again:  dmsbatch wait {run_id}\n"
+                   f"  cancel it:   dmsbatch cancel {run_id}", err=True)
+        sys.exit(130)
     click.echo(describe_end(final))
 
 
@@ -413,11 +449,20 @@ def logs(ctx: click.Context, run_id: str, task_id: str | None, stream: str, foll
 @click.argument("run_id")
 @click.option("--download", "download", type=click.Path(file_okay=False, path_type=Path),
               help="Download every output to DIR/<task>/<path>, checking size and MD5 against the manifest.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest's outputs as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest's outputs (or with --members, the members) as JSON.")
+@click.option("--members", "show_members", is_flag=True, help="A sweep's members: their parameters and how each ended.")
+@click.option("--state", type=click.Choice(["succeeded", "failed", "cancelled"]), help="With --members: only those that ended so.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --members: write the table as CSV to this file ('-': standard output).")
+@click.option("--merged", is_flag=True, help="With --members, for a re-run: its parent's succeeded members too, marked by origin.")
 @click.pass_context
-def results(ctx: click.Context, run_id: str, download: Path | None, as_json: bool) -> None:
-    """List a finished run's outputs from its manifest, or download and verify them."""
+def results(ctx: click.Context, run_id: str, download: Path | None, as_json: bool, show_members: bool, state: str | None,
+            csv_path: Path | None, merged: bool) -> None:
+    """List a finished run's outputs from its manifest, or download and verify them; or its members (--members)."""
     session = _session(ctx)
+    if show_members or state or csv_path or merged:
+        _members_table(session.members(run_id, state=state, merged=merged), run_id, as_json, csv_path)
+        return
     if download is not None:
         files = session.results(run_id, download=download)
         checked = sum(1 for f in files if f.md5_checked)
@@ -441,6 +486,63 @@ def results(ctx: click.Context, run_id: str, download: Path | None, as_json: boo
     for output in outputs:
         table.add_row(output["task_id"], output["path"], f"{output['size']:,}", "yes" if output.get("content_md5") else "-",
                       output["blob"])
+    _console().print(table)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--failed", "failed", is_flag=True, help="The members that did not succeed (the default).")
+@click.option("--members", "members", metavar="IDS", help="These members, by task id: m-00004,m-00017.")
+@click.option("--run-id", "new_run_id", help="The new run's id (default: <name>-rerun-<time>-<hex>).")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait for the new run to end (exit 1 unless it succeeds).")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.pass_context
+def rerun(ctx: click.Context, run_id: str, failed: bool, members: str | None, new_run_id: str | None, wait_: bool,
+          timeout: float | None) -> None:
+    """Run some members of an ended sweep again, as a new run with the same spec, inputs and profile.
+
+    
+    Nothing is uploaded: the new run reads the inputs the ended one uploaded. Its manifest
+    names the ended run as its parent; `dmsbatch results NEW --members --merged` shows the
+    parent's succeeded members with the new run's, marked by origin.
+    """
+    if failed and members:
+        raise UsageProblem("give --failed or --members, not both")
+    chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
+    session = _session(ctx)
+    child = session.rerun(run_id, chosen, new_run_id)
+    note(f"re-running {'the failed members' if chosen is None else f'{len(chosen)} members'} of {run_id} as a new run")
+    click.echo(child)
+    if wait_:
+        _wait(session, child, timeout, just_sent=True)
+
+
+def _members_table(rows: list[dict[str, Any]], run_id: str, as_json: bool, csv_path: Path | None) -> None:
+    from dmscontract.members import columns_of, to_csv
+
+    if csv_path is not None:
+        text = to_csv(rows)
+        if str(csv_path) == "-":
+            click.echo(text, nl=False)
+        else:
+            csv_path.write_text(text, encoding="utf-8", newline="")
+            note(f"{len(rows)} members written to {csv_path}")
+        return
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"run {run_id}: no members to show")
+        return
+    from rich.table import Table
+
+    shown = [c for c in columns_of(rows) if c not in ("outputs", "stdout", "stderr", "started_at", "ended_at")]
+    table = Table(box=None, pad_edge=False)
+    for column in shown:
+        table.add_column(column, no_wrap=True, justify="right" if column in ("index", "exit_code", "duration_s", "retries",
+                                                                                "requeues") else "left")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row[c]) for c in shown))
     _console().print(table)
 
 

@@ -46,6 +46,20 @@ def results(clients: Any, run_id: str) -> list[dict[str, Any]]:
     return list(manifest(clients, run_id)["outputs"])
 
 
+def members(clients: Any, run_id: str, state: str | None = None, merged: bool = False) -> list[dict[str, Any]]:
+    """A sweep's members as rows (``dmscontract.members``); ``merged``: a re-run's rows with the parent's members
+    it did not run again and that succeeded there, each row's ``origin`` saying which run it comes from."""
+    from dmscontract.manifest import Manifest
+    from dmscontract.members import member_rows, merged_rows
+
+    found = Manifest.from_json(manifest(clients, run_id))
+    if merged and found.parent_run_id:
+        rows = merged_rows(found, Manifest.from_json(manifest(clients, found.parent_run_id)))
+    else:
+        rows = member_rows(found, origin=found.run_id if merged else None)
+    return [row for row in rows if state is None or row["state"] == state]
+
+
 def local_path(root: Path, output: dict[str, Any]) -> Path:
     """Where an output goes under ``root``: ``<task_id>/<path>``, refusing names that would leave ``root``."""
     relative = PurePosixPath(output["task_id"]) / PurePosixPath(output["path"])

@@ -40,7 +40,7 @@ def status_or_pending(clients: Any, run_id: str, since: float, appear_within: fl
         return status(clients, run_id)
     except UnknownRun:
         if time.monotonic() - since > appear_within:
-            if not _in_inbox(clients, run_id):
+            if not (_in_inbox(clients, run_id) or _in_queue(clients, run_id)):
                 raise
         elif on_absent is not None:
             on_absent()
@@ -192,6 +192,24 @@ def _in_inbox(clients: Any, run_id: str) -> bool:
     for blob in container.list_blobs(include=["metadata"]):
         if (blob.metadata or {}).get(META_RUN_ID) == run_id or run_id_for_drop(blob.name, blob.etag) == run_id:
             return True
+    return False
+
+
+PEEKED = 32  # the most messages one peek returns (Queue storage's limit)
+
+
+def _in_queue(clients: Any, run_id: str) -> bool:
+    """Whether a request for ``run_id`` waits in run-requests (one peek of the first messages: a run just posted
+    to a queue the backend keeps up with is among them; a request deep in a backlog is not seen)."""
+    from dmscontract.messages import UndecodableMessage, decode_body
+
+    queue = clients.queue_service.get_queue_client(clients.settings.run_requests_queue)  # raw: base64 text
+    for message in queue.peek_messages(max_messages=PEEKED):
+        try:
+            if decode_body(str(message.content).encode()).get("run_id") == run_id:
+                return True
+        except UndecodableMessage:
+            continue
     return False
 
 

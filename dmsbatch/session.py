@@ -202,6 +202,22 @@ class Session:
             return self.call(download_results, str(run_id), download)
         return self.call(results, str(run_id))
 
+    def rerun(self, run_id: str, members: list[str] | None = None, new_run_id: str | None = None) -> str:
+        """A new run of some members of an ended sweep (``members`` None: the ones that did not succeed), with its spec,
+        inputs and profile; nothing is uploaded again. Returns the new run's id (``wait`` it as any run)."""
+        from dmsbatch.rerun import rerun
+
+        return self.call(rerun, str(run_id), list(members) if members else None, new_run_id)
+
+    def members(self, run_id: str, state: str | None = None, merged: bool = False) -> list[dict[str, Any]]:
+        """A finished sweep's members, one dict per member: ``member``, ``index``, each parameter, ``state``,
+        ``exit_code``, times, ``node_id``, ``retries``, ``requeues``, ``outputs``, logs (as in its members.csv;
+        ``pandas.DataFrame(rows)`` makes the table). ``state`` keeps only members that ended so; ``merged``
+        adds a re-run's parent's succeeded members, with ``origin`` naming the run of each row."""
+        from dmsbatch.results import members
+
+        return self.call(members, str(run_id), state, merged)
+
     def trace(self, run_id: str, app_insights: str | None = None, days: int = 7):
         """The spans of the run's trace (``dmsbatch.trace.RunTrace``): from Application Insights when ``app_insights``
         names the resource (its ARM id), else from the local stack's telemetry file."""

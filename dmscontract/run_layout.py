@@ -1,7 +1,7 @@
 """Where a run's blobs live in the runs container: one module, so the layout is stated once.
 
 ``runs/<run_id>/`` holds the run's documents (``request.json``, ``status.json``,
-``manifest.json``, ``intake.json`` for a dropped study, the reconciler's
+``manifest.json``, ``members.csv`` and ``report.html`` once it ended, ``intake.json`` for a dropped study, the reconciler's
 ``check-pending`` marker), its ``inputs/``, and per task ``outputs/<task>/`` and
 ``logs/<task>/{stdout.txt,stderr.txt}``. The contract (docs/contracts.md) documents
 the same layout; downstream pipelines and the client read it.
@@ -11,6 +11,8 @@ from __future__ import annotations
 REQUEST_BLOB = "request.json"  # the normalised request, written once by the first delivery
 STATUS_BLOB = "status.json"
 MANIFEST_BLOB = "manifest.json"  # written once, last, when the run ends
+MEMBERS_BLOB = "members.csv"  # a sweep's members, their parameters and how each ended: written just before the manifest
+REPORT_BLOB = "report.html"  # the run report (dmsreport): written just before the manifest
 INTAKE_BLOB = "intake.json"  # a dropped study's intake record
 MARKER_BLOB = "check-pending"  # a check of the run is queued (shared.run_checks)
 # the logs Batch uploads for each task, from its directory (the parent of its working directory), to logs/<task>/

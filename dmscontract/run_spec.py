@@ -217,6 +217,9 @@ class RunSpec:
         return ([(f"inputs[{i}].blob", item.blob) for i, item in enumerate(self.inputs)]
                 + [(f"shared_inputs[{i}].blob", item.blob) for i, item in enumerate(self.shared_inputs or ())])
 
+    def with_section(self, name: str, value: Mapping[str, Any]) -> "RunSpec":
+        return replace(self, sections=MappingProxyType({**self.sections, name: _frozen(value)}))
+
     def with_run_id(self, run_id: str) -> "RunSpec":
         return replace(self, run_id=run_id)
 

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Mapping
 
+from dmscontract.prices import PriceTable, PriceTableError
+
 DATA_CONNECTION = "DataStorage"
 
 
@@ -69,6 +71,12 @@ class Settings:
     # the local stack's telemetry file (JSON lines of spans, metrics and logs; shared/telemetry.py reads it
     # before settings exist); unset in Azure, where APPLICATIONINSIGHTS_CONNECTION_STRING sends them instead
     telemetry_file: str | None = None
+    # prices per node-hour by VM size and priority, JSON (dmscontract.prices); none by default: no cost is claimed
+    price_table: str | None = None
+
+    @property
+    def prices(self) -> PriceTable:
+        return PriceTable.parse(self.price_table)
 
     @property
     def run_requests_poison_queue(self) -> str:
@@ -112,7 +120,12 @@ class Settings:
             batch_account_name=env.get("BATCH_ACCOUNT_NAME") or None,
             batch_account_key=env.get("BATCH_ACCOUNT_KEY") or None,
         )
-        return cls(**overrides)  # type: ignore[arg-type]
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        try:
+            settings.prices
+        except PriceTableError as exc:
+            raise SettingsError("; ".join(exc.errors)) from None
+        return settings
 
 
 class SettingsError(RuntimeError):

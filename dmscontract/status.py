@@ -43,13 +43,24 @@ def iso_at(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class TaskCounts:
-    """``tasks``: the run's tasks by state (tasks not added yet count as active)."""
+    """``tasks``: the run's tasks by state (tasks not added yet count as active).
+
+    ``cancelled`` (tasks Batch ended when the run was cancelled or ran out of time, or that never
+    started; not counted in ``failed``), ``retries`` and ``requeues`` (summed over the tasks; a
+    requeue: a node preempted or lost under a running task) appear once they are not zero."""
 
     total: int = 0
     active: int = 0
     running: int = 0
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0
+    retries: int = 0
+    requeues: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if v or k not in _WHEN_NOT_ZERO}
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class EventClaim:
         return (now or datetime.now(timezone.utc)) - moment > CLAIM_EXPIRES
 
 
+_WHEN_NOT_ZERO = ("cancelled", "retries", "requeues")
 _NESTED = {"tasks": TaskCounts, "check_failures": CheckFailures, "event_claim": EventClaim}
 
 
@@ -249,7 +261,9 @@ class RunStatus:
                 out[key] = self.extra[key]
             elif key in _FIELD_NAMES:
                 value = getattr(self, key)
-                if dataclasses.is_dataclass(value):
+                if hasattr(value, "to_json"):
+                    value = value.to_json()
+                elif dataclasses.is_dataclass(value):
                     value = dataclasses.asdict(value)
                 elif key == "errors" and value is not None:
                     value = list(value)

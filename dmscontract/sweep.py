@@ -28,6 +28,7 @@ import csv
 import io
 import itertools
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
@@ -163,7 +164,8 @@ class SweepSchema(StrictSchema):
     row (read at submission); ``random``: ``count`` members drawn uniformly
     from ``{low, high}`` or ``{choices}``; ``latin_hypercube``: ``count``
     members, one in each of ``count`` equal strata of every ``{low, high}``.
-    ``seed`` (default 0) makes the last two reproducible.
+    ``seed`` (default 0) makes the last two reproducible. ``only`` runs just the members
+    of those indices (a re-run of some members: each keeps its task id and parameters).
     """
 
     error_messages = {**StrictSchema.error_messages, "type": f"must be a mapping with one of: {', '.join(SWEEP_GENERATORS)}"}
@@ -177,6 +179,8 @@ class SweepSchema(StrictSchema):
     latin_hypercube = SweepParameters("range", load_default=None)
     count = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, error="must be at least 1"))
     seed = fields.Integer(load_default=None, strict=True)
+    only = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, error="must be a member index, 0 or more")),
+                       load_default=None, validate=validate.Length(min=1, error="must list at least one member index"))
 
     @validates_schema
     def one_generator(self, data, **kwargs):
@@ -196,6 +200,8 @@ class SweepSchema(StrictSchema):
             lengths = {name: len(values) for name, values in data["zip"].items()}
             if len(set(lengths.values())) > 1:
                 errors["zip"] = ["lists must all have the same length, but " + ", ".join(f"{n} has {k}" for n, k in lengths.items())]
+        if data.get("only") is not None and len(set(data["only"])) != len(data["only"]):
+            errors["only"] = ["lists a member index twice"]
         if generator == "members":
             first = set(data["members"][0])
             for index, member in enumerate(data["members"][1:], start=1):
@@ -212,6 +218,8 @@ class SweepSchema(StrictSchema):
         loaded = {generator: data[generator]}
         if generator in SAMPLED_GENERATORS:
             loaded.update(count=data["count"], seed=data["seed"] if data.get("seed") is not None else 0)
+        if data.get("only") is not None:
+            loaded["only"] = sorted(data["only"])
         return loaded
 
 
@@ -229,6 +237,18 @@ def sweep_member_count(sweep: dict[str, Any]) -> int | None:
     if "count" in sweep:
         return sweep["count"]
     return None
+
+
+def chosen_members(sweep: Mapping[str, Any], members: list[dict[str, str]]) -> list[tuple[str, int, dict[str, str]]]:
+    """(task id, index, parameters) of the members a sweep runs: all, or those ``only`` names. Task ids are
+    numbered over every member the sweep makes, so a member keeps its id in a re-run of a few."""
+    indices = sweep.get("only")
+    if indices is None:
+        indices = range(len(members))
+    beyond = [i for i in indices if i >= len(members)]
+    if beyond:
+        raise SpecError([f"sweep.only: member {beyond[0]} is not in this sweep of {len(members)} members (indices 0-{len(members) - 1})"])
+    return [(member_task_id(i, len(members)), i, members[i]) for i in indices]
 
 
 def too_many_members(count: int, limit: int) -> str:

@@ -98,8 +98,11 @@ def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port:
         manifest = session.manifest(run_id)
         click.echo(f"run {run_id}: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
         if manifest:
-            click.echo(f"manifest: {status['manifest_url']}")
             _summarise(manifest)
+            container = running.app_settings().get("RUNS_CONTAINER", "runs")
+            click.echo(f"results: dmsbatch results {run_id}   (--members for a sweep's table, --download DIR for the files)")
+            click.echo(f"  in the {container} container: {run_id}/manifest.json, {run_id}/report.html"
+                       + (f", {run_id}/members.csv" if manifest.get("files", {}).get("members_csv") else ""))
         click.echo(f"wall time {time.monotonic() - started:.1f}s")
         if status["state"] != "succeeded":
             sys.exit(1)

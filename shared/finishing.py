@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -22,12 +23,17 @@ from shared.cancel import cancelled_reason
 from dmscontract.clients import Clients
 from shared.events import emit_run_event_once
 from shared.kinds import kind_for
+from shared import run_documents
 from shared.manifest import build_manifest, output_entry, task_entry
+from shared.run_inputs import read_input_files
+from shared.usage import NodeFacts, usage_of
 from shared.run_observation import RunObservation
-from dmscontract.run_layout import MANIFEST_BLOB
-from dmscontract.run_request import read_request
+from dmscontract.errors import PermanentRunError
+from dmscontract.run_layout import MANIFEST_BLOB, MEMBERS_BLOB, REPORT_BLOB
+from dmscontract.run_request import RunRequestRecord, inputs_run, read_request
+from dmscontract.spec_fields import SpecError
 from dmscontract.run_store import RunStore
-from dmscontract.manifest import Manifest, TaskEntry
+from dmscontract.manifest import Manifest, TaskEntry, Usage
 from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.finishing")
@@ -36,6 +42,7 @@ STDERR_TAIL_BYTES = 4096
 MAX_STDERR_TAILS = 100  # failed tasks whose stderr tail the manifest carries (the others: their log's path)
 TAILS_IN_PARALLEL = 8
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
+TASK_SELECT = ["id", "state", "executionInfo", "nodeInfo", "multiInstanceSettings", "requiredSlots"]
 
 
 def _hit_wall_clock(task: TaskEntry, limit_seconds: int | None) -> bool:
@@ -121,7 +128,9 @@ def finish_run(clients: Clients, run: RunObservation) -> None:
             _record_phases(run, manifest)
     manifest_url = store.url(store.blob_name(run.run_id, MANIFEST_BLOB))
 
-    counts = TaskCounts(total=manifest.totals.tasks, succeeded=manifest.totals.succeeded, failed=manifest.totals.failed)
+    totals = manifest.totals
+    counts = TaskCounts(total=totals.tasks, succeeded=totals.succeeded, failed=totals.failed, cancelled=totals.cancelled,
+                        retries=totals.retries, requeues=totals.requeues)
     # the manifest's reason unless the run ended otherwise meanwhile (its own reason stands)
     status = update_status(store, run.run_id, lambda s: s.finished_with(manifest.status, manifest.reason, manifest_url,
                                                                         manifest.finished_at, manifest.started_at, counts))
@@ -147,7 +156,7 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     batch = clients.batch
     request = read_request(store, run.run_id)  # None: a run that never recorded one
     status = read_status(store, run.run_id) or RunStatus(run_id=run.run_id)
-    raw_tasks = list(batch.list_tasks(run.job_id, select=["id", "state", "executionInfo", "nodeInfo"]))
+    raw_tasks = list(batch.list_tasks(run.job_id, select=TASK_SELECT))
     outputs, logs, stderr = [], {}, {}
     outputs_prefix = f"{run.run_id}/outputs/"
     for blob in store.list(f"{run.run_id}/"):
@@ -162,13 +171,52 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     failed = [task.id for task in raw_tasks if task.execution_info is not None
               and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"]
     tails = _stderr_tails(store, failed, stderr)
-    tasks = [task_entry(task, logs.get(task.id, {}), tails.get(task.id)) for task in raw_tasks]
+    members = _members(clients, store, request)
+    tasks = [task_entry(task, logs.get(task.id, {}), tails.get(task.id), members.get(task.id)) for task in raw_tasks]
     limit = request.spec.constraints.max_wall_clock if request else None
     final_state, reason = _final_state(tasks, status, limit, request.spec.kind if request else None)
-    manifest = build_manifest(run.run_id, request, status, final_state, reason, tasks, outputs, now_iso())
+    usage = _usage(clients, run, request, tasks, {t.id: t.required_slots or 1 for t in raw_tasks})
+    files = {"report": store.blob_name(run.run_id, REPORT_BLOB)}
+    if any(t.member is not None for t in tasks):
+        files = {"members_csv": store.blob_name(run.run_id, MEMBERS_BLOB), **files}
+    manifest = build_manifest(run.run_id, request, status, final_state, reason, tasks, outputs, now_iso(), usage, files)
+    # the manifest comes last: a reader that sees it finds the members table and the report beside it
+    run_documents.write_beside_manifest(store, manifest)
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest.to_json()):
-        return Manifest.from_json(store.read(run.run_id, MANIFEST_BLOB).document), False  # another tick won the race
+        winner = Manifest.from_json(store.read(run.run_id, MANIFEST_BLOB).document)  # another tick won the race
+        run_documents.write_beside_manifest(store, winner)  # so that the table and the report are the winner's
+        return winner, False
     return manifest, True
+
+
+def _members(clients: Clients, store: RunStore, request: RunRequestRecord | None) -> Mapping[str, tuple[int, Mapping[str, str]]]:
+    """Each sweep member's index and parameters, as planning made them (from the spec and the files it read)."""
+    if request is None:
+        return {}
+    kind = kind_for(request.spec.kind)
+    try:
+        files = read_input_files(store, inputs_run(request), request.spec)
+        return kind.member_parameters(request.spec, files, clients.settings.sweep_max_members)
+    except (PermanentRunError, SpecError, ResourceNotFoundError) as exc:  # the run's files changed since: no parameters
+        log.warning("run %s: its members' parameters cannot be given (%s)", request.run_id, exc)
+        return {}
+
+
+def _usage(clients: Clients, run: RunObservation, request: RunRequestRecord | None, tasks: list[TaskEntry],
+           required_slots: Mapping[str, int]) -> Usage:
+    """Node- and core-hours from one look at the run's pool and one listing of its nodes (not one call per task)."""
+    batch = clients.batch
+    vm_size = (request.spec.pool.vm_size if request else None) or clients.settings.default_vm_size
+    slots, nodes = 1, {}
+    if run.pool_id:
+        try:
+            pool = batch.get_pool(run.pool_id, select=["id", "vmSize", "taskSlotsPerNode"])
+            vm_size, slots = pool.vm_size or vm_size, pool.task_slots_per_node or 1
+            nodes = {n.id: NodeFacts(n.vm_size or vm_size, n.is_dedicated)
+                     for n in batch.list_nodes(run.pool_id, select=["id", "vmSize", "isDedicated"])}
+        except ResourceNotFoundError:  # the pool is gone: its nodes are priced at the spec's size, priority unknown
+            pass
+    return usage_of(tasks, nodes, vm_size, slots, clients.settings.prices, required_slots)
 
 
 def _release_pool(clients: Clients, run: RunObservation) -> None:

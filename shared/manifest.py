@@ -10,12 +10,13 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from azure.batch import models as bm
 from azure.storage.blob import BlobProperties
 
-from dmscontract.manifest import Manifest, OutputEntry, TaskEntry, TaskFailure, Totals
+from dmscontract.manifest import Manifest, OutputEntry, TaskEntry, TaskFailure, Totals, Usage
 from dmscontract.run_request import RunRequestRecord
 from dmscontract.status import RunStatus
 
@@ -48,9 +49,12 @@ def digest(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def task_entry(task: bm.BatchTask, logs: dict[str, str], stderr_tail: str | None) -> TaskEntry:
+def task_entry(task: bm.BatchTask, logs: dict[str, str], stderr_tail: str | None,
+               member: tuple[int, Mapping[str, str]] | None = None) -> TaskEntry:
+    """``member``: a sweep member's index and parameters (secret-looking names' values redacted here)."""
     info = task.execution_info
     failure = info.failure_info if info else None
+    instances = task.multi_instance_settings.number_of_instances if task.multi_instance_settings else None
     return TaskEntry(
         id=task.id,
         state=str(task.state.value if hasattr(task.state, "value") else task.state),
@@ -64,6 +68,9 @@ def task_entry(task: bm.BatchTask, logs: dict[str, str], stderr_tail: str | None
         failure=TaskFailure(str(getattr(failure.category, "value", failure.category)), failure.code, failure.message) if failure else None,
         logs=logs,
         stderr_tail=stderr_tail,
+        member=member[0] if member else None,
+        parameters=strip_secrets(dict(member[1])) if member else None,
+        nodes=instances or 1,
     )
 
 
@@ -75,7 +82,8 @@ def output_entry(blob: BlobProperties, task_id: str, relative: str, url: str) ->
 
 
 def build_manifest(run_id: str, request: RunRequestRecord | None, status: RunStatus, final_state: str, reason: str | None,
-                   tasks: list[TaskEntry], outputs: Iterable[OutputEntry], finished_at: str) -> Manifest:
+                   tasks: list[TaskEntry], outputs: Iterable[OutputEntry], finished_at: str, usage: Usage | None = None,
+                   files: Mapping[str, str] | None = None) -> Manifest:
     """``request`` None: a run that ended before its request was recorded (its manifest's ``request`` is empty)."""
     spec = strip_secrets(request.spec.to_json()) if request else {}
     outputs = list(outputs)
@@ -85,5 +93,6 @@ def build_manifest(run_id: str, request: RunRequestRecord | None, status: RunSta
         request=spec, request_digest=digest(spec),
         submitted_at=status.timestamps.get("submitted") or (request.accepted_at if request else None),
         started_at=min(starts) if starts else None, finished_at=finished_at,
-        tasks=tuple(tasks), outputs=tuple(outputs), totals=Totals.of(tasks, outputs),
+        tasks=tuple(tasks), outputs=tuple(outputs), totals=Totals.of(tasks, outputs), usage=usage, files=dict(files or {}),
+        parent_run_id=request.parent_run_id if request else None,
     )

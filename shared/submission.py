@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,17 +41,18 @@ from shared.kinds import kind_for
 from shared.kinds.base import POOL_SELECT
 from shared.planning import RunPlan, deadline_for, plan_run
 from dmscontract.profiles import REJECTED, ProfileError, ProfileStore, load_run_spec, profile_name
-from dmscontract.run_request import RunRequestRecord, read_request, record_request
+from dmscontract.reruns import parse_rerun
+from dmscontract.run_request import RunRequestRecord, inputs_run, read_request, record_request
 from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
+from shared.reruns import rerun_record
+from shared.run_inputs import missing_inputs, read_input_files
 from shared.run_urls import SAS_MARGIN_HOURS, run_urls
 from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
 from dmscontract.spec import SpecError
 from dmscontract.status import RunStatus, now_iso, update_status
 
 log = logging.getLogger("dmsbatch.submission")
-
-MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024  # a file planning reads (a sweep's member CSV)
 
 
 @contextmanager
@@ -97,13 +99,14 @@ def submit_run(clients: Clients, request: RunRequest) -> RunStatus:
 
     accepted_at = datetime.fromisoformat(record.accepted_at.replace("Z", "+00:00"))
     deadline = deadline_for(spec, settings, accepted_at)
-    missing = _missing_inputs(store, run_id, spec)
+    inputs_of = inputs_run(record)  # a re-run reads its parent's inputs
+    missing = missing_inputs(store, inputs_of, spec)
     if missing:
-        raise PermanentRunError(run_id, [f"{where}: '{blob}' was not found under runs/{run_id}/inputs/" for where, blob in missing])
-    files = _read_input_files(store, run_id, spec)
+        raise PermanentRunError(run_id, [f"{where}: '{blob}' was not found under runs/{inputs_of}/inputs/" for where, blob in missing])
+    files = read_input_files(store, inputs_of, spec)
 
     try:
-        urls = run_urls(clients, store, run_id, spec, deadline, spec.every_input)
+        urls = run_urls(clients, store, run_id, spec, deadline, spec.every_input, inputs_of=inputs_of)
     except SasLifetimeError as exc:
         source = ("constraints.max_wall_clock" if spec.constraints.max_wall_clock
                   else "constraints.max_wall_clock (not given: DEFAULT_MAX_WALL_CLOCK_MINUTES applies)")
@@ -205,9 +208,14 @@ def _stored_request(clients: Clients, store: RunStore, request: RunRequest) -> R
         log.info("run %s: its request is already recorded; this message (a redelivery or a duplicate) uses it", run_id)
         return stored
     request = spec_blobs.resolve(clients, request)  # a reference message's spec, from runs/<run_id>/...
-    spec = spec_for_submission(clients, run_id, request.document).with_run_id(run_id)  # or PermanentRunError
+    rerun = parse_rerun(request.document, run_id)
+    if rerun is not None:  # some members of an ended run, again: its spec, inputs and profile
+        spec = (built := rerun_record(store, run_id, rerun)).spec
+    else:
+        spec = spec_for_submission(clients, run_id, request.document).with_run_id(run_id)  # or PermanentRunError
+        built = RunRequestRecord(run_id, now_iso(), spec)
     # spec_blob: where a spec sent by reference came from
-    record = record_request(store, RunRequestRecord(run_id, now_iso(), spec, spec_blob=request.spec_blob or None))
+    record = record_request(store, replace(built, spec_blob=request.spec_blob or None))
     if record.spec != spec:  # a concurrent delivery recorded it first
         log.warning("run %s: a different spec arrived for an existing run id; keeping the first", run_id)
     return record
@@ -240,30 +248,6 @@ def _error_details(exc: HttpResponseError) -> str:
     details = [f"{v.get('key')}: {v.get('value')}" for v in values if isinstance(v, Mapping)]
     message = str(getattr(exc.error, "message", None) or exc).splitlines()[0].rstrip(".")
     return f"{message} ({'; '.join(details)})" if details else message
-
-
-def _missing_inputs(store: RunStore, run_id: str, spec: RunSpec) -> list[tuple[str, str]]:
-    """(field path, blob) of every input, shared input and file the kind reads (a sweep's CSV) not among the run's inputs."""
-    present = {b.name for b in store.list(store.inputs_prefix(run_id))}
-    prefix = store.inputs_prefix(run_id)
-    wanted = spec.named_blobs() + kind_for(spec.kind).input_files(spec)
-    return [(where, blob) for where, blob in wanted if prefix + blob not in present]
-
-
-def _read_input_files(store: RunStore, run_id: str, spec: RunSpec) -> dict[str, str]:
-    """The text of each input the run's kind plans from (a CSV sweep's member file), by blob name."""
-    files = {}
-    for where, name in kind_for(spec.kind).input_files(spec):
-        blob = store.container.get_blob_client(store.inputs_prefix(run_id) + name)
-        size = blob.get_blob_properties().size
-        if size > MAX_INPUT_FILE_BYTES:
-            raise PermanentRunError(run_id, [f"{where}: '{name}' is {size:,} bytes; a file planning reads may have at most "
-                                             f"{MAX_INPUT_FILE_BYTES:,}"])
-        try:
-            files[name] = blob.download_blob().readall().decode("utf-8")
-        except UnicodeDecodeError:
-            raise PermanentRunError(run_id, [f"{where}: '{name}' is not UTF-8 text"]) from None
-    return files
 
 
 def finish_unsubmitted(clients: Clients, run_id: str, state: str, reason: str, errors: list[str] | None = None) -> RunStatus:

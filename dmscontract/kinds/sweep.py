@@ -25,6 +25,10 @@ class SweepSpec(KindSpec):
         if count is not None and count > limits.max_sweep_members:
             where = "count" if "count" in data["sweep"] else next(iter(data["sweep"]))
             return {"sweep": {where: [too_many_members(count, limits.max_sweep_members)]}}
+        beyond = [(n, i) for n, i in enumerate(data["sweep"].get("only") or []) if count is not None and i >= count]
+        if beyond:
+            return {"sweep": {"only": {n: [f"member {i} is not in this sweep of {count} members (indices 0-{count - 1})"]
+                                       for n, i in beyond}}}
         return {}
 
 

@@ -49,7 +49,7 @@ from shared.batch_tasks import add_missing_tasks
 from dmscontract.errors import PermanentRunError
 from dmscontract.kinds.beopest import BEOPEST_VARIABLES, BeopestSpec
 from shared.kinds.base import Observation, PlanContext, RunKind
-from dmscontract.run_request import read_request
+from dmscontract.run_request import RunRequestRecord, inputs_run, read_request
 from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
 from shared.run_urls import run_urls
@@ -299,9 +299,9 @@ def record_failure(clients: "Clients", run: Observation, reason: str | None = No
     update_status(RunStore(clients.runs()), run.run_id, fail)
 
 
-def worker_urls(clients: "Clients", store: RunStore, run_id: str, spec: RunSpec, deadline: datetime | None) -> RunUrls:
+def worker_urls(clients: "Clients", store: RunStore, record: RunRequestRecord, deadline: datetime | None) -> RunUrls:
     """The workers' SAS URLs, issued as submission issues the master's (same scopes, same lifetime)."""
-    return run_urls(clients, store, run_id, spec, deadline, spec.inputs)
+    return run_urls(clients, store, record.run_id, record.spec, deadline, record.spec.inputs, inputs_of=inputs_run(record))
 
 
 def chain_workers(clients: "Clients", run: Observation) -> None:
@@ -309,9 +309,10 @@ def chain_workers(clients: "Clients", run: Observation) -> None:
     seen: BeopestObservation = run.kind_observation
     host = seen.search.host
     store = RunStore(clients.runs())
-    spec = read_request(store, run.run_id).spec
+    record = read_request(store, run.run_id)
+    spec = record.spec
     port = spec.section(SPEC_SECTION)["port"]
-    tasks = plan_workers(spec, run.run_id, worker_urls(clients, store, run.run_id, spec, run.deadline), host)
+    tasks = plan_workers(spec, run.run_id, worker_urls(clients, store, record, run.deadline), host)
     tracing.annotate(beopest_master=f"{host}:{port}", beopest_workers=len(tasks))
     try:
         add_missing_tasks(clients.batch, run.job_id, tasks, run.run_id)

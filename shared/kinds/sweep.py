@@ -9,12 +9,13 @@ directory as ``$DMSBATCH_SHARED_DIR``) and removed by its release task when the 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from azure.batch import models as bm
 
 from shared.commands import WINDOWS, command_line
 from dmscontract.kinds.sweep import SweepSpec
 from dmscontract.run_spec import RunSpec
-from dmscontract.sweep import SHARED_DIR_VARIABLE, generate_members, member_environment, member_task_id
+from dmscontract.sweep import SHARED_DIR_VARIABLE, chosen_members, generate_members, member_environment
 from shared.kinds.base import PlanContext, RunKind
 from shared.task_models import RunUrls, batch_task, resource_files
 
@@ -29,20 +30,28 @@ class Sweep(SweepSpec, RunKind):
 
         A CSV sweep's members come from its file's text (``plan.files``); a file that cannot be used
         raises ``SpecError`` naming ``sweep.csv``."""
-        section = spec.section(self.section)
-        csv_name = section.get("csv")
-        members = generate_members(section, plan.files.get(csv_name) if csv_name else None, plan.max_sweep_members)
         command = spec.command
         if spec.shared_inputs:
             command = _with_shared_dir(command, spec.pool.os, plan.job_id)
         name = spec.name or plan.run_id
         tasks = []
-        for index, member in enumerate(members):
-            task_id = member_task_id(index, len(members))
+        for task_id, (index, member) in self.member_parameters(spec, plan.files, plan.max_sweep_members).items():
             label = f"{name} {task_id}: " + " ".join(f"{k}={v}" for k, v in member.items())
             tasks.append(batch_task(spec, plan.run_id, task_id, label[:1024], command,
                                     member_environment(spec.environment, member, index), plan.urls, plan.runs_prefix))
         return tasks
+
+    def member_parameters(self, spec: RunSpec, files: Mapping[str, str],
+                          max_members: int) -> dict[str, tuple[int, Mapping[str, str]]]:
+        """Each member's task id, index and parameters, in the sweep's order."""
+        section = spec.section(self.section)
+        csv_name = section.get("csv")
+        members = generate_members(section, files.get(csv_name) if csv_name else None, max_members)
+        return {task_id: (index, member) for task_id, index, member in chosen_members(section, members)}
+
+    def rerun_spec(self, spec: RunSpec, members: list[int]) -> RunSpec:
+        """The same sweep with ``only`` those members: each keeps its task id, parameters and index."""
+        return spec.with_section(self.section, {**spec.section(self.section), "only": sorted(members)})
 
     def job_tasks(self, spec: RunSpec, plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
                                                                           bm.BatchJobReleaseTask | None]:

@@ -70,7 +70,11 @@ def test_historical_study_is_zipped_into_the_inbox_and_runs_both_steps(stack, cl
 
     status = dms("status", run_id, stack=stack)
     assert status.exit_code == 0 and status.stdout.startswith(f"run {run_id}: succeeded"), status
-    assert "tasks: 1/1 done" in status.stdout and f"/runs/{run_id}/manifest.json" in status.stdout
+    assert "tasks: 1/1 done" in status.stdout and f"results: `dmsbatch results {run_id}`" in status.stdout
+    assert "http://" not in status.stdout, "no URL that cannot be opened"
+    moments = [line.split(":", 1)[0].strip() for line in status.stdout.splitlines()
+               if re.search(r": +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", line)]
+    assert moments == ["accepted", "submitted", "running", "finished", "deadline"], "one format, in the order they happen"
 
     listed = dms("status", stack=stack)
     assert listed.exit_code == 0 and run_id in listed.stdout and "succeeded" in listed.stdout
