@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared import batch_ops, run_metrics
 
@@ -70,6 +70,7 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
     kind = meta.get(META_KIND, "single")
     waiting = counted["active"] > 0 and counted["running"] + counted["completed"] == 0 and not status.terminal
     watching = job.state == "active" and not status.terminal
+    started = counted["running"] + counted["completed"] > 0
     return RunObservation(
         run_id=request.run_id, job_id=job.job_id, pool_id=job.pool_id,
         deadline=datetime.fromisoformat(meta[META_DEADLINE]) if meta.get(META_DEADLINE) else None,
@@ -79,6 +80,7 @@ def observe_run(clients: Clients, request: CheckRequest) -> RunObservation | Non
         pool=(request.pool or look_at_pool(batch, job.pool_id)) if waiting and job.pool_id else PoolOutlook(),
         traceparent=meta.get(tracing.META_TRACEPARENT), job_created_at=job.creation_time,
         job_state=job.state, metadata=meta,
+        retried=retries_so_far(batch, job.job_id) if watching and started else None,
     )
 
 
@@ -123,15 +125,37 @@ def decide(run: RunObservation, now: datetime) -> str | None:
 
 # ---- act ---------------------------------------------------------------------------------
 def task_summary(run: RunObservation) -> TaskCounts:
-    """status.json's task counts; tasks not added yet (a sweep being submitted) count as active."""
+    """status.json's task counts; tasks not added yet (a sweep being submitted) count as active. Retries and
+    requeues as last seen (kept from the status when this check did not look)."""
     counts = run.counts
     added = counts["active"] + counts["running"] + counts["completed"]
     pending = max(run.expected_tasks - added, 0)
+    before = run.status.tasks or TaskCounts()
+    retries, requeues = run.retried if run.retried is not None else (before.retries, before.requeues)
     return TaskCounts(total=added + pending, active=counts["active"] + pending, running=counts["running"],
-                      succeeded=counts["succeeded"], failed=counts["failed"])
+                      succeeded=counts["succeeded"], failed=counts["failed"], retries=retries, requeues=requeues)
+
+
+# the tasks that were retried or requeued so far: a listing that grows with them, not with the run's tasks
+RETRIED_FILTER = "executionInfo/retryCount gt 0 or executionInfo/requeueCount gt 0"
+
+
+def retries_so_far(batch: Any, job_id: str) -> tuple[int, int] | None:
+    """(retries, requeues) summed over the job's tasks, from one filtered listing; None if Batch refuses the filter
+    (the counts then come with the manifest, when the run ends)."""
+    try:
+        tasks = list(batch.list_tasks(job_id, filter=RETRIED_FILTER, select=["id", "executionInfo"]))
+    except HttpResponseError as exc:
+        if exc.status_code != 400:
+            raise
+        log.warning("job %s: Batch refused the filter %r (%s); retries are counted when the run ends", job_id, RETRIED_FILTER, exc)
+        return None
+    infos = [t.execution_info for t in tasks if t.execution_info is not None]
+    return sum(i.retry_count or 0 for i in infos), sum(i.requeue_count or 0 for i in infos)
 
 
 def record_progress(clients: Clients, run: RunObservation) -> None:
+    """The task counts as they are now, with the retries and requeues so far."""
     started = run.counts["running"] + run.counts["completed"] > 0
     update_status(RunStore(clients.runs()), run.run_id, lambda s: s.progressed(task_summary(run), started))
 

@@ -42,3 +42,5 @@ class RunObservation:
     job_created_at: datetime | None = None  # when Batch created the job: the run's wait for nodes starts there
     job_state: str = "active"  # completed: Batch ended the job (all tasks complete, or terminated)
     metadata: dict[str, str] = field(default_factory=dict)  # the job's metadata as observed
+    # (retries, requeues) summed over its tasks so far, while its tasks run; None: not looked at
+    retried: tuple[int, int] | None = None

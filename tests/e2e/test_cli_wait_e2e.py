@@ -39,3 +39,17 @@ def test_waiting_for_a_run_that_does_not_exist_says_so_at_once(stack):
     result = dms("wait", "no-such-run-anywhere", stack=stack)
     assert result.exit_code != 0 and "there is no run 'no-such-run-anywhere'" in result.output
     assert time.monotonic() - started < 10, "not after a 30 s grace: nothing anywhere says the run is on its way"
+
+
+def test_a_retry_shows_in_status_json_and_the_cli_while_the_run_goes_on(clients, store, stack):
+    run_id = unique_run_id("retry")
+    marker = '"$AZ_BATCH_NODE_SHARED_DIR/tried-$AZ_BATCH_JOB_ID"'
+    post_spec(clients, {"run_id": run_id, "constraints": {"max_task_retries": 2},
+                        "command": f"if [ ! -f {marker} ]; then touch {marker}; exit 1; fi; sleep 20"})
+    assert wait_until(lambda: ((status_json(store, run_id) or {}).get("tasks") or {}).get("retries") == 1, 60,
+                      what="status.json to count the retry"), status_json(store, run_id)
+    assert status_json(store, run_id)["state"] == "running", "counted as it happens, not at the end"
+    shown = dms("status", run_id, stack=stack)
+    assert "retries: 1   requeues (node preempted or lost): 0" in shown.stdout, shown
+    final = wait_for_final_status(clients, run_id, timeout=60)
+    assert final["state"] == "succeeded" and final["tasks"]["retries"] == 1
