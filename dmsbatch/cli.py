@@ -517,6 +517,31 @@ def rerun(ctx: click.Context, run_id: str, failed: bool, members: str | None, ne
         _wait(session, child, timeout, just_sent=True)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write it (default: report-RUN_ID.html here).")
+@click.option("--open", "open_it", is_flag=True, help="Then open it in the default browser.")
+@click.pass_context
+def report(ctx: click.Context, run_id: str, output: Path | None, open_it: bool) -> None:
+    """Write a run's report (timeline, outcomes, failed tasks, members, cost) to a standalone HTML file.
+
+    
+    An ended run's is drawn from its manifest (as the report.html beside it); a run still
+    going is drawn from what Batch shows now, marked provisional.
+    """
+    from dmsbatch.report import report as write_report
+
+    session = _session(ctx)
+    path, provisional = session.call(write_report, run_id, output)
+    note(f"{'provisional report (the run is still going)' if provisional else 'report'} written to {path}")
+    click.echo(str(path))
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
 def _members_table(rows: list[dict[str, Any]], run_id: str, as_json: bool, csv_path: Path | None) -> None:
     from dmscontract.members import columns_of, to_csv
 

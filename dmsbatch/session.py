@@ -209,6 +209,13 @@ class Session:
 
         return self.call(rerun, str(run_id), list(members) if members else None, new_run_id)
 
+    def report(self, run_id: str, output: str | Path | None = None) -> Path:
+        """The run's report as a standalone HTML file (default ``report-<run_id>.html`` here): from its manifest once
+        it ended, or marked provisional from what Batch shows of a run still going. Returns the file."""
+        from dmsbatch.report import report
+
+        return self.call(report, str(run_id), output)[0]
+
     def members(self, run_id: str, state: str | None = None, merged: bool = False) -> list[dict[str, Any]]:
         """A finished sweep's members, one dict per member: ``member``, ``index``, each parameter, ``state``,
         ``exit_code``, times, ``node_id``, ``retries``, ``requeues``, ``outputs``, logs (as in its members.csv;

@@ -1,7 +1,7 @@
 """``runs/<run_id>/manifest.json``: what a finished run produced, as a typed value.
 
 Written once and last by the backend (``shared.finishing``; its entries are built from
-Batch's tasks and the run's blobs in ``shared.manifest``), read by the client and by
+Batch's tasks and the run's blobs in ``dmscontract.manifest_builder``), read by the client and by
 downstream pipelines. Its JSON Schema is ``docs/manifest.schema.json`` (version ``1.1``:
 1.0 and sweep members' parameters, task outcomes, usage and cost, the run's other files, a
 re-run's parent); ``to_json`` writes the documented JSON, with the fields in the documented order.

@@ -9,40 +9,27 @@ or a job already ended is not an error.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from collections.abc import Mapping
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import batch_ops, run_metrics, run_timeline
-
 from dmscontract import tracing
-from shared.cancel import cancelled_reason
 from dmscontract.clients import Clients
+from dmscontract.manifest import Manifest, TaskEntry
+from dmscontract.run_layout import MANIFEST_BLOB
+from dmscontract.run_snapshot import take_snapshot
+from dmscontract.run_store import RunStore
+from dmscontract.status import RunStatus, TaskCounts, now_iso, update_status
+from shared import batch_ops, run_documents, run_metrics, run_timeline
+from shared.cancel import cancelled_reason
 from shared.events import emit_run_event_once
 from shared.kinds import kind_for
-from shared import run_documents
-from shared.manifest import build_manifest, output_entry, task_entry
-from shared.run_inputs import read_input_files
-from shared.usage import NodeFacts, usage_of
 from shared.run_observation import RunObservation
-from dmscontract.errors import PermanentRunError
-from dmscontract.run_layout import MANIFEST_BLOB, MEMBERS_BLOB, REPORT_BLOB
-from dmscontract.run_request import RunRequestRecord, inputs_run, read_request
-from dmscontract.spec_fields import SpecError
-from dmscontract.run_store import RunStore
-from dmscontract.manifest import Manifest, TaskEntry, Usage
-from dmscontract.status import RunStatus, TaskCounts, now_iso, read_status, update_status
 
 log = logging.getLogger("dmsbatch.finishing")
 
-STDERR_TAIL_BYTES = 4096
-MAX_STDERR_TAILS = 100  # failed tasks whose stderr tail the manifest carries (the others: their log's path)
-TAILS_IN_PARALLEL = 8
 TIMEOUT_CODES = {"MaxWallClockTimeExceeded"}
-TASK_SELECT = ["id", "state", "executionInfo", "nodeInfo", "multiInstanceSettings", "requiredSlots"]
 
 
 def _hit_wall_clock(task: TaskEntry, limit_seconds: int | None) -> bool:
@@ -83,29 +70,6 @@ def _final_state(tasks: list[TaskEntry], status: RunStatus, limit_seconds: int |
     else:
         why = f"task {first.id} failed: {(first.failure.message if first.failure else None) or 'no exit code'}"
     return "failed", why + (f" ({len(failed) - 1} more tasks failed)" if len(failed) > 1 else "")
-
-
-def _stderr_tails(store: RunStore, failed: list[str], stderr: dict[str, tuple[str, int]]) -> dict[str, str]:
-    """The last ``STDERR_TAIL_BYTES`` of stderr of the first ``MAX_STDERR_TAILS`` failed tasks that wrote any.
-
-    One ranged read each (the size is the listing's), ``TAILS_IN_PARALLEL`` at a time: a task that never
-    started (its job ended first) has no stderr to read, and a sweep with thousands of failures gets the
-    tails a person reads, not a request per member."""
-    wanted = [(task_id, *stderr[task_id]) for task_id in failed if stderr.get(task_id, ("", 0))[1] > 0][:MAX_STDERR_TAILS]
-
-    def tail(item: tuple[str, str, int]) -> tuple[str, str | None]:
-        task_id, name, size = item
-        try:
-            data = store.container.get_blob_client(name).download_blob(
-                offset=max(0, size - STDERR_TAIL_BYTES), length=min(size, STDERR_TAIL_BYTES)).readall()
-        except ResourceNotFoundError:
-            return task_id, None
-        return task_id, data.decode("utf-8", errors="replace")
-
-    if not wanted:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(TAILS_IN_PARALLEL, len(wanted))) as pool:
-        return {task_id: text for task_id, text in pool.map(tail, wanted) if text is not None}
 
 
 def finish_run(clients: Clients, run: RunObservation) -> None:
@@ -153,33 +117,11 @@ def _record_phases(run: RunObservation, manifest: dict[str, Any]) -> None:
 
 def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> tuple[Manifest, bool]:
     """The run's manifest, and whether this call wrote it (another tick may have won the race)."""
-    batch = clients.batch
-    request = read_request(store, run.run_id)  # None: a run that never recorded one
-    status = read_status(store, run.run_id) or RunStatus(run_id=run.run_id)
-    raw_tasks = list(batch.list_tasks(run.job_id, select=TASK_SELECT))
-    outputs, logs, stderr = [], {}, {}
-    outputs_prefix = f"{run.run_id}/outputs/"
-    for blob in store.list(f"{run.run_id}/"):
-        if blob.name.startswith(outputs_prefix):
-            task_id, _, relative = blob.name[len(outputs_prefix):].partition("/")
-            outputs.append(output_entry(blob, task_id, relative, store.url(blob.name)))
-        elif blob.name.startswith(f"{run.run_id}/logs/"):
-            task_id, _, name = blob.name[len(f"{run.run_id}/logs/"):].partition("/")
-            logs.setdefault(task_id, {})[name.removesuffix(".txt")] = blob.name
-            if name == "stderr.txt":
-                stderr[task_id] = (blob.name, blob.size or 0)
-    failed = [task.id for task in raw_tasks if task.execution_info is not None
-              and getattr(task.execution_info.result, "value", task.execution_info.result) == "failure"]
-    tails = _stderr_tails(store, failed, stderr)
-    members = _members(clients, store, request)
-    tasks = [task_entry(task, logs.get(task.id, {}), tails.get(task.id), members.get(task.id)) for task in raw_tasks]
+    seen = take_snapshot(clients, store, run.run_id, run.job_id, run.pool_id)
+    request, status, tasks = seen.request, seen.status, list(seen.tasks)
     limit = request.spec.constraints.max_wall_clock if request else None
     final_state, reason = _final_state(tasks, status, limit, request.spec.kind if request else None)
-    usage = _usage(clients, run, request, tasks, {t.id: t.required_slots or 1 for t in raw_tasks})
-    files = {"report": store.blob_name(run.run_id, REPORT_BLOB)}
-    if any(t.member is not None for t in tasks):
-        files = {"members_csv": store.blob_name(run.run_id, MEMBERS_BLOB), **files}
-    manifest = build_manifest(run.run_id, request, status, final_state, reason, tasks, outputs, now_iso(), usage, files)
+    manifest = seen.manifest(final_state, reason, now_iso())
     # the manifest comes last: a reader that sees it finds the members table and the report beside it
     run_documents.write_beside_manifest(store, manifest)
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest.to_json()):
@@ -187,36 +129,6 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
         run_documents.write_beside_manifest(store, winner)  # so that the table and the report are the winner's
         return winner, False
     return manifest, True
-
-
-def _members(clients: Clients, store: RunStore, request: RunRequestRecord | None) -> Mapping[str, tuple[int, Mapping[str, str]]]:
-    """Each sweep member's index and parameters, as planning made them (from the spec and the files it read)."""
-    if request is None:
-        return {}
-    kind = kind_for(request.spec.kind)
-    try:
-        files = read_input_files(store, inputs_run(request), request.spec)
-        return kind.member_parameters(request.spec, files, clients.settings.sweep_max_members)
-    except (PermanentRunError, SpecError, ResourceNotFoundError) as exc:  # the run's files changed since: no parameters
-        log.warning("run %s: its members' parameters cannot be given (%s)", request.run_id, exc)
-        return {}
-
-
-def _usage(clients: Clients, run: RunObservation, request: RunRequestRecord | None, tasks: list[TaskEntry],
-           required_slots: Mapping[str, int]) -> Usage:
-    """Node- and core-hours from one look at the run's pool and one listing of its nodes (not one call per task)."""
-    batch = clients.batch
-    vm_size = (request.spec.pool.vm_size if request else None) or clients.settings.default_vm_size
-    slots, nodes = 1, {}
-    if run.pool_id:
-        try:
-            pool = batch.get_pool(run.pool_id, select=["id", "vmSize", "taskSlotsPerNode"])
-            vm_size, slots = pool.vm_size or vm_size, pool.task_slots_per_node or 1
-            nodes = {n.id: NodeFacts(n.vm_size or vm_size, n.is_dedicated)
-                     for n in batch.list_nodes(run.pool_id, select=["id", "vmSize", "isDedicated"])}
-        except ResourceNotFoundError:  # the pool is gone: its nodes are priced at the spec's size, priority unknown
-            pass
-    return usage_of(tasks, nodes, vm_size, slots, clients.settings.prices, required_slots)
 
 
 def _release_pool(clients: Clients, run: RunObservation) -> None:

@@ -46,7 +46,7 @@ from dmscontract.run_request import RunRequestRecord, inputs_run, read_request, 
 from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
 from shared.reruns import rerun_record
-from shared.run_inputs import missing_inputs, read_input_files
+from dmscontract.run_inputs import missing_inputs, read_input_files
 from shared.run_urls import SAS_MARGIN_HOURS, run_urls
 from shared.sas import USER_DELEGATION_MAX, SasLifetimeError
 from dmscontract.spec import SpecError

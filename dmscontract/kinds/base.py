@@ -36,6 +36,17 @@ class KindSpec:
         """The loaded spec as stored (``given``: the document as written), once it is valid."""
         return data
 
+    def member_parameters(self, spec: RunSpec, files: Mapping[str, str],
+                          max_members: int) -> Mapping[str, tuple[int, Mapping[str, str]]]:
+        """task id -> (member index, parameters) for a kind whose tasks are members of a sweep (pure: what planning
+        makes, from the spec and the files ``input_files`` names); {} for others. Planning, the manifest, the
+        members table and re-runs all take the members from here."""
+        return {}
+
+    def rerun_spec(self, spec: RunSpec, members: list[int]) -> RunSpec | None:
+        """The spec of a run of just these members (by index) of a run of this spec; None: the kind has no members."""
+        return None
+
     def input_files(self, spec: RunSpec) -> list[tuple[str, str]]:
         """(field path, blob) of files among the run's inputs that the kind's section names (a sweep's CSV):
         a study zip brings them, and planning reads them."""

@@ -1,12 +1,14 @@
 """``sweep``: one task per member; the members come from the ``sweep`` section (``dmscontract.sweep``)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dmscontract.kinds.base import KindSpec
 from dmscontract.run_spec import RunSpec
 from dmscontract.spec_fields import SpecLimits
-from dmscontract.sweep import SWEEP_GENERATORS, SweepSchema, sweep_member_count, too_many_members
+from dmscontract.sweep import (SWEEP_GENERATORS, SweepSchema, chosen_members, generate_members, sweep_member_count,
+                               too_many_members)
 
 
 class SweepSpec(KindSpec):
@@ -19,6 +21,18 @@ class SweepSpec(KindSpec):
     def input_files(self, spec: RunSpec) -> list[tuple[str, str]]:
         csv = (spec.section(self.section) or {}).get("csv")
         return [("sweep.csv", csv)] if csv else []
+
+    def member_parameters(self, spec: RunSpec, files: Mapping[str, str],
+                          max_members: int) -> dict[str, tuple[int, Mapping[str, str]]]:
+        """Each member's task id, index and parameters, in the sweep's order."""
+        section = spec.section(self.section)
+        csv_name = section.get("csv")
+        members = generate_members(section, files.get(csv_name) if csv_name else None, max_members)
+        return {task_id: (index, member) for task_id, index, member in chosen_members(section, members)}
+
+    def rerun_spec(self, spec: RunSpec, members: list[int]) -> RunSpec:
+        """The same sweep with ``only`` those members: each keeps its task id, parameters and index."""
+        return spec.with_section(self.section, {**spec.section(self.section), "only": sorted(members)})
 
     def validate(self, data: dict[str, Any], limits: SpecLimits) -> dict[str, Any]:
         count = sweep_member_count(data["sweep"])

@@ -98,16 +98,6 @@ class RunKind(KindSpec):
         return None
 
     # ---- finishing ---------------------------------------------------------------------
-    def member_parameters(self, spec: RunSpec, files: Mapping[str, str],
-                          max_members: int) -> Mapping[str, tuple[int, Mapping[str, str]]]:
-        """task id -> (member index, parameters) for a kind whose tasks are members of a sweep (pure: the same
-        members planning made, from the spec and the files ``input_files`` names); {} for others."""
-        return {}
-
-    def rerun_spec(self, spec: RunSpec, members: list[int]) -> RunSpec | None:
-        """The spec of a run of just these members (by index) of a run of this spec; None: the kind has no members."""
-        return None
-
     def deciding_tasks(self, tasks: list["TaskEntry"]) -> list["TaskEntry"]:
         """The manifest's task entries the run's final state follows."""
         return tasks

@@ -9,13 +9,12 @@ directory as ``$DMSBATCH_SHARED_DIR``) and removed by its release task when the 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
 from azure.batch import models as bm
 
 from shared.commands import WINDOWS, command_line
 from dmscontract.kinds.sweep import SweepSpec
 from dmscontract.run_spec import RunSpec
-from dmscontract.sweep import SHARED_DIR_VARIABLE, chosen_members, generate_members, member_environment
+from dmscontract.sweep import SHARED_DIR_VARIABLE, member_environment
 from shared.kinds.base import PlanContext, RunKind
 from shared.task_models import RunUrls, batch_task, resource_files
 
@@ -40,18 +39,6 @@ class Sweep(SweepSpec, RunKind):
             tasks.append(batch_task(spec, plan.run_id, task_id, label[:1024], command,
                                     member_environment(spec.environment, member, index), plan.urls, plan.runs_prefix))
         return tasks
-
-    def member_parameters(self, spec: RunSpec, files: Mapping[str, str],
-                          max_members: int) -> dict[str, tuple[int, Mapping[str, str]]]:
-        """Each member's task id, index and parameters, in the sweep's order."""
-        section = spec.section(self.section)
-        csv_name = section.get("csv")
-        members = generate_members(section, files.get(csv_name) if csv_name else None, max_members)
-        return {task_id: (index, member) for task_id, index, member in chosen_members(section, members)}
-
-    def rerun_spec(self, spec: RunSpec, members: list[int]) -> RunSpec:
-        """The same sweep with ``only`` those members: each keeps its task id, parameters and index."""
-        return spec.with_section(self.section, {**spec.section(self.section), "only": sorted(members)})
 
     def job_tasks(self, spec: RunSpec, plan: PlanContext) -> tuple[bm.BatchJobPreparationTask | None,
                                                                           bm.BatchJobReleaseTask | None]:

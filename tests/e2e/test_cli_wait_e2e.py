@@ -41,7 +41,7 @@ def test_waiting_for_a_run_that_does_not_exist_says_so_at_once(stack):
     assert time.monotonic() - started < 10, "not after a 30 s grace: nothing anywhere says the run is on its way"
 
 
-def test_a_retry_shows_in_status_json_and_the_cli_while_the_run_goes_on(clients, store, stack):
+def test_a_retry_shows_in_status_json_and_the_cli_while_the_run_goes_on(clients, store, stack, tmp_path):
     run_id = unique_run_id("retry")
     marker = '"$AZ_BATCH_NODE_SHARED_DIR/tried-$AZ_BATCH_JOB_ID"'
     post_spec(clients, {"run_id": run_id, "constraints": {"max_task_retries": 2},
@@ -51,5 +51,9 @@ def test_a_retry_shows_in_status_json_and_the_cli_while_the_run_goes_on(clients,
     assert status_json(store, run_id)["state"] == "running", "counted as it happens, not at the end"
     shown = dms("status", run_id, stack=stack)
     assert "retries: 1   requeues (node preempted or lost): 0" in shown.stdout, shown
+    drawn = dms("report", run_id, "-o", str(tmp_path / "now.html"), stack=stack)  # a report of the run still going
+    assert drawn.exit_code == 0 and "provisional report (the run is still going)" in drawn.stderr, drawn
+    page = (tmp_path / "now.html").read_text()
+    assert "provisional" in page.lower() and 'id="task-main"' in page
     final = wait_for_final_status(clients, run_id, timeout=60)
     assert final["state"] == "succeeded" and final["tasks"]["retries"] == 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import jsonschema
 
 from dmscontract.run_store import RunStore
+from tests.support import browser
 from tests.support.cli import dms
 from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, unique_run_id, wait_for_final_status
 from tests.support.sweep import sweep_spec
@@ -31,7 +33,7 @@ def input_blobs(store: RunStore) -> dict[str, str]:
     return {b.name: b.etag for b in store.container.list_blobs() if "/inputs/" in b.name}
 
 
-def test_a_sweep_with_failures_gives_its_members_parameters_and_a_rerun_of_the_failed_ones(clients, store, stack):
+def test_a_sweep_with_failures_gives_its_members_parameters_and_a_rerun_of_the_failed_ones(clients, store, stack, tmp_path):
     run_id = unique_run_id("members")
     clients.runs().upload_blob(f"{run_id}/inputs/ptm.inp", b"PTM-INPUT")
     post_spec(clients, sweep_spec({"product": {"START_DATE": DATES, "INSERTION_ROW": ROWS}}, run_id=run_id, name="ptm-sweep",
@@ -55,8 +57,15 @@ def test_a_sweep_with_failures_gives_its_members_parameters_and_a_rerun_of_the_f
     assert [(r["START_DATE"], r["INSERTION_ROW"], r["state"]) for r in table if r["state"] != "succeeded"] == [
         (d, "2", "failed") for d in DATES]
     assert all(r["exit_code"] == "3" for r in table if r["state"] == "failed")
-    report = clients.runs().download_blob(f"{run_id}/report.html").readall().decode()
-    assert "<html" in report.lower() and "row 2 diverged" in report, "the report lists the failed members' stderr"
+    report = tmp_path / "report.html"
+    report.write_bytes(clients.runs().download_blob(f"{run_id}/report.html").readall())
+    dom = browser.dump_dom(report)  # as headless Chromium rendered it, its scripts run
+    bars = set(re.findall(r'id="task-(m-\d{5})"', dom))
+    assert bars == {f"m-{i:05d}" for i in range(12)}, "the timeline has one bar per task"
+    listed = re.findall(r'data-task-id="(m-\d{5})"', dom.split('id="failed-tasks"', 1)[1].split("</section>", 1)[0])
+    assert sorted(set(listed)) == ["m-00001", "m-00005", "m-00009"], "the failed members are listed"
+    assert "row 2 diverged" in dom, "with their stderr"
+    assert not browser.is_blank(browser.screenshot(report, tmp_path / "report.png")), "the page shows something"
 
     failed = dms("results", run_id, "--members", "--state", "failed", "--json", stack=stack)
     assert failed.exit_code == 0, failed

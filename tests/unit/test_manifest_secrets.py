@@ -6,7 +6,7 @@ import json
 from dmscontract.run_request import RunRequestRecord
 from dmscontract.run_spec import RunSpec
 from dmscontract.status import RunStatus
-from shared.manifest import REDACTED, build_manifest
+from dmscontract.manifest_builder import REDACTED, build_manifest
 
 
 def test_secret_looking_names_are_redacted_in_every_place_that_becomes_an_environment_variable():

@@ -5,7 +5,7 @@ import pytest
 
 from dmscontract.manifest import TaskEntry
 from dmscontract.prices import PriceTable, PriceTableError, cores_from_name
-from shared.usage import NodeFacts, usage_of
+from dmscontract.usage import NodeFacts, usage_of
 
 
 def task(task_id, start, end, node, nodes=1):

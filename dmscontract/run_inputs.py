@@ -9,7 +9,7 @@ from __future__ import annotations
 from dmscontract.errors import PermanentRunError
 from dmscontract.run_spec import RunSpec
 from dmscontract.run_store import RunStore
-from shared.kinds import kind_for
+from dmscontract.kinds import kind_for
 
 MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024  # a file planning reads (a sweep's member CSV)
 
