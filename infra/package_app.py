@@ -3,7 +3,7 @@
     python infra/package_app.py OUT_DIR [--blob-source EventGrid|LogsAndContainerScan]
 
 Copies only what the app runs (function_app.py, host.json, requirements.txt, functions/,
-shared/, dmscontract/) to OUT_DIR/app/ and zips it to OUT_DIR/app.zip; the Python packages are installed
+shared/, dmsreport/, dmscontract/) to OUT_DIR/app/ and zips it to OUT_DIR/app.zip; the Python packages are installed
 by the remote build from requirements.txt.
 
 Flex Consumption runs only the Event Grid-based blob trigger, while the local Functions
@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_FILES = ("function_app.py", "host.json", "requirements.txt")
-APP_PACKAGES = ("functions", "shared", "dmscontract")
+APP_PACKAGES = ("functions", "shared", "dmsreport", "dmscontract")
 SKIP_PARTS = {"__pycache__"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 SOURCES = {"EventGrid": "EVENT_GRID", "LogsAndContainerScan": "LOGS_AND_CONTAINER_SCAN"}

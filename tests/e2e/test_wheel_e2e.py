@@ -1,4 +1,4 @@
-"""The client as a modeller installs it: a wheel, in a fresh virtual environment, outside this checkout.
+"""The client as a modeller installs it (with the contract and the run report beside it): a wheel, in a fresh virtual environment, outside this checkout.
 
 The wheel is built from the checkout (`pip wheel --no-deps .`, in pip's isolated build environment, as
 `python -m build --wheel` would), installed with its
@@ -35,11 +35,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel_file
 
 
-def test_the_wheel_holds_the_client_and_the_contract_only(wheel: Path):
+def test_the_wheel_holds_the_client_the_contract_and_the_report_only(wheel: Path):
     with zipfile.ZipFile(wheel) as archive:
-        tops = {name.split("/")[0] for name in archive.namelist() if not name.split("/")[0].endswith(".dist-info")}
-        entry_points = next(archive.read(n).decode() for n in archive.namelist() if n.endswith("entry_points.txt"))
-    assert tops == {"dmsbatch", "dmscontract"}, tops
+        names = archive.namelist()
+        tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert tops == {"dmsbatch", "dmscontract", "dmsreport"}, tops
+    assert "dmsreport/templates/report.html.j2" in names, "the report's template is package data"
     assert "dmsbatch = dmsbatch.cli:main" in entry_points
 
 
