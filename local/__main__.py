@@ -89,6 +89,8 @@ def example(data_dir: Path, name: str, timeout: int, blob_port: int, queue_port:
         raise click.ClickException(f"no example named {name!r} in {REPO_ROOT / 'examples'}")
     was_running = (running := local_stack.RunningStack.load(data_dir)) is not None and running.alive()
     started = time.monotonic()
+    if not was_running:
+        click.echo("starting the local stack: Azurite, the local Batch service, the Functions host...")
     running = local_stack.up(local_stack.StackConfig(data_dir=data_dir, blob_port=blob_port, queue_port=queue_port, batch_port=batch_port))
     try:
         session = Session.from_app_settings(running.app_settings())
