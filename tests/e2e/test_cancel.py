@@ -21,6 +21,8 @@ def test_cancelling_a_running_run_ends_its_task_and_the_run_as_cancelled(clients
     assert manifest["status"] == "cancelled"
     [task] = manifest["tasks"]
     assert task["failure"]["code"] == "TaskEnded", "the task was ended, not left running"
+    assert task["outcome"] == "cancelled" and manifest["totals"]["cancelled"] == 1 and manifest["totals"]["failed"] == 0
+    assert (status["tasks"]["cancelled"], status["tasks"]["failed"]) == (1, 0), "a cancelled task is not counted as failed"
     assert "started" in clients.runs().download_blob(task["logs"]["stdout"]).readall().decode()
     assert events_for(clients, run_id)[0]["status"] == "cancelled"
     wait_until(lambda: batch_client.get_job(f"run-{run_id}").state == "completed", 20, what="the job to end")
