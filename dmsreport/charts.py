@@ -149,7 +149,7 @@ def timeline_chart(views: Sequence[TaskView], first: float, as_png: bool) -> tup
     colours = [COLOURS.get(v.outcome, COLOURS["failed"]) for v in started]
 
     lane_inches = 0.28 if total <= 80 else max(0.05, 22.0 / total)
-    fig = _figure(11, min(max(1.3 + lane_inches * total, 2.6), 40))
+    fig = _figure(11, min(max(1.3 + lane_inches * total, 1.9), 40))
     ax = fig.add_subplot()
     if as_png:
         verts = [((x, y - 0.38), (x, y + 0.38), (x + w, y + 0.38), (x + w, y - 0.38)) for x, y, w in zip(lefts, ys, widths)]
@@ -177,10 +177,11 @@ def timeline_chart(views: Sequence[TaskView], first: float, as_png: bool) -> tup
 
 
 def durations_chart(views: Sequence[TaskView]) -> str | None:
-    """A histogram of task durations, stacked by outcome; None when no task has a duration."""
+    """A histogram of task durations, stacked by outcome; None when fewer than two tasks have one (nothing to
+    distribute: the page says the one duration instead)."""
     groups = {o: [v.duration_s for v in views if v.outcome == o and v.duration_s is not None] for o in ORDER}
     groups = {o: d for o, d in groups.items() if d}
-    if not groups:
+    if sum(map(len, groups.values())) < 2:
         return None
     every = np.concatenate([np.asarray(d, dtype=float) for d in groups.values()])
     divisor, unit = duration_unit(float(every.max()))

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from dmscontract.manifest import Manifest, TaskEntry
 
+# the manifest's outcomes; a provisional report (a run still going) adds running and waiting (not started yet)
 OUTCOMES = ("succeeded", "failed", "cancelled")
-# only while a run is still going (a provisional report): a task started and not ended, or not started yet
-PROVISIONAL_OUTCOMES = ("running", "waiting")
 UNKNOWN_NODE = "(unknown node)"
 TIMELINE_SVG_MAX_TASKS = 2000  # beyond this the timeline is a PNG: an SVG element per task would weigh megabytes
 MEMBERS_TABLE_MAX_ROWS = 2000  # beyond this the table shows the first rows; members.csv has them all
@@ -67,14 +66,16 @@ def task_views(manifest: Manifest, provisional: bool, now: float | None) -> list
     views = []
     for task in manifest.tasks:
         outcome = outcome_of(task, provisional)
-        start, end = parse_time(task.started_at), parse_time(task.ended_at)
+        start, ended = parse_time(task.started_at), parse_time(task.ended_at)
+        # the task's duration as the manifest's seconds_between has it, but never raising on a time it cannot read
+        duration = max(0.0, ended - start) if start is not None and ended is not None else None
+        end = ended
         if start is not None and end is None:
             end = now if provisional else finished  # still running, or ended without an end time
             if end is not None and end < start:
                 end = start
-        duration = task.duration_s
-        if duration is None and outcome == "running" and start is not None and end is not None:
-            duration = end - start
+            if outcome == "running" and end is not None:
+                duration = end - start  # so far
         views.append(TaskView(task, outcome, start, end, duration))
     return views
 
@@ -132,7 +133,3 @@ def span(views: Sequence[TaskView], manifest: Manifest) -> tuple[float | None, f
     first = min([*starts, *([run_start] if run_start is not None else [])], default=None)
     last = max(ends, default=None)
     return first, last
-
-
-def by_id(views: Sequence[TaskView]) -> Mapping[str, TaskView]:
-    return {v.task.id: v for v in views}

@@ -46,11 +46,12 @@ def render_report(manifest: Manifest, *, generated_at: str | None = None, provis
         "provisional": provisional,
         "generated_at": generated_at,
         "wall_s": _between(manifest.started_at, None if provisional else manifest.finished_at, generated_at),
-        "queued_s": _between(manifest.submitted_at, manifest.started_at, generated_at),
+        "queued_s": _between(manifest.submitted_at, manifest.started_at, generated_at if provisional else None),
         "output_size": _bytes(manifest.totals.output_bytes),
         "counts": outcome_counts(views, provisional),
         "timeline": _timeline(manifest, views),
         "durations_svg": Markup(svg) if (svg := charts.durations_chart(views)) else None,
+        "durations": [v for v in views if v.duration_s is not None],
         "failed": _failed(views),
         "failed_max": FAILED_LISTED_MAX,
         "usage": _usage(manifest.usage),
@@ -62,19 +63,20 @@ def render_report(manifest: Manifest, *, generated_at: str | None = None, provis
     return _ENV.get_template("report.html.j2").render(context)
 
 
-def _between(start: str | None, end: str | None, otherwise: str) -> float | None:
+def _between(start: str | None, end: str | None, otherwise: str | None) -> float | None:
     """Seconds from ``start`` to ``end`` (to ``otherwise``, the report's time, while the run is going)."""
     first, last = parse_time(start), parse_time(end or otherwise)
     return None if first is None or last is None else max(0.0, last - first)
 
 
 def _bytes(size: int) -> str:
-    value = float(size)
+    """'1.2 GB': the outputs' size in decimal units, as storage bills them."""
+    value, unit = float(size), "B"
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+            break
         value /= 1000
-    return f"{size} B"
+    return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
 
 
 def _timeline(manifest: Manifest, views: list[TaskView]) -> dict[str, Any]:

@@ -58,6 +58,33 @@ def test_the_members_table_is_sortable_and_the_parameter_select_works(dom: str):
     assert re.search(r'<p class="select-row" id="parameter-choice">', dom), "the select is shown"
 
 
+CLICKS = """<script>
+(function () {
+  var table = document.getElementById("members-table");
+  var order = function () { return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.getAttribute("data-member"); }).join(","); };
+  var header = function (text) { return Array.prototype.filter.call(table.tHead.rows[0].cells, function (th) { return th.textContent === text; })[0]; };
+  header("ROW").click(); table.setAttribute("data-by-row", order());
+  header("ROW").click(); table.setAttribute("data-by-row-descending", order());
+  header("duration").click(); table.setAttribute("data-by-duration", order());
+})();
+</script>
+</body>"""
+
+
+def test_clicking_a_header_sorts_the_members_by_it(report: Path, tmp_path: Path):
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(report.read_text(encoding="utf-8").replace("</body>", CLICKS, 1), encoding="utf-8")
+    dom = browser.dump_dom(clicked)
+    (table,) = re.findall(r"<table[^>]*\bid=\"members-table\"[^>]*>", dom)
+    attribute = lambda name: [int(i) for i in re.search(rf'{name}="([^"]*)"', table).group(1).split(",")]  # noqa: E731
+    assert attribute("data-by-row") == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11], "by ROW, ties in their order"
+    assert attribute("data-by-row-descending") == [3, 7, 11, 2, 6, 10, 1, 5, 9, 0, 4, 8]
+    members = {t.member: t.duration_s for t in sweep12().members}
+    by_duration = attribute("data-by-duration")
+    assert sorted(by_duration) == list(range(12))
+    assert [members[i] for i in by_duration] == sorted(members.values()), "durations sort as numbers, not as text"
+
+
 def test_the_screenshot_is_not_blank(report: Path, tmp_path: Path):
     png = browser.screenshot(report, tmp_path / "report.png", width=1280, height=2400)
     assert not browser.is_blank(png)

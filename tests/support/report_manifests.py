@@ -34,7 +34,7 @@ def member_task(index: int, parameters: dict[str, str], start: datetime, seconds
         id=f"member-{index:05d}", state="completed", result="failure" if failed else "success",
         exit_code=failure[0] if failed else 0, retries=retries, requeues=requeues, node_id=node,
         started_at=iso(start), ended_at=iso(start + timedelta(seconds=seconds)),
-        failure=TaskFailure("UserError", "FailureExitCode", f"The task exited with an exit code representing a failure") if failed else None,
+        failure=TaskFailure("UserError", "FailureExitCode", "The task exited with an exit code representing a failure") if failed else None,
         logs={"stdout": f"r/logs/member-{index:05d}/stdout.txt", "stderr": f"r/logs/member-{index:05d}/stderr.txt"},
         stderr_tail=failure[1] if failed else None, member=index, parameters=parameters)
 

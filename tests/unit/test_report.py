@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dmscontract.manifest import Manifest
+from dmscontract.manifest import Manifest, Totals
 from dmsreport import MEMBERS_TABLE_MAX_ROWS, TIMELINE_SVG_MAX_TASKS, render_report
 from tests.support.report_manifests import FAILURES, SCRIPT_TAIL, START_DATES, big_sweep, cancelled_run, single_run, sweep12
 
@@ -204,6 +204,7 @@ def test_a_single_run_has_its_one_bar_and_no_members_section():
     assert not root.find_all(id="members") and not root.find_all(id="parameter-plots")
     assert "No task failed." in root.by_id("failed-tasks").text()
     assert not root.find_all(id="reason")
+    assert root.by_id("only-duration").text().split() == "One task has a duration: main, succeeded, ran 41 min 55 s.".split()
 
 
 def test_a_cancelled_run_draws_the_tasks_that_started_and_counts_the_rest_cancelled():
@@ -285,3 +286,15 @@ def test_a_manifest_read_from_its_json_renders_the_same_page(sweep):
     assert sorted(bars(again)) == sorted(bars(root)) and len(bars(again)) == 12
     assert again.by_id("failed-tasks").text() == root.by_id("failed-tasks").text()
     assert again.by_id("members-table").text() == root.by_id("members-table").text()
+
+
+def test_a_run_with_no_task_or_times_it_cannot_read_still_gets_a_report():
+    """Finishing writes the report before the manifest: an odd manifest must give a page, not an error."""
+    empty = replace(sweep12(), tasks=(), totals=Totals.of([], []))
+    _, root = page(empty)
+    assert "No task has started" in root.by_id("timeline").text() and not bars(root)
+    assert {li.attrs["data-outcome"]: li.find_all("strong")[0].text() for li in root.by_id("counts").find_all("li")} == {
+        "succeeded": "0", "failed": "0", "cancelled": "0"}
+    garbled = replace(sweep12(), tasks=tuple(replace(t, started_at="yesterday", ended_at="later") for t in sweep12().tasks))
+    _, root = page(garbled)
+    assert not bars(root) and len(root.by_id("members-table").find_all("tbody")[0].find_all("tr")) == 12
