@@ -6,6 +6,9 @@ race to finish a run: what lies beside a manifest always agrees with it.
 """
 from __future__ import annotations
 
+import html
+import logging
+
 from azure.storage.blob import ContentSettings
 
 from dmscontract.manifest import Manifest
@@ -14,11 +17,25 @@ from dmscontract.run_layout import MEMBERS_BLOB, REPORT_BLOB
 from dmscontract.run_store import RunStore
 from dmsreport import render_report
 
+log = logging.getLogger("dmsbatch.run_documents")
+
 
 def write_beside_manifest(store: RunStore, manifest: Manifest) -> None:
     if manifest.members:
         _upload(store, manifest.run_id, MEMBERS_BLOB, to_csv(member_rows(manifest)), "text/csv; charset=utf-8")
-    _upload(store, manifest.run_id, REPORT_BLOB, render_report(manifest), "text/html; charset=utf-8")
+    _upload(store, manifest.run_id, REPORT_BLOB, _report(manifest), "text/html; charset=utf-8")
+
+
+def _report(manifest: Manifest) -> str:
+    """The report, or a page saying it could not be drawn: a drawing error must never keep a run from its manifest."""
+    try:
+        return render_report(manifest)
+    except Exception as exc:  # noqa: BLE001 - any failure of the drawing; the manifest comes first
+        log.exception("run %s: its report could not be drawn", manifest.run_id)
+        return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(manifest.name)}</title>"
+                f"<p>The report of run {html.escape(manifest.run_id)} ({html.escape(manifest.status)}) could not be drawn: "
+                f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}. Its manifest.json and members.csv have "
+                f"everything the report shows; <code>dmsbatch report {html.escape(manifest.run_id)}</code> draws it again.</p>")
 
 
 def _upload(store: RunStore, run_id: str, name: str, text: str, content_type: str) -> None:
