@@ -112,15 +112,6 @@ def natural_key(text: str) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", text) if part)
 
 
-def parameter_names(members: Sequence[TaskEntry]) -> list[str]:
-    """The sweep's parameters, in the order the first member that has each lists them."""
-    names: dict[str, None] = {}
-    for member in members:
-        for name in member.parameters or {}:
-            names.setdefault(name, None)
-    return list(names)
-
-
 def parameter_values(members: Sequence[TaskEntry], name: str) -> list[str | None]:
     return [(m.parameters or {}).get(name) for m in members]
 

@@ -14,7 +14,8 @@ from markupsafe import Markup
 from dmscontract.manifest import Manifest, Usage
 from dmsreport import charts
 from dmsreport.formatting import amount, clock, human_duration, short_clock, short_node
-from dmsreport.model import (MEMBERS_TABLE_MAX_ROWS, TIMELINE_SVG_MAX_TASKS, TaskView, outcome_counts, parameter_names,
+from dmscontract.members import parameter_names
+from dmsreport.model import (MEMBERS_TABLE_MAX_ROWS, TIMELINE_SVG_MAX_TASKS, TaskView, outcome_counts,
                              parameter_values, parse_time, span, task_views)
 
 FAILED_LISTED_MAX = 500  # a run where everything failed lists this many (the stderr tails add up)
