@@ -542,6 +542,66 @@ def report(ctx: click.Context, run_id: str, output: Path | None, open_it: bool) 
         webbrowser.open(path.resolve().as_uri())
 
 
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before deleting; without a terminal to ask on, only --yes deletes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageProblem(f"{question} Nothing was deleted: there is no terminal to ask on; add --yes")
+    if not click.confirm(question, default=False):
+        raise UsageProblem("nothing was deleted")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+@click.option("--cancel", "cancel_first", is_flag=True, help="A run still going: cancel it, wait for it to end, then delete it.")
+@click.pass_context
+def delete(ctx: click.Context, run_id: str, yes: bool, cancel_first: bool) -> None:
+    """Delete a run: its Batch job and every blob under runs/RUN_ID/ (inputs, outputs, logs, documents)."""
+    session = _session(ctx)
+    current = session.status(run_id)  # says at once if there is no such run
+    _confirm(f"Delete run {run_id} ({current.get('state')}) with all its inputs, outputs and logs?", yes)
+    done = session.delete(run_id, cancel=cancel_first, on_note=note)
+    click.echo(f"deleted run {run_id}: {done.blobs} blobs" + (", its Batch job" if done.job_deleted else ""))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--older-than", "older_than", required=True, metavar="AGE", help="Runs that ended longer ago than this (90d, 12h).")
+@click.option("--state", type=click.Choice(["succeeded", "failed", "cancelled", "timed_out"]), help="Only runs that ended so.")
+@click.option("--name", "name", metavar="GLOB", help="Only runs whose name or run id matches (ptm-*).")
+@click.option("--delete", "really", is_flag=True, help="Delete them (without it: only list what would be deleted).")
+@click.option("--yes", "-y", is_flag=True, help="With --delete: do not ask first.")
+@click.pass_context
+def prune(ctx: click.Context, older_than: str, state: str | None, name: str | None, really: bool, yes: bool) -> None:
+    """Delete ended runs older than AGE (a dry run unless --delete); runs still going are never pruned."""
+    from datetime import timedelta
+
+    from dmscontract.spec_fields import parse_duration_seconds
+    from marshmallow import ValidationError
+
+    try:
+        age = timedelta(seconds=parse_duration_seconds(older_than))
+    except ValidationError as error:
+        raise UsageProblem(f"--older-than {older_than!r}: {error.messages[0]}") from None
+    session = _session(ctx)
+    chosen, active = session.prune_candidates(age, state, name)
+    for doc in active:
+        note(f"kept {doc['run_id']}: still {doc.get('state')}")
+    if not chosen:
+        click.echo(f"no ended run{f' ({state})' if state else ''} is older than {older_than}")
+        return
+    for doc in chosen:
+        click.echo(f"{'deleting' if really else 'would delete'} {doc['run_id']}  {doc.get('state')}  "
+                   f"ended {doc.get('finished_at') or doc.get('updated_at')}")
+    if not really:
+        note(f"{len(chosen)} runs would be deleted; add --delete to delete them")
+        return
+    _confirm(f"Delete these {len(chosen)} runs with all their inputs, outputs and logs?", yes)
+    done = session.prune(chosen)
+    click.echo(f"deleted {len(done)} runs ({sum(d.blobs for d in done)} blobs)")
+
+
 def _members_table(rows: list[dict[str, Any]], run_id: str, as_json: bool, csv_path: Path | None) -> None:
     from dmscontract.members import columns_of, to_csv
 

@@ -216,6 +216,25 @@ class Session:
 
         return self.call(report, str(run_id), output)[0]
 
+    def delete(self, run_id: str, cancel: bool = False, on_note: Callable[[str], None] | None = None):
+        """Delete the run's Batch job and blobs (``dmsbatch.retention.Deleted``); a run still going only with ``cancel``."""
+        from dmsbatch.retention import delete_run
+
+        return self.call(delete_run, str(run_id), cancel, on_note)
+
+    def prune_candidates(self, older_than, state: str | None = None, name: str | None = None):
+        """(ended runs older than ``older_than`` (a timedelta), of ``state`` and named like the glob ``name`` if given;
+        runs kept as still going)."""
+        from dmsbatch.retention import prune_candidates
+
+        return self.call(prune_candidates, older_than, state, name)
+
+    def prune(self, docs):
+        """Delete the runs ``prune_candidates`` chose."""
+        from dmsbatch.retention import prune
+
+        return self.call(prune, list(docs))
+
     def members(self, run_id: str, state: str | None = None, merged: bool = False) -> list[dict[str, Any]]:
         """A finished sweep's members, one dict per member: ``member``, ``index``, each parameter, ``state``,
         ``exit_code``, times, ``node_id``, ``retries``, ``requeues``, ``outputs``, logs (as in its members.csv;

@@ -14,6 +14,7 @@ MANIFEST_BLOB = "manifest.json"  # written once, last, when the run ends
 MEMBERS_BLOB = "members.csv"  # a sweep's members, their parameters and how each ended: written just before the manifest
 REPORT_BLOB = "report.html"  # the run report (dmsreport): written just before the manifest
 INTAKE_BLOB = "intake.json"  # a dropped study's intake record
+RERUNS_FOLDER = "reruns/"  # runs/<parent>/reruns/<re-run id>: empty blobs naming the runs that read its inputs
 MARKER_BLOB = "check-pending"  # a check of the run is queued (shared.run_checks)
 # the logs Batch uploads for each task, from its directory (the parent of its working directory), to logs/<task>/
 LOG_FILES = ("stdout.txt", "stderr.txt")

@@ -1,49 +1,18 @@
-"""Fire-and-forget Batch operations, through the SDK's public ``send_request``.
-
-azure-batch 15.x exposes terminate-job, delete-pool and resize-pool only as
-``begin_*`` long-running operations whose ``LROPoller`` starts a thread that
-polls the service every few seconds until the operation completes. The
-reconciler never waits for them (the next check observes the outcome), so it
-sends the one request each is built on with ``BatchClient.send_request`` (the
-azure-core client's public way to send a request through its pipeline: the
-same credential, retry policy and hooks) and maps the answer to the same
-exceptions the SDK raises (``ResourceNotFoundError`` for 404, ``HttpResponseError``
-carrying Batch's error code otherwise). No private SDK name is used.
-"""
+"""Fire-and-forget Batch operations the backend sends (``dmscontract.batch_requests``: one request each, never a
+poller thread)."""
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError, ResourceNotFoundError,
-                                   ResourceNotModifiedError, map_error)
-from azure.core.rest import HttpRequest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from dmscontract.clients import BATCH_API_VERSION
+from dmscontract.batch_requests import delete_job, send as _send
 
-_ERRORS: dict[int, type[HttpResponseError]] = {401: ClientAuthenticationError, 404: ResourceNotFoundError,
-                                               409: ResourceExistsError, 304: ResourceNotModifiedError}
+__all__ = ["ENDED_JOB_CODES", "delete_job", "delete_pool", "end_job", "end_job_with_its_tasks", "resize_pool", "terminate_job"]
+
 ENDED_JOB_CODES = ("JobCompleted", "JobNotActive", "JobBeingTerminated", "JobBeingDeleted")
-
-
-def _send(batch: BatchClient, method: str, path: str, body: dict[str, Any] | None = None) -> None:
-    """One request; raise as the SDK's own operations raise for an answer other than 2xx."""
-    headers = {"Accept": "application/json"}
-    if body is not None:
-        headers["Content-Type"] = "application/json; odata=minimalmetadata"
-    request = HttpRequest(method, path, params={"api-version": BATCH_API_VERSION}, headers=headers, json=body)
-    response = batch.send_request(request)
-    if response.status_code < 300:
-        return
-    response.read()
-    map_error(status_code=response.status_code, response=response, error_map=_ERRORS)
-    try:
-        model = bm.BatchError(response.json())
-    except ValueError:
-        model = None
-    raise HttpResponseError(response=response, model=model)
 
 
 def terminate_job(batch: BatchClient, job_id: str, reason: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dmscontract.errors import PermanentRunError
 from dmscontract.manifest import Manifest
 from dmscontract.reruns import Rerun
-from dmscontract.run_layout import MANIFEST_BLOB
+from dmscontract.run_layout import MANIFEST_BLOB, RERUNS_FOLDER
 from dmscontract.run_request import RunRequestRecord, inputs_run, read_request
 from dmscontract.run_store import RunStore
 from dmscontract.status import now_iso
@@ -46,4 +46,6 @@ def rerun_record(store: RunStore, run_id: str, rerun: Rerun) -> RunRequestRecord
     spec = kind_for(parent.spec.kind).rerun_spec(parent.spec, sorted(chosen))
     if spec is None:
         raise refuse(f"rerun.of: run '{rerun.of}' is a {parent.spec.kind} run, whose members cannot be run on their own")
+    # the parent names its re-runs, so that deleting it can see which of them still read its inputs
+    store.container.upload_blob(store.blob_name(rerun.of, f"{RERUNS_FOLDER}{run_id}"), b"", overwrite=True)
     return RunRequestRecord(run_id, now_iso(), spec.with_run_id(run_id), parent_run_id=rerun.of, inputs_of=inputs_run(parent))
