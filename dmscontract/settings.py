@@ -71,8 +71,10 @@ class Settings:
     # the local stack's telemetry file (JSON lines of spans, metrics and logs; shared/telemetry.py reads it
     # before settings exist); unset in Azure, where APPLICATIONINSIGHTS_CONNECTION_STRING sends them instead
     telemetry_file: str | None = None
+    # a finished run's Batch job (and its tasks) is deleted this long after it ended (shared.job_retention); 0: never
+    ended_job_retention_hours: int = 24
     # prices per node-hour by VM size and priority, JSON (dmscontract.prices); none by default: no cost is claimed
-    price_table: str | None = None
+    price_table: str = ""
 
     @property
     def prices(self) -> PriceTable:

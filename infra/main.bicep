@@ -67,6 +67,17 @@ param dataSkuName string = 'Standard_GRS'
 @description('Days a deleted blob or container in the data account can be restored.')
 param softDeleteDays int = 7
 
+@description('Days after its last change that a blob of a run is deleted by a storage lifecycle rule on the runs container (0: off, the default).')
+@minValue(0)
+param runsRetentionDays int = 0
+
+@description('Hours after a run finished that the reconciler deletes its Batch job (0: never).')
+@minValue(0)
+param endedJobRetentionHours int = 24
+
+@description('Prices per node-hour by VM size and priority, JSON (docs/contracts.md); empty: no cost is estimated.')
+param priceTable string = ''
+
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 
@@ -108,6 +119,8 @@ module data 'modules/data-storage.bicep' = {
     tags: tags
     skuName: dataSkuName
     softDeleteDays: softDeleteDays
+    runsContainer: runsContainer
+    runsRetentionDays: runsRetentionDays
     containers: [
       runsContainer
       inboxContainer
@@ -250,6 +263,14 @@ var appSettings = [
   {
     name: 'SWEEP_MAX_MEMBERS'
     value: string(sweepMaxMembers)
+  }
+  {
+    name: 'ENDED_JOB_RETENTION_HOURS'
+    value: string(endedJobRetentionHours)
+  }
+  {
+    name: 'PRICE_TABLE'
+    value: priceTable
   }
 ]
 

@@ -12,6 +12,10 @@ A pass costs the same few Batch requests whatever the number of active runs, and
   ends a run's job once all its tasks have completed (``onAllTasksComplete: terminatejob``, set when
   the last task is added) or when the reconciler terminated it, so these are the runs to finish.
 
+Besides, each pass deletes the Batch jobs of runs that finished longer ago than
+``ENDED_JOB_RETENTION_HOURS`` (``shared.job_retention``: one more listing, of those old jobs alone,
+and at most 50 deletions a pass).
+
 The checks themselves run elsewhere, one ``run-work`` message each (``shared.run_checks``,
 ``shared.reconcile``); a log upload asks for one too, so a run's end is usually seen before the timer
 comes. The pass keeps its watermark in ``reconciler.json`` at the top of the runs container (not a
@@ -38,6 +42,7 @@ from shared import run_metrics
 
 from dmscontract import tracing
 from dmscontract.clients import Clients
+from shared.job_retention import delete_ended_jobs
 from shared.kinds import UnknownKind, kind_for
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID
 from shared.pool_outlook import look_at_pools
@@ -94,6 +99,7 @@ class PassReport:
     requested: int = 0  # checks queued by this pass
     coalesced: int = 0  # already pending
     failed: int = 0  # could not be asked for (storage down): the next pass asks again
+    jobs_deleted: int = 0  # jobs of runs that ended longer ago than ENDED_JOB_RETENTION_HOURS (shared.job_retention)
 
 
 # ---- deciding (pure) ----------------------------------------------------------------------
@@ -191,8 +197,10 @@ def reconcile_fleet(clients: Clients, now: datetime | None = None) -> PassReport
         pools = look_at_pools(clients.batch, {c.job.pool_id for c in checks if c.reason in LOOKING and c.job.pool_id})
         not_handed_on = _ask_for(clients, checks, pools, report)
         _write_state(clients, next_state(state, ended, not_handed_on, now), etag)
+        report.jobs_deleted = delete_ended_jobs(clients, now)
         span.set_attributes({"runs_observed": report.active, "jobs_ended": report.ended, "checks_requested": report.requested,
-                             "checks_coalesced": report.coalesced, "checks_failed": report.failed})
+                             "checks_coalesced": report.coalesced, "checks_failed": report.failed,
+                             "jobs_deleted": report.jobs_deleted})
     run_metrics.tick_finished(time.monotonic() - started)
     return report
 

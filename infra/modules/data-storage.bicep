@@ -100,6 +100,48 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }]
 
+@description('The container whose blobs the lifecycle rule deletes (runs/<run_id>/...).')
+param runsContainer string = 'runs'
+
+@description('Days after its last change that a blob in the runs container is deleted by the storage lifecycle rule; 0 (the default) keeps runs until they are deleted (dmsbatch delete, dmsbatch prune). Each blob goes by its own age, so choose far more days than a run lasts.')
+@minValue(0)
+@maxValue(36500)
+param runsRetentionDays int = 0
+
+// Off by default: runs are kept until a modeller deletes them (dmsbatch delete / prune).
+resource runsLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (runsRetentionDays > 0) {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'delete-old-runs'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${runsContainer}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: runsRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: account
   name: 'default'

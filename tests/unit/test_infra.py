@@ -364,3 +364,14 @@ def test_set_blob_source_edge_cases():
     assert set_blob_source(switched, "EventGrid") == (switched, 0)
     with pytest.raises(PackagingError):
         set_blob_source(source.replace("import azure.functions as func", "from azure import functions"), "EventGrid")
+
+
+def test_the_runs_lifecycle_rule_deletes_old_runs_blobs_only_when_a_retention_is_set():
+    [(path, _, rule)] = [(p, n, r) for p, n, r in all_resources() if r["type"] == "Microsoft.Storage/storageAccounts/managementPolicies"]
+    [policy] = rule["config"]["properties"]["policy"]["rules"]
+    assert policy["definition"]["filters"]["prefixMatch"] == ["${runsContainer}/"], "the runs container alone"
+    assert policy["definition"]["actions"]["baseBlob"]["delete"] == {"daysAfterModificationGreaterThan": "runsRetentionDays"}
+    text = path.read_text()
+    assert "= if (runsRetentionDays > 0) {" in text, "off unless a retention is given"
+    main = (REPO_ROOT / "infra" / "main.bicep").read_text()
+    assert "param runsRetentionDays int = 0" in main and "runsRetentionDays: runsRetentionDays" in main, "off by default"
