@@ -117,6 +117,7 @@ class RunStatus:
     finished_at: str | None = None
     event_claim: EventClaim | None = None
     event_sent_at: str | None = None
+    report_at: str | None = None  # report.html was drawn from the manifest (a step after the manifest and the event)
     # a run kind's own part of the status, under the kind's section name (``beopest``: its master, or why it failed)
     kind_sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
@@ -209,6 +210,14 @@ class RunStatus:
 
     def event_sent(self) -> "RunStatus":
         return self._set_once(event_sent_at=now_iso())._without("event_claim")
+
+    def report_written(self) -> "RunStatus":
+        return self._set_once(report_at=now_iso())
+
+    @property
+    def report_due(self) -> bool:
+        """Its manifest is written and its event sent, its report not drawn yet."""
+        return self.finished and bool(self.manifest_url) and not self.report_at
 
     def with_kind_section(self, name: str, section: Mapping[str, Any]) -> "RunStatus":
         """Set a run kind's own part of the status (the kind's module decides what it holds)."""
@@ -327,6 +336,7 @@ class RunStatusSchema(Schema):
     finished_at = fields.String(allow_none=True)
     event_claim = fields.Nested(_nested(EventClaim), allow_none=True)
     event_sent_at = fields.String(allow_none=True)
+    report_at = fields.String(allow_none=True)
 
     @post_load(pass_original=True)
     def build(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> RunStatus:

@@ -122,13 +122,23 @@ def _write_manifest(clients: Clients, store: RunStore, run: RunObservation) -> t
     limit = request.spec.constraints.max_wall_clock if request else None
     final_state, reason = _final_state(tasks, status, limit, request.spec.kind if request else None)
     manifest = seen.manifest(final_state, reason, now_iso())
-    # the manifest comes last: a reader that sees it finds the members table and the report beside it
-    run_documents.write_beside_manifest(store, manifest)
+    # the manifest comes after the members table: a reader that sees it finds the table beside it
+    run_documents.write_members(store, manifest)
     if not store.create_once(run.run_id, MANIFEST_BLOB, manifest.to_json()):
         winner = Manifest.from_json(store.read(run.run_id, MANIFEST_BLOB).document)  # another tick won the race
-        run_documents.write_beside_manifest(store, winner)  # so that the table and the report are the winner's
+        run_documents.write_members(store, winner)  # so that the table is the winner's
         return winner, False
     return manifest, True
+
+
+def write_report(clients: Clients, run: RunObservation) -> None:
+    """Draw the run's report from its manifest (the step after finishing: drawing takes a fraction of a second of
+    CPU, which a burst of ending runs must not add to their manifests' and events' latency)."""
+    store = RunStore(clients.runs())
+    document = store.read(run.run_id, MANIFEST_BLOB).document
+    if document is not None:
+        run_documents.write_report(store, Manifest.from_json(document))
+    update_status(store, run.run_id, lambda s: s.report_written())
 
 
 def _release_pool(clients: Clients, run: RunObservation) -> None:

@@ -29,7 +29,7 @@ from dmscontract.clients import Clients
 from shared.events import emit_run_event_once
 from dmscontract.ids import job_id
 from shared.kinds import kind_for
-from shared.finishing import end_job, finish_run
+from shared.finishing import end_job, finish_run, write_report
 from shared.pool_outlook import look_at_pool
 from shared.planning import META_DEADLINE, META_KIND, META_RUN_ID, META_TASKS, META_WHEN_DONE, pool_for
 from shared.run_checks import CheckRequest, JobSnapshot, request_check, take_marker
@@ -44,6 +44,9 @@ __all__ = ["PoolOutlook", "RunObservation", "check_run", "decide", "task_summary
 log = logging.getLogger("dmsbatch.reconcile")
 
 FOLLOW_UP_SECONDS = 3  # a log upload comes just before its task completes: look again this much later
+# a finished run's report is drawn this much later, off the path of the burst of manifests and events that ends many
+# runs at once (drawing takes a tenth of a second of CPU or more per run; tests/e2e/test_fleet_e2e.py is such a burst)
+REPORT_AFTER_SECONDS = 60
 MAX_BACKOFF_SECONDS = 120
 JOB_SELECT = ["id", "state", "metadata", "poolInfo", "creationTime"]
 
@@ -90,8 +93,10 @@ def decide(run: RunObservation, now: datetime) -> str | None:
     (``<kind>_<step>``, e.g. 'beopest_chain'), or None."""
     if run.job_state == "completed":
         # Batch ended the job (every task completed, or it was terminated): finish the run, unless a check
-        # already did (a log upload's and the timer's both come for it)
-        return None if run.status.finished else "finish"
+        # already did (a log upload's and the timer's both come for it); then draw its report
+        if not run.status.finished:
+            return "finish"
+        return "report" if run.status.report_due else None
     if run.job_state != "active":
         return None  # terminating, disabled, being deleted: a later check sees where it ends
     counts = run.counts
@@ -200,6 +205,7 @@ def fail_on_pool(clients: Clients, run: RunObservation) -> None:
 # what each decision does (lambdas: tests and telemetry look the functions up by name)
 ACTIONS: dict[str, Callable[[Clients, RunObservation], None]] = {
     "finish": lambda clients, run: finish_run(clients, run),
+    "report": lambda clients, run: write_report(clients, run),
     "time_out": lambda clients, run: time_out_run(clients, run),
     "end_run": lambda clients, run: end_run(clients, run),
     "progress": lambda clients, run: record_progress(clients, run),
@@ -253,7 +259,8 @@ def check_run(clients: Clients, request: CheckRequest, now: datetime | None = No
         if run.status.check_failures:  # a check got through: the run is no longer in trouble
             update_status(RunStore(clients.runs()), run.run_id, lambda s: s.check_recovered())
         if _follow_up_due(request, run, action):
-            request_check(clients, CheckRequest(run.run_id, reason="follow_up"), delay=FOLLOW_UP_SECONDS)
+            request_check(clients, CheckRequest(run.run_id, reason="follow_up"),
+                          delay=REPORT_AFTER_SECONDS if action == "finish" else FOLLOW_UP_SECONDS)
         run_metrics.check_done(request.reason, action, "ok")
         return action
     except Exception as exc:  # noqa: BLE001 - kept to this run: recorded on it, retried, then its reason
@@ -267,7 +274,9 @@ def _follow_up_due(request: CheckRequest, run: RunObservation, action: str | Non
     """Whether to look once more a few seconds from now: after ending the job (Batch completes it once its
     tasks have ended), and after a log upload near the end of a run (the upload comes just before its
     task completes, and Batch ends the job a moment after its last task). A follow-up asks for none."""
-    if run.job_state == "completed" or action == "finish" or request.reason == "follow_up":
+    if action == "finish":
+        return True  # its report is drawn by the next look, off the path of the manifest and the event
+    if run.job_state == "completed" or request.reason == "follow_up":
         return False
     return ends_the_job(run, action) or run.job_state == "terminating" or (request.reason == "log" and run.counts["active"] == 0)
 

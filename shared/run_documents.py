@@ -1,8 +1,10 @@
 """The documents a run leaves beside its manifest: ``members.csv`` (a sweep's) and ``report.html``.
 
-Both are derived from the manifest alone, so they are written just before it (a reader that
-sees the manifest finds them) and written again from the winner's manifest when two checks
-race to finish a run: what lies beside a manifest always agrees with it.
+Both are derived from the manifest alone. ``members.csv`` is cheap and written just before it
+(a reader that sees the manifest finds it; written again from the winner's manifest when two
+checks race to finish a run). ``report.html`` takes a fraction of a second of CPU to draw, so it
+is the step after the manifest and the run-events message (``shared.reconcile``: ``report``),
+seconds later, and never delays them.
 """
 from __future__ import annotations
 
@@ -20,9 +22,14 @@ from dmsreport import render_report
 log = logging.getLogger("dmsbatch.run_documents")
 
 
-def write_beside_manifest(store: RunStore, manifest: Manifest) -> None:
+def write_members(store: RunStore, manifest: Manifest) -> None:
+    """A sweep's members.csv, written just before its manifest."""
     if manifest.members:
         _upload(store, manifest.run_id, MEMBERS_BLOB, to_csv(member_rows(manifest)), "text/csv; charset=utf-8")
+
+
+def write_report(store: RunStore, manifest: Manifest) -> None:
+    """report.html, drawn from the manifest once it is written (a later step of the run's reconciliation)."""
     _upload(store, manifest.run_id, REPORT_BLOB, _report(manifest), "text/html; charset=utf-8")
 
 

@@ -13,7 +13,8 @@ import jsonschema
 from dmscontract.run_store import RunStore
 from tests.support import browser
 from tests.support.cli import dms
-from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, unique_run_id, wait_for_final_status
+from tests.support.runs import MANIFEST_SCHEMA, post_spec, run_story, status_json, unique_run_id, wait_for_final_status
+from tests.support.waiting import wait_until
 from tests.support.sweep import sweep_spec
 
 DATES, ROWS = ["2020-01-01", "2020-02-01", "2020-03-01"], ["1", "2", "3", "4"]
@@ -57,16 +58,6 @@ def test_a_sweep_with_failures_gives_its_members_parameters_and_a_rerun_of_the_f
     assert [(r["START_DATE"], r["INSERTION_ROW"], r["state"]) for r in table if r["state"] != "succeeded"] == [
         (d, "2", "failed") for d in DATES]
     assert all(r["exit_code"] == "3" for r in table if r["state"] == "failed")
-    report = tmp_path / "report.html"
-    report.write_bytes(clients.runs().download_blob(f"{run_id}/report.html").readall())
-    dom = browser.dump_dom(report)  # as headless Chromium rendered it, its scripts run
-    bars = set(re.findall(r'id="task-(m-\d{5})"', dom))
-    assert bars == {f"m-{i:05d}" for i in range(12)}, "the timeline has one bar per task"
-    listed = re.findall(r'data-task-id="(m-\d{5})"', dom.split('id="failed-tasks"', 1)[1].split("</section>", 1)[0])
-    assert sorted(set(listed)) == ["m-00001", "m-00005", "m-00009"], "the failed members are listed"
-    assert "row 2 diverged" in dom, "with their stderr"
-    assert not browser.is_blank(browser.screenshot(report, tmp_path / "report.png")), "the page shows something"
-
     failed = dms("results", run_id, "--members", "--state", "failed", "--json", stack=stack)
     assert failed.exit_code == 0, failed
     assert [row["member"] for row in json.loads(failed.stdout)] == ["m-00001", "m-00005", "m-00009"]
@@ -98,6 +89,18 @@ def test_a_sweep_with_failures_gives_its_members_parameters_and_a_rerun_of_the_f
     refused = wait_for_final_status(clients, wrong, timeout=30)
     assert refused["state"] == "failed" and refused["reason"] == "the re-run request cannot be used"
     assert refused["errors"] == [f"rerun.members[1]: 'm-00099' is not a member of run '{run_id}' (its members are m-00000 to m-00011)"]
+
+    # drawn the step after the manifest and the event (a minute later, off the path of a burst of ending runs)
+    wait_until(lambda: (status_json(store, run_id) or {}).get("report_at"), 120, what="the report to be drawn")
+    report = tmp_path / "report.html"
+    report.write_bytes(clients.runs().download_blob(f"{run_id}/report.html").readall())
+    dom = browser.dump_dom(report)  # as headless Chromium rendered it, its scripts run
+    bars = set(re.findall(r'id="task-(m-\d{5})"', dom))
+    assert bars == {f"m-{i:05d}" for i in range(12)}, "the timeline has one bar per task"
+    listed = re.findall(r'data-task-id="(m-\d{5})"', dom.split('id="failed-tasks"', 1)[1].split("</section>", 1)[0])
+    assert sorted(set(listed)) == ["m-00001", "m-00005", "m-00009"], "the failed members are listed"
+    assert "row 2 diverged" in dom, "with their stderr"
+    assert not browser.is_blank(browser.screenshot(report, tmp_path / "report.png")), "the page shows something"
 
 
 def test_a_rerun_that_cannot_be_made_is_said_before_anything_is_posted(clients, store, stack):

@@ -112,7 +112,9 @@ def test_a_job_batch_has_ended_is_finished_whatever_its_last_counts_said():
     assert decide(observe(running=2, job_state="terminating"), NOW) is None, "still ending its tasks: a later check finishes it"
     assert decide(observe(running=2, job_state="disabled"), NOW) is None
     done = {"state": "succeeded", "event_sent_at": "x", "manifest_url": "u"}
-    assert decide(observe(job_state="completed", status=done), NOW) is None, "a second check of a finished run does nothing"
+    assert decide(observe(job_state="completed", status=done), NOW) == "report", "then its report, once manifest and event are out"
+    assert decide(observe(job_state="completed", status={**done, "report_at": "z"}), NOW) is None, \
+        "a check of a run finished and reported does nothing"
     assert decide(observe(job_state="completed", status={**done, "manifest_url": None}), NOW) == "finish", "until all is recorded"
     given_up = {"state": "failed", "event_sent_at": "x", "gave_up_at": "y"}
     assert decide(observe(job_state="completed", status=given_up), NOW) is None
