@@ -89,7 +89,7 @@ def test_the_reconciler_deletes_the_jobs_of_runs_finished_longer_ago_than_the_re
 
     from dmscontract.status import update_status
     from shared import batch_ops
-    from shared.job_retention import delete_ended_jobs
+    from shared.job_retention import JOBS_DELETED_PER_PASS, delete_ended_jobs
 
     finished = f"old-{uuid.uuid4().hex[:8]}"
     assert ended_run(clients, finished)["state"] == "succeeded"
@@ -104,7 +104,10 @@ def test_the_reconciler_deletes_the_jobs_of_runs_finished_longer_ago_than_the_re
     assert delete_ended_jobs(clients, datetime.now(timezone.utc)) == 0, "jobs that ended just now are kept"
     assert not job_is_gone(batch_client, finished)
     later = datetime.now(timezone.utc) + timedelta(hours=clients.settings.ended_job_retention_hours + 1)
-    assert delete_ended_jobs(clients, later) >= 1
+    passes = [delete_ended_jobs(clients, later) for _ in range(3)]
+    while passes[-1] and len(passes) < 100:  # the session's other finished runs are old by then too: 50 a pass
+        passes.append(delete_ended_jobs(clients, later))
+    assert passes[0] >= 1 and max(passes) <= JOBS_DELETED_PER_PASS and passes[-1] == 0, passes
     assert job_is_gone(batch_client, finished), "deleted once older than the retention"
     assert not job_is_gone(batch_client, f"{unfinished}"), "a run whose manifest is still to come keeps its job"
     assert blobs_of(clients, finished), "its blobs stay (prune and the lifecycle rule remove those)"
