@@ -38,7 +38,10 @@ def delete_ended_jobs(clients: Clients, now: datetime) -> int:
         run_id = {m.name: m.value for m in job.metadata or []}.get(META_RUN_ID)
         if not run_id:
             continue  # not one of this backend's jobs
-        status = read_status(store, run_id)
+        try:
+            status = read_status(store, run_id)
+        except ValueError:  # a status.json that is not one: its checks are handling it; keep the job meanwhile
+            continue
         if status is not None and not status.finished:
             continue  # its manifest is still to be written from the job's tasks
         if delete_job(clients.batch, job.id):
